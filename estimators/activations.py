@@ -1,0 +1,132 @@
+"""Activation memory of one training micro-batch: what autograd saves for backward, and the
+logits/loss buffers.
+
+The per-layer counts follow the ops transformers 5.x runs for a Llama-style block (RMSNorm computed
+in fp32, RoPE, SDPA or eager attention, SwiGLU MLP) and what PyTorch's autograd saves for each op
+(it keeps an op's input only when the gradient of another input needs it: a frozen ``Linear`` does
+not keep its input). The same accounting was checked against live-tensor measurements of real CPU
+steps (``tuners/memtrack.py``; tests/test_memory_measured.py). Reference point for the classic
+form: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+which gives ``s·b·h·(34 + 5·a·s/h)`` bytes per GPT layer in fp16 without flash attention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimators.methods import lora_linears
+from estimators.setup import TrainSetup
+from estimators.spec import ModelSpec
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Bytes for one micro-batch on one GPU."""
+
+    saved: int
+    """Everything kept for backward at the end of the forward pass (excluding logits buffers)."""
+    per_layer: int
+    """Saved by one block without checkpointing (what a recomputed block holds during its backward)."""
+    logits_forward: int
+    """Logits and loss buffers alive at the end of the forward pass."""
+    logits_backward: int
+    """Logits, loss and their gradients alive at the start of backward (usually the step's peak)."""
+
+
+def _rms_norm(h: int, d: int, trainable_weight: bool) -> int:
+    """HF RMSNorm upcasts to fp32: the fp32 input is kept for pow/mul; with a trainable weight, the
+    normalised input (d) and the output (d, kept by the next trainable linear) too."""
+    return FP32 * h + (2 * d * h if trainable_weight else 0)
+
+
+def _layer_norm(h: int, d: int, trainable_weight: bool) -> int:
+    """LayerNorm keeps its input (and tiny mean/rstd); the next trainable linear keeps its output."""
+    return d * h + (d * h if trainable_weight else 0)
+
+
+def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
+    """Bytes saved for backward by one block, per token of the micro-batch."""
+    d = setup.act_bytes
+    h, i = spec.hidden, spec.intermediate
+    a, kv = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
+    s = setup.tokens_per_sequence
+    # QLoRA: bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen.
+    trainable = setup.method in ("full", "distillation", "qlora")
+    layer_norm = spec.family in ("gpt2", "bert", "roberta")
+    norm = (_layer_norm if layer_norm else _rms_norm)(h, d, setup.method in ("full", "distillation"))
+    if trainable and setup.method == "qlora":
+        norm += d * h  # the 4-bit linears keep the normalised input
+    # Attention: q, k, v after RoPE are kept by the kernel; the output by SDPA (with a fp32
+    # log-sum-exp per head); a trainable o_proj keeps the re-laid-out copy of that output.
+    attn = d * (a + 2 * kv) + (d * a if trainable else 0)
+    if setup.attention == "sdpa":
+        attn += d * a + FP32 * spec.heads
+    else:  # eager: fp32 softmax of the s×s scores, and its copy cast back for the matmul with v
+        attn += spec.heads * s * (FP32 + (d if d < FP32 else 0))
+    # MLP: SwiGLU keeps gate (for SiLU), SiLU(gate) and up (for the product), and the product for a
+    # trainable down_proj. A MoE token goes through k experts.
+    width = i * max(spec.experts_per_token, 1)
+    gated = spec.family not in ("gpt2", "bert", "roberta") and spec.config.get("feed_forward_proj", "gated").startswith("gated")
+    if gated:
+        mlp = 3 * d * width + (d * width if trainable else 0)
+    else:  # GELU MLP: the pre-activation (GELU's input) and the activation (for the second linear)
+        mlp = d * width + (d * width if trainable else 0)
+    total = 2 * norm + attn + mlp
+    if setup.method in ("lora", "qlora"):
+        total += _lora_extra(spec, setup)
+    elif setup.method == "adapters":
+        # Two fp32 bottleneck adapters per block: an fp32 copy of the input, the down projection
+        # (kept for the activation) and the activation (kept by the up projection).
+        total += 2 * (FP32 * h + 2 * FP32 * setup.adapter_size)
+    return total
+
+
+def _lora_extra(spec: ModelSpec, setup: TrainSetup) -> int:
+    """Per token and block. PEFT casts each LoRA layer's input to the adapter's fp32 dtype: in 16-bit
+    training that is a new copy per LoRA layer, kept by lora_A; lora_A's output (r) is kept by lora_B.
+    In fp32 the cast is a no-op, so layers sharing an input (q/k/v, gate/up) share one tensor."""
+    d = setup.act_bytes
+    per_block = [lin for lin in lora_linears(spec, setup.lora_targets)]
+    extra, seen_inputs = 0, set()
+    for lin in per_block:
+        share = lin.count / max(spec.layers, 1)  # how many of this layer a block has
+        if d < FP32 or lin.in_features not in seen_inputs:
+            extra += share * FP32 * lin.in_features
+        seen_inputs.add(lin.in_features)
+        extra += share * FP32 * setup.lora_rank
+    return int(extra)
+
+
+def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, int]:
+    """(end of forward, start of backward) bytes of the output head's buffers.
+
+    transformers' causal-LM loss upcasts the logits to fp32 and runs log-softmax + NLL: at the end of
+    forward the logits (d) and the log-softmax output (fp32) are alive; at the start of backward the
+    log-softmax output, its incoming gradient and the gradient of the logits (fp32 each); the d-typed
+    logits are gone by then (measured: three fp32 vocab-sized tensors per token in bf16 and fp32). Large vocabularies (128k–152k) make this the biggest single activation.
+    """
+    d = setup.act_bytes
+    v = spec.vocab
+    forward = tokens * v * (d + FP32 + (FP32 if d < FP32 else 0))
+    backward = tokens * v * 3 * FP32
+    if setup.method == "distillation":
+        # The teacher's logits (d) and its softened fp32 distribution, plus the student's softened
+        # log-probabilities (fp32) and their gradient for the KL term.
+        forward += tokens * v * (d + 2 * FP32)
+        backward += tokens * v * (d + 3 * FP32)
+    return forward, backward
+
+
+def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
+    tokens = setup.batch_size * setup.tokens_per_sequence
+    d = setup.act_bytes
+    per_layer = per_token_layer_bytes(spec, setup) * tokens
+    norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden) * tokens
+    if setup.gradient_checkpointing:
+        # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
+        saved = spec.layers * d * spec.hidden * tokens + norm_final
+    else:
+        saved = spec.layers * per_layer + norm_final
+    fwd, bwd = logits_bytes(spec, setup, tokens)
+    return Activations(saved=int(saved), per_layer=int(per_layer), logits_forward=int(fwd), logits_backward=int(bwd))

@@ -1,0 +1,191 @@
+"""Peak memory per GPU of one training step, for every method, as a timeline of the step.
+
+Resident all step: weights, optimizer states (from the first ``step()`` on) and, under mixed
+precision, fp32 master weights. Then three moments compete for the peak:
+
+* ``backward_start``: the forward's saved activations plus the logits/loss buffers and their
+  first gradients — usually the peak of PEFT methods and of full tuning at long sequences;
+* ``backward_end``: all gradients exist while the last block's activations (or, with checkpointing,
+  one recomputed block) are still alive — gradients and activations coexist only here;
+* ``optimizer``: gradients plus the optimizer's temporaries (``foreach`` AdamW makes a
+  parameter-sized temporary) — usually the peak of full tuning at small batches.
+
+``peak_allocated`` is the largest; it stands for ``torch.cuda.max_memory_allocated()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from estimators.activations import FP32, activations
+from estimators.errors import InputError
+from estimators.methods import quantized_params, trainable_params
+from estimators.setup import DTYPE_BYTES, TrainSetup
+from estimators.spec import ModelSpec
+
+GIB = 1024**3
+
+# Optimizer state bytes per trainable parameter, as a multiple of the parameter's own bytes, or fixed.
+#   AdamW: exp_avg and exp_avg_sq in the parameter's dtype (torch.optim.AdamW).
+#   8-bit AdamW: two uint8 states plus an fp32 absmax per 256-value block (bitsandbytes, Dettmers et al. 2021).
+#   SGD with momentum: one buffer in the parameter's dtype.
+#   Adafactor: factored second moment, rows + cols per matrix (Shazeer & Stern 2018) — see _adafactor_bytes.
+_STATE_COPIES = {"adamw": 2, "sgd": 1}
+_ADAM8_BYTES = 2 + 2 * 4 / 256
+
+# bitsandbytes 4-bit storage (Dettmers et al. 2023, QLoRA §3): 0.5 byte per weight, an fp32 absmax per
+# 64-weight block (4/64 byte); double quantization stores those absmax in 8 bits plus an fp32 constant
+# per 256 blocks: 1/64 + 4/(64·256) byte. LLM.int8: 1 byte per weight plus an fp32 scale per row (small).
+_NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256), False: 0.5 + 4 / 64}
+_INT8_BYTES = 1.0
+
+# Non-tensor memory of a CUDA process (what nvidia-smi shows beyond max_memory_allocated): the CUDA
+# context with cuBLAS/cuDNN workspaces (~0.5–1 GiB on Ampere/Hopper with torch 2.x) and the caching
+# allocator's slack between reserved and allocated (typically 5–15 % in steady training).
+CUDA_CONTEXT_BYTES = int(0.75 * GIB)
+ALLOCATOR_SLACK = 0.10
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes per GPU. Components say what is resident; ``peak_allocated`` is their maximum over the step."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    other: int
+    """Logits/loss buffers at the peak, optimizer temporaries, autocast weight copies, master weights."""
+    peak_allocated: int
+    overhead: int
+    peak_phase: str
+    phases: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.peak_allocated + self.overhead
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
+                "activations": self.activations, "other": self.other, "peak_allocated": self.peak_allocated,
+                "overhead": self.overhead, "total": self.total, "peak_phase": self.peak_phase,
+                "phases": dict(self.phases), "detail": dict(self.detail)}
+
+
+def _param_bytes(setup: TrainSetup) -> int:
+    """Bytes of one trainable parameter: PEFT keeps adapters (LoRA, prompts, our adapters) in fp32."""
+    return FP32 if setup.frozen_base else setup.weight_bytes
+
+
+def _optimizer_state_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int) -> int:
+    pb = _param_bytes(setup)
+    if setup.optimizer == "adamw_8bit":
+        return int(trainable * _ADAM8_BYTES)
+    if setup.optimizer == "adafactor":
+        return _adafactor_bytes(spec, setup, trainable, pb)
+    return trainable * pb * _STATE_COPIES[setup.optimizer]
+
+
+def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int) -> int:
+    """Adafactor without momentum keeps rows + cols per weight matrix and a full state per vector."""
+    if setup.method in ("full", "distillation"):
+        factored = sum((lin.in_features + lin.out_features) * lin.count for lin in spec.linears)
+        factored += 2 * (spec.vocab + spec.hidden)  # embeddings and head
+        dense_vectors = spec.params.norms
+        return (factored + dense_vectors) * pb
+    if setup.method in ("lora", "qlora"):  # A is r×in, B is out×r: factored to r+in and out+r
+        return int(trainable / setup.lora_rank * 1 + 0) * pb  # rows+cols ≈ (in+out+2r) per pair ≈ trainable/r
+    return trainable * pb  # prompt vectors and adapter vectors are small: keep them whole
+
+
+def _frozen_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
+    """Storage of a frozen base model."""
+    if setup.method != "qlora":
+        return spec.total_params * setup.weight_bytes
+    q = quantized_params(spec)
+    per = _NF4_BYTES[setup.double_quant] if setup.quant_bits == 4 else _INT8_BYTES
+    # peft's prepare_model_for_kbit_training upcasts what is not quantized (embeddings, norms, head) to fp32.
+    return int(q * per) + (spec.total_params - q) * FP32
+
+
+def _teacher_bytes(teacher: ModelSpec, setup: TrainSetup) -> int:
+    if setup.teacher_quant_bits == 4:
+        q = quantized_params(teacher)
+        return int(q * _NF4_BYTES[True]) + (teacher.total_params - q) * DTYPE_BYTES[setup.precision]
+    if setup.teacher_quant_bits == 8:
+        q = quantized_params(teacher)
+        return int(q * _INT8_BYTES) + (teacher.total_params - q) * DTYPE_BYTES[setup.precision]
+    return teacher.total_params * DTYPE_BYTES[setup.precision]
+
+
+def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | None = None) -> MemoryBreakdown:
+    """Per-GPU memory of one steady-state training step (optimizer states already created)."""
+    if setup.method == "distillation" and teacher is None:
+        raise InputError("distillation needs a teacher model: give --teacher M (a larger model with the same tokenizer)")
+    if setup.method == "distillation" and teacher.vocab != spec.vocab:
+        raise InputError(f"teacher {teacher.id} (vocab {teacher.vocab}) and student {spec.id} (vocab {spec.vocab}) "
+                         "must share a tokenizer: choose a teacher from the student's family")
+    if setup.method == "prompt_tuning" and spec.kind == "encoder":
+        raise InputError(f"prompt tuning needs a generative model; {spec.id} is an encoder (use lora or full)")
+    n = setup.num_gpus
+    trainable = trainable_params(spec, setup)
+    pb = _param_bytes(setup)
+    detail: dict[str, int] = {"trainable_params": trainable}
+
+    # Weights resident on each GPU.
+    if setup.frozen_base:
+        weights = _frozen_weight_bytes(spec, setup) + trainable * pb
+        sharded_weights = _frozen_weight_bytes(spec, setup)
+    else:
+        weights = spec.total_params * setup.weight_bytes
+        sharded_weights = weights
+    if setup.method == "distillation":
+        detail["teacher_weights"] = _teacher_bytes(teacher, setup)
+        weights += detail["teacher_weights"]
+    gradients = trainable * pb
+    optimizer = _optimizer_state_bytes(spec, setup, trainable)
+    # Mixed precision keeps fp32 weights as the masters (counted in weights); autocast keeps a 16-bit
+    # copy of every weight used in the forward until its backward (torch.autocast's cast cache).
+    cast_cache = spec.total_params * DTYPE_BYTES[setup.precision] if setup.mixed_precision else 0
+
+    # Multi-GPU: DDP replicates everything (C6.8) and buckets gradients in a second copy; ZeRO-1 shards
+    # optimizer states, ZeRO-2 also gradients, ZeRO-3/FSDP also parameters (Rajbhandari et al. 2020).
+    if n > 1:
+        if setup.sharding == "none":
+            detail["ddp_buckets"] = gradients
+        if setup.sharding in ("zero1", "zero2", "zero3", "fsdp"):
+            optimizer //= n
+        if setup.sharding in ("zero2", "zero3", "fsdp"):
+            gradients //= n
+        if setup.sharding in ("zero3", "fsdp"):
+            gathered = 2 * sharded_weights // max(spec.layers, 1)  # one block gathered, the next prefetched
+            weights = weights - sharded_weights + sharded_weights // n + gathered
+            detail["gathered_block"] = gathered
+    if setup.cpu_offload:
+        detail["offloaded_optimizer"] = optimizer
+        optimizer = 0
+
+    act = activations(spec, setup)
+    # foreach AdamW/SGD: one parameter-sized temporary of the trainable set during step().
+    opt_temp = 0 if setup.cpu_offload else gradients
+    resident = weights + optimizer + detail.get("ddp_buckets", 0)
+    held_grads = gradients if setup.grad_accum > 1 else 0  # accumulated across micro-batches
+    phases = {
+        "backward_start": resident + held_grads + cast_cache + act.saved + act.logits_backward,
+        "backward_end": resident + gradients + cast_cache
+                        + (act.per_layer if setup.gradient_checkpointing else act.per_layer // 2),
+        "optimizer": resident + gradients + opt_temp,
+    }
+    phase = max(phases, key=phases.get)
+    peak = phases[phase]
+    other = peak - weights - (optimizer + detail.get("ddp_buckets", 0)) \
+        - (gradients if phase != "backward_start" or held_grads else 0) \
+        - (act.saved if phase == "backward_start" else 0)
+    detail.update({"logits_backward": act.logits_backward, "saved_activations": act.saved,
+                   "per_layer_activations": act.per_layer, "optimizer_temporary": opt_temp,
+                   "autocast_cache": cast_cache})
+    overhead = (CUDA_CONTEXT_BYTES + int(ALLOCATOR_SLACK * peak)) if setup.device == "cuda" else 0
+    return MemoryBreakdown(weights=int(weights), gradients=int(gradients), optimizer=int(optimizer),
+                           activations=int(act.saved), other=int(other), peak_allocated=int(peak),
+                           overhead=overhead, peak_phase=phase, phases={k: int(v) for k, v in phases.items()},
+                           detail={k: int(v) for k, v in detail.items()})

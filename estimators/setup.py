@@ -1,0 +1,114 @@
+"""``TrainSetup``: everything about a training run that the estimators need, validated once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimators.errors import InputError
+
+METHODS = ("prompt_tuning", "lora", "qlora", "full", "adapters", "distillation")
+PRECISIONS = ("bf16", "fp16", "fp32")
+OPTIMIZERS = ("adamw", "adamw_8bit", "sgd", "adafactor")
+ATTENTIONS = ("sdpa", "eager")
+SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
+DEVICES = ("cuda", "cpu")
+
+# Bytes per element of each storage dtype.
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "nf4": 0.5}
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """One training configuration. Defaults match the CLI's (DESIGN.md contract)."""
+
+    method: str
+    """``prompt_tuning``, ``lora``, ``qlora``, ``full``, ``adapters`` or ``distillation``."""
+    batch_size: int = 1
+    """Micro-batch per GPU (sequences in one forward/backward)."""
+    seq_len: int = 512
+    """Tokens per sequence (before prompt tuning's virtual tokens)."""
+    precision: str = "bf16"
+    """Storage and compute dtype of the model weights."""
+    mixed_precision: bool = False
+    """fp32 master weights with autocast to ``precision`` (classic AMP) instead of pure low precision."""
+    optimizer: str = "adamw"
+    gradient_checkpointing: bool = False
+    attention: str = "sdpa"
+    """``sdpa`` (flash / memory-efficient kernels: memory linear in length) or ``eager`` (quadratic)."""
+    lora_rank: int = 16
+    lora_targets: str = "all-linear"
+    """``all-linear`` or a comma list of module names (``q,v`` is short for ``q_proj,v_proj``)."""
+    quant_bits: int = 4
+    """QLoRA base-weight bits: 4 (NF4) or 8 (LLM.int8)."""
+    double_quant: bool = True
+    """QLoRA double quantization of the 4-bit blocks' constants."""
+    num_virtual_tokens: int = 20
+    adapter_size: int = 64
+    """Bottleneck width of adapter layers."""
+    teacher_quant_bits: int | None = None
+    """Distillation: store the frozen teacher in 4 or 8 bits (None: the training precision)."""
+    num_gpus: int = 1
+    sharding: str = "none"
+    cpu_offload: bool = False
+    """Offload optimizer states (and with ZeRO-3/FSDP the parameters) to CPU memory."""
+    grad_accum: int = 1
+    device: str = "cuda"
+    """Where the step runs: ``cuda`` adds the CUDA context and allocator slack as overhead."""
+    examples: int | None = None
+    tokens_per_example: int | None = None
+    epochs: float = 1
+
+    def __post_init__(self):
+        problems = []
+
+        def choice(name, allowed):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+
+        choice("method", METHODS)
+        choice("precision", PRECISIONS)
+        choice("optimizer", OPTIMIZERS)
+        choice("attention", ATTENTIONS)
+        choice("sharding", SHARDINGS)
+        choice("device", DEVICES)
+        for name in ("batch_size", "seq_len", "lora_rank", "num_virtual_tokens", "adapter_size", "num_gpus",
+                     "grad_accum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer (got {value!r})")
+        for name in ("examples", "tokens_per_example"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                problems.append(f"{name} must be a positive integer (got {value!r})")
+        if not isinstance(self.epochs, (int, float)) or self.epochs <= 0:
+            problems.append(f"epochs must be positive (got {self.epochs!r})")
+        if self.quant_bits not in (4, 8):
+            problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
+        if self.teacher_quant_bits not in (None, 4, 8):
+            problems.append(f"teacher_quant_bits must be 4 or 8 (got {self.teacher_quant_bits!r})")
+        if self.sharding != "none" and self.num_gpus == 1:
+            problems.append(f"sharding '{self.sharding}' needs more than one GPU (raise --num-gpus or use --sharding none)")
+        if self.method == "qlora" and self.precision == "fp32":
+            problems.append("qlora computes in 16 bits: use --precision bf16 or fp16")
+        if not self.lora_targets or not str(self.lora_targets).strip(", "):
+            problems.append("lora_targets must be 'all-linear' or a comma list of module names")
+        if problems:
+            raise InputError("; ".join(problems))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes per trainable full-model weight: fp32 masters under mixed precision, else the precision."""
+        return 4 if self.mixed_precision else DTYPE_BYTES[self.precision]
+
+    @property
+    def act_bytes(self) -> int:
+        """Bytes per activation element: the autocast dtype under mixed precision, else the precision."""
+        return DTYPE_BYTES[self.precision]
+
+    @property
+    def frozen_base(self) -> bool:
+        return self.method in ("lora", "qlora", "prompt_tuning", "adapters")
+
+    @property
+    def tokens_per_sequence(self) -> int:
+        """Sequence length the model actually processes (prompt tuning prepends virtual tokens)."""
+        return self.seq_len + (self.num_virtual_tokens if self.method == "prompt_tuning" else 0)

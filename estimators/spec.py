@@ -1,0 +1,341 @@
+"""Model specs: exact parameter counts and layer shapes from a Hugging Face ``config.json``.
+
+Pure Python (no torch). Each family below mirrors the module tree that transformers 5.x builds
+for it, so the totals equal ``sum(p.numel() for p in model.parameters())`` of the real class
+(tests check this on the meta device for every catalog model). Tied embeddings are counted once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from estimators.errors import InputError
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One kind of linear layer in the model (what LoRA can target)."""
+
+    name: str
+    """Module name as transformers calls it (``q_proj``, ``c_attn``, ``wi_0``...)."""
+    in_features: int
+    out_features: int
+    count: int
+    """How many such layers the whole model has."""
+    role: str
+    """``attn``, ``mlp``, ``expert`` (routed MoE experts, stored fused in transformers 5) or ``router``."""
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameter count of the model, split by what the parameters do."""
+
+    embeddings: int
+    """Token (and position / token-type) embeddings."""
+    attention: int
+    mlp: int
+    """Feed-forward blocks, MoE experts, shared experts and routers included."""
+    norms: int
+    lm_head: int
+    """Untied output projection (0 when tied to the embeddings) plus any head-only layers."""
+
+    @property
+    def total(self) -> int:
+        return self.embeddings + self.attention + self.mlp + self.norms + self.lm_head
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the estimators need to know about one model."""
+
+    id: str
+    family: str
+    """``model_type`` from the config (``llama``, ``qwen2``, ``t5``...)."""
+    kind: str
+    """``decoder``, ``encoder`` or ``encoder_decoder``."""
+    hidden: int
+    layers: int
+    """Transformer blocks (encoder + decoder for T5)."""
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    """Feed-forward width of a dense block (the expert width for MoE models)."""
+    vocab: int
+    params: ParamCounts
+    linears: tuple[Linear, ...]
+    tied_embeddings: bool
+    active_params: int
+    """Parameters used per token: equals the total except for MoE models."""
+    num_experts: int = 0
+    experts_per_token: int = 0
+    max_positions: int | None = None
+    source: str = ""
+    config: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def total_params(self) -> int:
+        return self.params.total
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def linear_params(self, roles: tuple[str, ...] = ("attn", "mlp", "expert", "router")) -> int:
+        return sum(lin.in_features * lin.out_features * lin.count for lin in self.linears if lin.role in roles)
+
+
+# --- reading the config --------------------------------------------------------------------------
+
+_ENCODERS = {"bert", "roberta"}
+_ENC_DEC = {"t5"}
+# transformers' default for ``tie_word_embeddings`` per config class (5.x), used when the key is absent.
+_TIE_DEFAULT = {"gemma2": True, "gpt2": True, "bert": True, "roberta": True, "t5": True}
+
+
+class _Cfg:
+    """Reads config keys, collecting every missing or malformed one into a single error."""
+
+    def __init__(self, raw: dict, model_id: str):
+        self.raw = raw
+        self.model_id = model_id
+        self.problems: list[str] = []
+
+    def int(self, *keys: str, default: int | None = None, positive: bool = True) -> int:
+        for key in keys:
+            value = self.raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
+                self.problems.append(f"'{key}' must be a positive integer, got {value!r}")
+                return 1
+            return value
+        if default is None:
+            self.problems.append(f"missing '{keys[0]}'")
+            return 1
+        return default
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key)
+        return default if value is None else bool(value)
+
+    def check(self) -> None:
+        if self.problems:
+            raise InputError(
+                f"config of '{self.model_id}' is unusable: {'; '.join(self.problems)} "
+                "(give a complete Hugging Face config.json)"
+            )
+
+
+def clean_config(raw: dict) -> dict:
+    """Drops catalog metadata (keys starting with ``_``) and loading-only keys."""
+    return {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("quantization_config", "auto_map")}
+
+
+def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> ModelSpec:
+    """Builds a :class:`ModelSpec` from a config dict; raises :class:`InputError` when it cannot."""
+    if not isinstance(raw, dict):
+        raise InputError(f"config of '{model_id}' must be a JSON object (give a Hugging Face config.json)")
+    cfg = clean_config(raw)
+    family = cfg.get("model_type")
+    builder = _FAMILIES.get(family)
+    if builder is None:
+        known = ", ".join(sorted(_FAMILIES))
+        raise InputError(f"model_type {family!r} of '{model_id}' is not supported (supported: {known})")
+    return builder(_Cfg(cfg, model_id), family, model_id, source)
+
+
+def _spec(c: _Cfg, family: str, model_id: str, source: str, **kw) -> ModelSpec:
+    c.check()
+    return ModelSpec(id=model_id, family=family, source=source, config=c.raw, **kw)
+
+
+# --- decoder-only families (Llama-like) ------------------------------------------------------------
+
+
+def _llama_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
+    """Llama, Mistral, Mixtral, Qwen2, Gemma 2, Phi-3, Granite: RMSNorm, RoPE, gated MLP."""
+    h = c.int("hidden_size")
+    n_layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    kv = c.int("num_key_value_heads", default=heads)
+    vocab = c.int("vocab_size")
+    inter = c.int("intermediate_size")
+    hd = c.int("head_dim", default=max(h // heads, 1))
+    c.check()
+    q_dim, kv_dim = heads * hd, kv * hd
+    # Qwen2 puts biases on q/k/v only; the others follow ``attention_bias`` / ``mlp_bias``.
+    qkv_bias = family == "qwen2" or c.flag("attention_bias", False)
+    o_bias = c.flag("attention_bias", False) and family != "qwen2"
+    mlp_bias = c.flag("mlp_bias", False)
+    if family == "phi3":  # fused qkv_proj and gate_up_proj
+        attn_linears = [Linear("qkv_proj", h, q_dim + 2 * kv_dim, n_layers, "attn"),
+                        Linear("o_proj", q_dim, h, n_layers, "attn")]
+    else:
+        attn_linears = [Linear("q_proj", h, q_dim, n_layers, "attn"), Linear("k_proj", h, kv_dim, n_layers, "attn"),
+                        Linear("v_proj", h, kv_dim, n_layers, "attn"), Linear("o_proj", q_dim, h, n_layers, "attn")]
+    attn = n_layers * (h * (q_dim + 2 * kv_dim) + q_dim * h
+                       + (q_dim + 2 * kv_dim) * qkv_bias + h * o_bias)
+    experts = c.raw.get("num_local_experts") or 0
+    top_k = c.raw.get("num_experts_per_tok") or 0
+    if experts:  # Mixtral: a router plus ``experts`` gated MLPs per layer, stored fused
+        mlp_linears = [Linear("gate", h, experts, n_layers, "router"),
+                       Linear("w1", h, inter, n_layers * experts, "expert"),
+                       Linear("w3", h, inter, n_layers * experts, "expert"),
+                       Linear("w2", inter, h, n_layers * experts, "expert")]
+        routed = n_layers * experts * 3 * h * inter
+        mlp = n_layers * h * experts + routed
+    elif family == "phi3":
+        mlp_linears = [Linear("gate_up_proj", h, 2 * inter, n_layers, "mlp"), Linear("down_proj", inter, h, n_layers, "mlp")]
+        mlp = n_layers * 3 * h * inter
+        routed = 0
+    else:
+        mlp_linears = [Linear("gate_proj", h, inter, n_layers, "mlp"), Linear("up_proj", h, inter, n_layers, "mlp"),
+                       Linear("down_proj", inter, h, n_layers, "mlp")]
+        mlp = n_layers * (3 * h * inter + (2 * inter + h) * mlp_bias)
+        routed = 0
+    norms_per_layer = 4 if family == "gemma2" else 2  # Gemma 2 adds pre/post feed-forward norms
+    norms = n_layers * norms_per_layer * h + h
+    tied = c.flag("tie_word_embeddings", _TIE_DEFAULT.get(family, False))
+    embeddings = vocab * h
+    lm_head = 0 if tied else vocab * h
+    params = ParamCounts(embeddings, attn, mlp, norms, lm_head)
+    active = params.total - routed + (routed * top_k // experts if experts else 0)
+    return _spec(c, family, model_id, source, kind="decoder", hidden=h, layers=n_layers, heads=heads, kv_heads=kv,
+                 head_dim=hd, intermediate=inter, vocab=vocab, params=params,
+                 linears=tuple(attn_linears + mlp_linears), tied_embeddings=tied, active_params=active,
+                 num_experts=experts, experts_per_token=top_k if experts else 0,
+                 max_positions=c.raw.get("max_position_embeddings"))
+
+
+def _deepseek(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
+    """DeepSeek V2/V3: multi-head latent attention and MoE with shared experts (first k layers dense)."""
+    h = c.int("hidden_size")
+    n_layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    vocab = c.int("vocab_size")
+    inter = c.int("intermediate_size")
+    moe_inter = c.int("moe_intermediate_size")
+    experts = c.int("n_routed_experts")
+    top_k = c.int("num_experts_per_tok")
+    shared = c.int("n_shared_experts", default=0, positive=False)
+    dense_layers = c.int("first_k_dense_replace", default=0, positive=False)
+    kv_rank = c.int("kv_lora_rank")
+    nope, rope, v_dim = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"), c.int("v_head_dim")
+    # DeepseekV2Config/DeepseekV3Config default q_lora_rank to 1536 when the key is absent; an explicit
+    # null means a plain q_proj.
+    q_rank = c.raw.get("q_lora_rank", 1536)
+    c.check()
+    qk = nope + rope
+    moe_layers = n_layers - dense_layers
+    if q_rank:  # low-rank query: q_a_proj, q_a_layernorm, q_b_proj
+        q_linears = [Linear("q_a_proj", h, q_rank, n_layers, "attn"), Linear("q_b_proj", q_rank, heads * qk, n_layers, "attn")]
+        q_norm = q_rank
+    else:
+        q_linears = [Linear("q_proj", h, heads * qk, n_layers, "attn")]
+        q_norm = 0
+    attn_linears = q_linears + [Linear("kv_a_proj_with_mqa", h, kv_rank + rope, n_layers, "attn"),
+                                Linear("kv_b_proj", kv_rank, heads * (nope + v_dim), n_layers, "attn"),
+                                Linear("o_proj", heads * v_dim, h, n_layers, "attn")]
+    attn = sum(lin.in_features * lin.out_features * lin.count for lin in attn_linears)
+    mlp_linears = [Linear("gate_proj", h, inter, dense_layers, "mlp"), Linear("up_proj", h, inter, dense_layers, "mlp"),
+                   Linear("down_proj", inter, h, dense_layers, "mlp"),
+                   Linear("shared_experts", h, 3 * moe_inter * shared, moe_layers, "mlp"),
+                   Linear("gate", h, experts, moe_layers, "router"),
+                   Linear("experts.gate_proj", h, moe_inter, moe_layers * experts, "expert"),
+                   Linear("experts.up_proj", h, moe_inter, moe_layers * experts, "expert"),
+                   Linear("experts.down_proj", moe_inter, h, moe_layers * experts, "expert")]
+    routed = moe_layers * experts * 3 * h * moe_inter
+    # (V3's per-expert score-correction bias is a buffer in transformers 5, not a parameter.)
+    mlp = dense_layers * 3 * h * inter + moe_layers * (3 * h * moe_inter * shared + h * experts) + routed
+    norms = n_layers * (2 * h + kv_rank + q_norm) + h
+    tied = c.flag("tie_word_embeddings", False)
+    params = ParamCounts(vocab * h, attn, mlp, norms, 0 if tied else vocab * h)
+    active = params.total - routed + routed * top_k // experts
+    return _spec(c, family, model_id, source, kind="decoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
+                 head_dim=qk, intermediate=moe_inter, vocab=vocab, params=params,
+                 linears=tuple(attn_linears + mlp_linears), tied_embeddings=tied, active_params=active,
+                 num_experts=experts, experts_per_token=top_k, max_positions=c.raw.get("max_position_embeddings"))
+
+
+def _gpt2(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
+    """GPT-2: learned positions, LayerNorm with bias, Conv1D layers with bias, tied head."""
+    h = c.int("n_embd", "hidden_size")
+    n_layers = c.int("n_layer", "num_hidden_layers")
+    heads = c.int("n_head", "num_attention_heads")
+    vocab = c.int("vocab_size")
+    positions = c.int("n_positions", "max_position_embeddings")
+    inter = c.raw.get("n_inner") or 4 * h
+    c.check()
+    linears = (Linear("c_attn", h, 3 * h, n_layers, "attn"), Linear("attn.c_proj", h, h, n_layers, "attn"),
+               Linear("c_fc", h, inter, n_layers, "mlp"), Linear("mlp.c_proj", inter, h, n_layers, "mlp"))
+    attn = n_layers * (3 * h * h + 3 * h + h * h + h)
+    mlp = n_layers * (2 * h * inter + inter + h)
+    norms = n_layers * 2 * 2 * h + 2 * h
+    tied = c.flag("tie_word_embeddings", True)
+    params = ParamCounts(vocab * h + positions * h, attn, mlp, norms, 0 if tied else vocab * h)
+    return _spec(c, family, model_id, source, kind="decoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
+                 head_dim=h // heads, intermediate=inter, vocab=vocab, params=params, linears=linears,
+                 tied_embeddings=tied, active_params=params.total, max_positions=positions)
+
+
+def _bert_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
+    """BERT / RoBERTa with their masked-LM head (no pooler), decoder tied to the word embeddings."""
+    h = c.int("hidden_size")
+    n_layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    vocab = c.int("vocab_size")
+    inter = c.int("intermediate_size")
+    positions = c.int("max_position_embeddings")
+    types = c.int("type_vocab_size", default=2)
+    c.check()
+    linears = (Linear("query", h, h, n_layers, "attn"), Linear("key", h, h, n_layers, "attn"),
+               Linear("value", h, h, n_layers, "attn"), Linear("attention.output.dense", h, h, n_layers, "attn"),
+               Linear("intermediate.dense", h, inter, n_layers, "mlp"), Linear("output.dense", inter, h, n_layers, "mlp"))
+    attn = n_layers * 4 * (h * h + h)
+    mlp = n_layers * (2 * h * inter + inter + h)
+    norms = n_layers * 2 * 2 * h + 2 * h  # two LayerNorms per block + the embeddings' LayerNorm
+    tied = c.flag("tie_word_embeddings", True)
+    # MLM head: dense + LayerNorm + decoder (tied weight) with its own bias.
+    head = h * h + h + 2 * h + vocab + (0 if tied else vocab * h)
+    params = ParamCounts((vocab + positions + types) * h, attn, mlp, norms, head)
+    return _spec(c, family, model_id, source, kind="encoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
+                 head_dim=h // heads, intermediate=inter, vocab=vocab, params=params, linears=linears,
+                 tied_embeddings=tied, active_params=params.total, max_positions=positions)
+
+
+def _t5(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
+    """T5 / Flan-T5: relative position biases in each stack's first layer, RMS LayerNorm without bias."""
+    d = c.int("d_model")
+    d_kv = c.int("d_kv")
+    heads = c.int("num_heads")
+    d_ff = c.int("d_ff")
+    vocab = c.int("vocab_size")
+    enc = c.int("num_layers")
+    dec = c.int("num_decoder_layers", default=enc)
+    buckets = c.int("relative_attention_num_buckets", default=32)
+    c.check()
+    inner = heads * d_kv
+    gated = str(c.raw.get("feed_forward_proj", "relu")).startswith("gated")
+    ff_in = ["wi_0", "wi_1"] if gated else ["wi"]
+    attn_blocks = enc + 2 * dec  # encoder self-attention, decoder self- and cross-attention
+    linears = tuple([Linear(n, d, inner, attn_blocks, "attn") for n in ("q", "k", "v")]
+                    + [Linear("o", inner, d, attn_blocks, "attn")]
+                    + [Linear(n, d, d_ff, enc + dec, "mlp") for n in ff_in] + [Linear("wo", d_ff, d, enc + dec, "mlp")])
+    attn = attn_blocks * 4 * d * inner + 2 * buckets * heads
+    mlp = (enc + dec) * (len(ff_in) + 1) * d * d_ff
+    norms = (enc * 2 + dec * 3 + 2) * d
+    # transformers 5.x always ties T5's lm_head in the module tree, but checkpoints saved with
+    # tie_word_embeddings=false (T5 v1.1, Flan-T5) ship a separate head: count what the checkpoint holds.
+    tied = c.flag("tie_word_embeddings", True)
+    params = ParamCounts(vocab * d, attn, mlp, norms, 0 if tied else vocab * d)
+    return _spec(c, family, model_id, source, kind="encoder_decoder", hidden=d, layers=enc + dec, heads=heads,
+                 kv_heads=heads, head_dim=d_kv, intermediate=d_ff, vocab=vocab, params=params, linears=linears,
+                 tied_embeddings=tied, active_params=params.total, max_positions=c.raw.get("n_positions"))
+
+
+_FAMILIES = {
+    **{f: _llama_like for f in ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "granite")},
+    "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
+    "gpt2": _gpt2, "bert": _bert_like, "roberta": _bert_like, "t5": _t5,
+}
+SUPPORTED_FAMILIES = tuple(sorted(_FAMILIES))
