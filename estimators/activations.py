@@ -32,6 +32,9 @@ class Activations:
     """Logits and loss buffers alive at the end of the forward pass."""
     logits_backward: int
     """Logits, loss and their gradients alive at the start of backward (usually the step's peak)."""
+    backward_temporaries: int
+    """Gradients flowing through one block's backward: about three MLP-wide tensors (the incoming
+    gradient of the product and those of SiLU(gate) and up)."""
 
 
 def _rms_norm(h: int, d: int, trainable_weight: bool) -> int:
@@ -129,4 +132,6 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     else:
         saved = spec.layers * per_layer + norm_final
     fwd, bwd = logits_bytes(spec, setup, tokens)
-    return Activations(saved=int(saved), per_layer=int(per_layer), logits_forward=int(fwd), logits_backward=int(bwd))
+    temporaries = 3 * d * spec.intermediate * max(spec.experts_per_token, 1) * tokens
+    return Activations(saved=int(saved), per_layer=int(per_layer), logits_forward=int(fwd), logits_backward=int(bwd),
+                       backward_temporaries=int(temporaries))

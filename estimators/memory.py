@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from estimators.activations import FP32, activations
 from estimators.errors import InputError
-from estimators.methods import quantized_params, trainable_params
+from estimators.methods import lora_linears, quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 
@@ -94,11 +94,13 @@ def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int
         dense_vectors = spec.params.norms
         return (factored + dense_vectors) * pb
     if setup.method in ("lora", "qlora"):  # A is r×in, B is out×r: factored to r+in and out+r
-        return int(trainable / setup.lora_rank * 1 + 0) * pb  # rows+cols ≈ (in+out+2r) per pair ≈ trainable/r
+        r = setup.lora_rank
+        return sum((lin.in_features + lin.out_features + 2 * r) * lin.count
+                   for lin in lora_linears(spec, setup.lora_targets)) * pb
     return trainable * pb  # prompt vectors and adapter vectors are small: keep them whole
 
 
-def _frozen_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
+def base_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     """Storage of a frozen base model."""
     if setup.method != "qlora":
         return spec.total_params * setup.weight_bytes
@@ -134,8 +136,8 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
 
     # Weights resident on each GPU.
     if setup.frozen_base:
-        weights = _frozen_weight_bytes(spec, setup) + trainable * pb
-        sharded_weights = _frozen_weight_bytes(spec, setup)
+        weights = base_weight_bytes(spec, setup) + trainable * pb
+        sharded_weights = base_weight_bytes(spec, setup)
     else:
         weights = spec.total_params * setup.weight_bytes
         sharded_weights = weights
@@ -170,17 +172,32 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     opt_temp = 0 if setup.cpu_offload else gradients
     resident = weights + optimizer + detail.get("ddp_buckets", 0)
     held_grads = gradients if setup.grad_accum > 1 else 0  # accumulated across micro-batches
+    # Gradients that exist before the first block's backward: all but that block's and the embeddings'
+    # (measured: the head's gradient comes after the loss buffers are freed, so it is not added above).
+    head_grad = spec.vocab * spec.hidden * pb if not setup.frozen_base else 0
+    if setup.frozen_base:
+        grads_at_end = gradients
+    else:
+        block = (spec.total_params - spec.params.embeddings - spec.params.lm_head) // max(spec.layers, 1)
+        grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if setup.sharding in ("zero2", "zero3", "fsdp") else 1), 0)
     phases = {
         "backward_start": resident + held_grads + cast_cache + act.saved + act.logits_backward,
-        "backward_end": resident + gradients + cast_cache
+        # Last block's backward: (nearly) all gradients exist; that block's activations (recomputed
+        # under checkpointing) and its backward temporaries are alive.
+        "backward_end": resident + max(grads_at_end, held_grads) + cast_cache + act.backward_temporaries
                         + (act.per_layer if setup.gradient_checkpointing else act.per_layer // 2),
         "optimizer": resident + gradients + opt_temp,
     }
+    if setup.gradient_checkpointing:
+        # First recomputed block: every block's checkpointed input is still kept, plus one block's
+        # full activations and its backward temporaries.
+        phases["backward_recompute"] = resident + held_grads + cast_cache + head_grad + act.saved \
+            + act.per_layer + act.backward_temporaries
     phase = max(phases, key=phases.get)
     peak = phases[phase]
     other = peak - weights - (optimizer + detail.get("ddp_buckets", 0)) \
-        - (gradients if phase != "backward_start" or held_grads else 0) \
-        - (act.saved if phase == "backward_start" else 0)
+        - (gradients if phase in ("backward_end", "optimizer") or held_grads else 0) \
+        - (act.saved if phase in ("backward_start", "backward_recompute") else 0)
     detail.update({"logits_backward": act.logits_backward, "saved_activations": act.saved,
                    "per_layer_activations": act.per_layer, "optimizer_temporary": opt_temp,
                    "autocast_cache": cast_cache})

@@ -87,6 +87,8 @@ class TrainSetup:
             problems.append(f"teacher_quant_bits must be 4 or 8 (got {self.teacher_quant_bits!r})")
         if self.sharding != "none" and self.num_gpus == 1:
             problems.append(f"sharding '{self.sharding}' needs more than one GPU (raise --num-gpus or use --sharding none)")
+        if self.mixed_precision and self.precision == "fp32":
+            problems.append("mixed precision autocasts to 16 bits: use --precision bf16 or fp16 with --mixed-precision")
         if self.method == "qlora" and self.precision == "fp32":
             problems.append("qlora computes in 16 bits: use --precision bf16 or fp16")
         if not self.lora_targets or not str(self.lora_targets).strip(", "):

@@ -1,0 +1,270 @@
+"""``tuning-advisor``: the command line (also ``python -m advisor``).
+
+Every failure a user can cause ends with one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus, load_model
+from estimators.errors import InputError
+from estimators.estimate import Estimate, estimate
+from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
+
+GIB = 1024**3
+
+DESCRIPTION = """\
+Choose how to adapt a foundation model, and know what it costs before you pay for it.
+
+  tuning-advisor models                      the model catalog (ids for --model)
+  tuning-advisor gpus                        the GPU catalog (ids for --gpu)
+  tuning-advisor estimate --model llama-3.1-8b --method qlora --gpu l4 \\
+      --examples 5000 --tokens-per-example 400 --epochs 2
+                                             memory per GPU, time, cost, artifact size
+
+Methods: prompt_tuning, lora, qlora, full, adapters, distillation.
+Add --json to any command for machine-readable output.
+"""
+
+EPILOG = """\
+--model takes a catalog id, a path to a config.json, or a local Hugging Face model folder.
+Memory is per GPU: total = peak_allocated (what torch.cuda.max_memory_allocated would report)
++ overhead (CUDA context and allocator slack). A custom GPU: --gpu-memory-gib 24 --gpu-tflops 120.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the whole usage by default)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_setup_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that describe a training run (shared by ``estimate`` and ``trial``)."""
+    p.add_argument("--model", required=True, help="catalog id, path to a config.json, or a model folder")
+    p.add_argument("--method", required=True, choices=METHODS, help="tuning method")
+    g = p.add_argument_group("training setup")
+    g.add_argument("--batch-size", type=_positive_int, default=1, help="micro-batch per GPU (default 1)")
+    g.add_argument("--seq-len", type=_positive_int, default=512, help="tokens per sequence (default 512)")
+    g.add_argument("--precision", choices=PRECISIONS, default="bf16", help="weight/compute dtype (default bf16)")
+    g.add_argument("--mixed-precision", action="store_true",
+                   help="fp32 master weights + autocast to --precision (default: pure low precision)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="default adamw")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    g.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
+                   help="sdpa (memory linear in length) or eager (quadratic); default sdpa")
+    g.add_argument("--grad-accum", type=_positive_int, default=1, help="gradient accumulation steps (default 1)")
+    m = p.add_argument_group("method options")
+    m.add_argument("--lora-rank", type=_positive_int, default=16, help="LoRA/QLoRA rank (default 16)")
+    m.add_argument("--lora-targets", default="all-linear", help="all-linear or a comma list, e.g. q,v (default all-linear)")
+    m.add_argument("--quant-bits", type=int, choices=(4, 8), default=4, help="QLoRA base bits (default 4, NF4)")
+    m.add_argument("--no-double-quant", action="store_true", help="QLoRA without double quantization")
+    m.add_argument("--num-virtual-tokens", type=_positive_int, default=20, help="prompt tuning (default 20)")
+    m.add_argument("--adapter-size", type=_positive_int, default=64, help="adapter bottleneck width (default 64)")
+    m.add_argument("--teacher", help="distillation teacher: catalog id, config.json or model folder")
+    m.add_argument("--teacher-quant-bits", type=int, choices=(4, 8), help="store the frozen teacher in 4 or 8 bits")
+    h = p.add_argument_group("hardware and budget")
+    h.add_argument("--gpu", help="GPU id from `tuning-advisor gpus` (omit for memory only)")
+    h.add_argument("--gpu-memory-gib", type=_positive_float, help="custom GPU: memory in GiB")
+    h.add_argument("--gpu-tflops", type=_positive_float, help="custom GPU: dense bf16/fp16 peak TFLOP/s")
+    h.add_argument("--num-gpus", type=_positive_int, default=1, help="GPUs (default 1)")
+    h.add_argument("--sharding", choices=SHARDINGS, default="none", help="multi-GPU sharding (default none = DDP)")
+    h.add_argument("--cpu-offload", action="store_true", help="offload optimizer states to CPU memory")
+    h.add_argument("--price-per-hour", type=_non_negative_float, help="USD per GPU-hour (default: catalog price)")
+    d = p.add_argument_group("data")
+    d.add_argument("--examples", type=_positive_int, help="number of training examples")
+    d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
+    d.add_argument("--epochs", type=_positive_float, default=1, help="passes over the data (default 1)")
+    d.add_argument("--tasks", type=_positive_int, default=1, help="tuned variants to serve (for serving memory)")
+
+
+def setup_from_args(args, device: str = "cuda") -> TrainSetup:
+    return TrainSetup(
+        method=args.method, batch_size=args.batch_size, seq_len=args.seq_len, precision=args.precision,
+        mixed_precision=args.mixed_precision, optimizer=args.optimizer,
+        gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, lora_rank=args.lora_rank,
+        lora_targets=args.lora_targets, quant_bits=args.quant_bits, double_quant=not args.no_double_quant,
+        num_virtual_tokens=args.num_virtual_tokens, adapter_size=args.adapter_size,
+        teacher_quant_bits=args.teacher_quant_bits, num_gpus=args.num_gpus, sharding=args.sharding,
+        cpu_offload=args.cpu_offload, grad_accum=args.grad_accum, device=device, examples=args.examples,
+        tokens_per_example=args.tokens_per_example, epochs=args.epochs)
+
+
+def gpu_from_args(args) -> GPU | None:
+    if args.gpu_memory_gib is not None or args.gpu_tflops is not None:
+        if args.gpu:
+            raise InputError("give either --gpu or a custom GPU (--gpu-memory-gib/--gpu-tflops), not both")
+        return custom_gpu(args.gpu_memory_gib, args.gpu_tflops, args.price_per_hour)
+    return gpu_by_id(args.gpu) if args.gpu else None
+
+
+def estimate_from_args(args, device: str = "cuda") -> Estimate:
+    spec = load_model(args.model)
+    teacher = load_model(args.teacher) if args.teacher else None
+    if teacher is not None and args.method != "distillation":
+        raise InputError(f"--teacher only applies to distillation, not {args.method} (drop --teacher)")
+    return estimate(spec, setup_from_args(args, device), gpu_from_args(args), teacher,
+                    price_per_hour=args.price_per_hour, tasks=args.tasks)
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def gib(n: float | None) -> str:
+    return "—" if n is None else f"{n / GIB:,.2f} GiB"
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def human_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def format_estimate(e: Estimate) -> str:
+    j = e.to_json()
+    mem = j["memory"]
+    lines = [f"{e.spec.id} · {e.setup.method} · {human_count(j['params']['total'])} params, "
+             f"{human_count(j['params']['trainable'])} trainable ({j['params']['trainable'] / j['params']['total']:.3%})",
+             "", "Memory per GPU"]
+    for key in ("weights", "gradients", "optimizer", "activations", "other"):
+        lines.append(f"  {key:<16}{gib(mem[key]):>14}")
+    lines += [f"  {'peak allocated':<16}{gib(mem['peak_allocated']):>14}   at {mem['peak_phase'].replace('_', ' ')}",
+              f"  {'overhead':<16}{gib(mem['overhead']):>14}",
+              f"  {'total':<16}{gib(mem['total']):>14}"]
+    if e.gpu is not None:
+        verdict = "fits" if j["fits"] else "does NOT fit"
+        lines.append(f"  → {verdict} on {e.setup.num_gpus}× {e.gpu.name} ({gib(e.gpu.memory_bytes)} each)")
+    lines += ["", "Time and cost"]
+    tps = j["throughput"]["tokens_per_second"]
+    lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
+    if j["time"]["tokens"] is not None:
+        lines.append(f"  tokens          {j['time']['tokens']:,}")
+        lines.append(f"  time            {human_seconds(j['time']['seconds'])}")
+        cost = j["cost_usd"]
+        lines.append(f"  cost            {'—' if cost is None else f'${cost:,.2f}'}")
+    else:
+        lines.append("  (give --examples and --tokens-per-example for whole-run time and cost)")
+    size = j["artifact_bytes"]
+    lines += ["", f"Artifact        {gib(size) if size > GIB else f'{size / 1e6:,.2f} MB'}",
+              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights", "", "Assumptions"]
+    lines += [f"  - {a}" for a in j["assumptions"]]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    widths = [max(len(title), *(len(str(r[key])) for r in rows)) for key, title in columns]
+    out = ["  ".join(title.ljust(w) for (_, title), w in zip(columns, widths))]
+    out += ["  ".join(str(r[key]).ljust(w) for (key, _), w in zip(columns, widths)) for r in rows]
+    return "\n".join(out)
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_models(args) -> int:
+    rows = catalog_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    shown = [{**r, "params": human_count(r["params"]),
+              "active_params": human_count(r["active_params"]) if r["active_params"] != r["params"] else ""} for r in rows]
+    print(_table(shown, [("id", "id"), ("family", "family"), ("kind", "kind"), ("params", "params"),
+                         ("active_params", "active"), ("layers", "layers"), ("hidden", "hidden"), ("vocab", "vocab")]))
+    return 0
+
+
+def cmd_gpus(args) -> int:
+    rows = [g.to_dict() for g in gpus().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    shown = [{**r, "bf16_tflops": r["bf16_tflops"] or "—", "price": f"${r['price_per_hour_usd']:.2f}/h"} for r in rows]
+    print(_table(shown, [("id", "id"), ("name", "name"), ("memory_gib", "GiB"), ("bf16_tflops", "bf16 TFLOP/s"),
+                         ("fp16_tflops", "fp16"), ("fp32_tflops", "fp32"), ("bandwidth_gbs", "GB/s"), ("price", "price")]))
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    e = estimate_from_args(args)
+    print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tuning-advisor", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("models", help="list the model catalog")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("gpus", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_gpus)
+    p = sub.add_parser("estimate", help="memory, time, cost and artifact size of one setup",
+                       description="Estimate memory per GPU, time, cost and artifact size of tuning a model.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setup_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
+    p.set_defaults(func=cmd_estimate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"tuning-advisor {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

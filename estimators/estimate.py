@@ -1,0 +1,98 @@
+"""One call that estimates everything for a model, a training setup and (optionally) a GPU."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimators.catalog import GPU
+from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
+from estimators.methods import trainable_params
+from estimators.setup import TrainSetup
+from estimators.spec import ModelSpec
+from estimators.throughput import METHOD_EFFICIENCY, QLORA_SLOWDOWN, TimeEstimate, artifact_bytes, estimate_time, serving_bytes
+
+
+@dataclass(frozen=True)
+class Estimate:
+    spec: ModelSpec
+    setup: TrainSetup
+    gpu: GPU | None
+    memory: MemoryBreakdown
+    time: TimeEstimate
+    trainable: int
+    artifact_bytes: int
+    serving: dict
+    assumptions: tuple[str, ...]
+    teacher: ModelSpec | None = None
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.gpu is None else self.memory.total <= self.gpu.memory_bytes
+
+    def to_json(self) -> dict:
+        """The ``estimate --json`` contract (DESIGN.md), with extra fields after the contract's."""
+        s = self.setup
+        return {
+            "model": self.spec.id, "method": s.method,
+            "params": {"total": self.spec.total_params, "trainable": self.trainable, "active": self.spec.active_params},
+            "memory": self.memory.to_dict(),
+            "fits": self.fits,
+            "time": {"tokens": self.time.tokens, "flops": self.time.flops, "seconds": self.time.seconds},
+            "cost_usd": None if self.time.cost_usd is None else round(self.time.cost_usd, 4),
+            "artifact_bytes": self.artifact_bytes,
+            "assumptions": list(self.assumptions),
+            "gpu": None if self.gpu is None else {"id": self.gpu.id, "name": self.gpu.name,
+                                                  "memory_bytes": self.gpu.memory_bytes, "count": s.num_gpus},
+            "throughput": {"flops_per_token": self.time.flops_per_token,
+                           "tokens_per_second": self.time.tokens_per_second},
+            "serving": self.serving,
+            "teacher": None if self.teacher is None else self.teacher.id,
+            "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
+        }
+
+
+def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher: ModelSpec | None = None,
+             price_per_hour: float | None = None, tasks: int = 1, efficiency: float | None = None) -> Estimate:
+    memory = estimate_memory(spec, setup, teacher)
+    time = estimate_time(spec, setup, gpu, teacher, price_per_hour, efficiency)
+    return Estimate(spec=spec, setup=setup, gpu=gpu, memory=memory, time=time,
+                    trainable=trainable_params(spec, setup), artifact_bytes=artifact_bytes(spec, setup),
+                    serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks)},
+                    assumptions=_assumptions(spec, setup, gpu, memory, efficiency), teacher=teacher)
+
+
+def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBreakdown,
+                 efficiency: float | None) -> tuple[str, ...]:
+    out = [f"peak is the {mem.peak_phase.replace('_', ' ')} moment of a steady-state step "
+           "(max of backward start, backward end, optimizer step)"]
+    precision = f"fp32 master weights + {s.precision} autocast" if s.mixed_precision else f"pure {s.precision}"
+    out.append(f"{precision}; {s.optimizer} states in the trainable parameters' dtype")
+    if s.frozen_base:
+        out.append("PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)")
+    if s.method == "qlora":
+        out.append(f"base linears in {'NF4' if s.quant_bits == 4 else 'int8'}"
+                   f"{' with double quantization' if s.quant_bits == 4 and s.double_quant else ''}; "
+                   "embeddings, norms and head upcast to fp32 by prepare_model_for_kbit_training; "
+                   f"steps {QLORA_SLOWDOWN}x slower than LoRA (C6.4)")
+    out.append(f"attention: {s.attention} ({'memory linear in sequence length' if s.attention == 'sdpa' else 'fp32 scores, quadratic in length'})")
+    if s.gradient_checkpointing:
+        out.append("gradient checkpointing keeps block inputs only and recomputes each block (+1 forward, C6.5)")
+    out.append("logits upcast to fp32 for the loss (transformers' causal-LM loss)")
+    if spec.is_moe:
+        out.append(f"MoE: {spec.experts_per_token} of {spec.num_experts} experts per token for FLOPs/activations; "
+                   "LoRA all-linear skips the fused expert weights")
+    if s.num_gpus > 1:
+        out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
+                    "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",
+                    "zero3": "ZeRO-3: parameters, gradients and optimizer states sharded",
+                    "fsdp": "FSDP full shard: parameters, gradients and optimizer states sharded"}[s.sharding])
+    if s.cpu_offload:
+        out.append("optimizer states offloaded to CPU memory (slower steps, not modelled in time)")
+    if s.device == "cuda":
+        out.append(f"overhead: CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB + {ALLOCATOR_SLACK:.0%} allocator slack")
+    if gpu is not None:
+        eff = (efficiency if efficiency is not None else gpu.efficiency) * METHOD_EFFICIENCY[s.method]
+        out.append(f"time at {eff:.0%} of {gpu.name} peak {s.precision} FLOP/s"
+                   f"{' (calibrated)' if efficiency is not None else ' (default efficiency)'}")
+        if gpu.price_per_hour_usd is not None and gpu.price_date:
+            out.append(f"price {gpu.price_per_hour_usd} USD/GPU-hour ({gpu.price_date} list price unless --price-per-hour)")
+    return tuple(out)
