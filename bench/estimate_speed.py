@@ -1,0 +1,59 @@
+"""How fast is an estimate? Prints the in-process time to estimate all six methods for one model
+(goal: under 5 ms in total) and the CLI's cold start (a fresh `python -m advisor estimate`).
+
+    python bench/estimate_speed.py [--model llama-3.1-8b] [--gpu a100-80gb] [--repeat 200]
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from estimators.catalog import gpu_by_id, model_by_id  # noqa: E402
+from estimators.estimate import estimate  # noqa: E402
+from estimators.setup import METHODS, TrainSetup  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="llama-3.1-8b")
+    ap.add_argument("--teacher", default="llama-3.1-70b")
+    ap.add_argument("--gpu", default="a100-80gb")
+    ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--cold-runs", type=int, default=5)
+    args = ap.parse_args()
+
+    spec, teacher, gpu = model_by_id(args.model), model_by_id(args.teacher), gpu_by_id(args.gpu)
+    setups = [TrainSetup(method=m, examples=5000, tokens_per_example=400) for m in METHODS]
+
+    def all_methods():
+        for s in setups:
+            estimate(spec, s, gpu, teacher if s.method == "distillation" else None).to_json()
+
+    all_methods()  # warm the catalog caches
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        all_methods()
+        times.append(time.perf_counter() - t0)
+    print(f"in-process: all {len(METHODS)} methods for {args.model} on {args.gpu}: "
+          f"median {statistics.median(times) * 1e3:.3f} ms, p95 {sorted(times)[int(0.95 * len(times))] * 1e3:.3f} ms "
+          f"(goal < 5 ms; {args.repeat} repeats)")
+
+    cmd = [sys.executable, "-m", "advisor", "estimate", "--model", args.model, "--method", "lora", "--gpu", args.gpu,
+           "--json"]
+    cold = []
+    for _ in range(args.cold_runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        cold.append(time.perf_counter() - t0)
+    print(f"CLI cold start (`python -m advisor estimate ... --json`): median {statistics.median(cold) * 1e3:.0f} ms, "
+          f"min {min(cold) * 1e3:.0f} ms over {args.cold_runs} runs")
+
+
+if __name__ == "__main__":
+    main()
