@@ -23,6 +23,8 @@ Choose how to adapt a foundation model, and know what it costs before you pay fo
   tuning-advisor estimate --model llama-3.1-8b --method qlora --gpu l4 \\
       --examples 5000 --tokens-per-example 400 --epochs 2
                                              memory per GPU, time, cost, artifact size
+  tuning-advisor recommend --answers answers.json
+                                             every method ranked for your situation, with reasons
 
 Methods: prompt_tuning, lora, qlora, full, adapters, distillation.
 Add --json to any command for machine-readable output.
@@ -32,6 +34,16 @@ EPILOG = """\
 --model takes a catalog id, a path to a config.json, or a local Hugging Face model folder.
 Memory is per GPU: total = peak_allocated (what torch.cuda.max_memory_allocated would report)
 + overhead (CUDA context and allocator slack). A custom GPU: --gpu-memory-gib 24 --gpu-tflops 120.
+"""
+
+
+ANSWERS_HELP = """\
+Answers file example (only task, goals, num_examples, domain_distance, model, gpu are required):
+  {"task": "chat", "goals": ["style"], "num_examples": 2000, "avg_tokens_per_example": 300,
+   "domain_distance": "moderate", "model": "llama-3.1-8b", "gpu": "rtx-4090", "num_gpus": 1,
+   "max_hours": null, "max_cost_usd": null, "num_tasks": 1, "priority": "balanced"}
+goals: style, specialization, domain_knowledge, proprietary_data, edge_cases, multi_task,
+       reduce_inference_cost, output_format, factual_recall, small_footprint
 """
 
 
@@ -232,6 +244,38 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+def format_recommendation(rec) -> str:
+    lines = [rec.summary, ""]
+    if rec.dont_tune:
+        lines += ["DON'T TUNE — use retrieval (RAG) for factual recall (C5.1). Methods below are for format only.", ""]
+    rows = []
+    for i, a in enumerate(rec.recommendations, 1):
+        e = a.estimate or {}
+        mem = e.get("memory", {}).get("total")
+        secs = (e.get("time") or {}).get("seconds")
+        verdict = "fits" if a.fits and a.within_budget else ("over budget" if a.fits else "does not fit")
+        rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": verdict,
+                     "memory/GPU": gib(mem), "time": human_seconds(secs),
+                     "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
+    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "memory/GPU", "time", "cost")]))
+    for a in rec.recommendations:
+        lines += ["", f"{a.method} ({a.model})"]
+        if a.settings:
+            lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in a.settings.items()))
+        lines += [f"  [{r['criterion']}] {r['effect']} {r['text']}" for r in a.reasons]
+        lines += [f"  caveat: {c}" for c in a.caveats]
+    return "\n".join(lines)
+
+
+def cmd_recommend(args) -> int:
+    from advisor.answers import Answers
+    from advisor.recommend import recommend
+
+    rec = recommend(Answers.from_file(args.answers))
+    print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuning-advisor", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_setup_arguments(p)
     p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
     p.set_defaults(func=cmd_estimate)
+    p = sub.add_parser("recommend", help="rank every method for your answers, with reasons",
+                       description="Rank the tuning methods for a questionnaire's answers (JSON), with reasons "
+                                   "citing CRITERIA.md, caveats, the settings that fit your GPU and their estimates.",
+                       epilog=ANSWERS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--answers", required=True, metavar="FILE|-", help="answers JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="print the recommendation JSON (DESIGN.md contract)")
+    p.set_defaults(func=cmd_recommend)
     return parser
 
 

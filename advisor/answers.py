@@ -1,0 +1,123 @@
+"""The questionnaire's answers (DESIGN.md `recommend --answers` contract), validated in one pass."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from estimators.errors import InputError
+
+TASKS = ("classification", "extraction", "summarization", "generation", "question_answering", "chat", "code",
+         "translation")
+GOALS = ("style", "specialization", "domain_knowledge", "proprietary_data", "edge_cases", "multi_task",
+         "reduce_inference_cost", "output_format", "factual_recall", "small_footprint")
+GOAL_HELP = {
+    "style": "outputs in a given style or tone (e.g. a brand voice)",
+    "specialization": "make a general model good at one specific task",
+    "domain_knowledge": "add vocabulary or knowledge missing from pretraining (legal, medical...)",
+    "proprietary_data": "learn from your own private data",
+    "edge_cases": "handle cases the base model gets wrong",
+    "multi_task": "serve several different tasks from one base model",
+    "reduce_inference_cost": "make serving cheaper at scale",
+    "output_format": "reliably produce a fixed output format",
+    "factual_recall": "answer with up-to-date or exact facts",
+    "small_footprint": "run on small devices (phone, edge) or at low latency",
+}
+DISTANCES = ("close", "moderate", "far")
+PRIORITIES = ("accuracy", "balanced", "cost")
+REQUIRED = ("task", "goals", "num_examples", "domain_distance", "model", "gpu")
+
+
+@dataclass(frozen=True)
+class Answers:
+    task: str
+    """What the model must do: one of TASKS."""
+    goals: tuple[str, ...]
+    """Why tune: one or more of GOALS."""
+    num_examples: int
+    """Training examples available."""
+    domain_distance: str
+    """How far the data is from the model's pretraining: close, moderate or far."""
+    model: str
+    """Base model: catalog id, config.json path or model folder."""
+    gpu: str
+    """GPU catalog id."""
+    avg_tokens_per_example: int = 300
+    num_gpus: int = 1
+    max_hours: float | None = None
+    """Wall-clock budget for the whole run (None: no limit)."""
+    max_cost_usd: float | None = None
+    num_tasks: int = 1
+    """Tuned variants to serve."""
+    priority: str = "balanced"
+    epochs: float = 2
+    """Passes over the data used for time and cost (2 is a common choice for fine-tuning)."""
+    teacher: str | None = None
+    """Distillation: the teacher when it is not the base model (default: the base model teaches a
+    smaller student of its own family)."""
+    student: str | None = None
+    """Distillation: the student (default: the largest catalog model sharing the tokenizer and at most
+    a quarter of the teacher's size)."""
+
+    def __post_init__(self):
+        problems = _problems(self)
+        if problems:
+            raise InputError("invalid answers: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data) -> "Answers":
+        if not isinstance(data, dict):
+            raise InputError("invalid answers: expected a JSON object with task, goals, num_examples, "
+                             "domain_distance, model and gpu")
+        known = {f.name for f in fields(cls)}
+        problems = [f"missing '{k}'" for k in REQUIRED if data.get(k) is None]
+        problems += [f"unknown field '{k}'" for k in data if k not in known]
+        if problems:
+            raise InputError("invalid answers: " + "; ".join(problems))
+        values = dict(data)
+        if isinstance(values.get("goals"), list):
+            values["goals"] = tuple(values["goals"])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str) -> "Answers":
+        try:
+            text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
+        except OSError as exc:
+            raise InputError(f"cannot read answers file '{path}': {exc.strerror}") from None
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"answers file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _problems(a: Answers) -> list[str]:
+    p = []
+    if a.task not in TASKS:
+        p.append(f"task must be one of {', '.join(TASKS)} (got {a.task!r})")
+    if not isinstance(a.goals, tuple) or not a.goals:
+        p.append("goals must be a non-empty list")
+    else:
+        bad = [g for g in a.goals if g not in GOALS]
+        if bad:
+            p.append(f"unknown goal(s) {', '.join(map(repr, bad))} (choose from {', '.join(GOALS)})")
+    for name in ("num_examples", "avg_tokens_per_example", "num_gpus", "num_tasks"):
+        v = getattr(a, name)
+        if not _is_int(v) or v <= 0:
+            p.append(f"{name} must be a positive integer (got {v!r})")
+    if a.domain_distance not in DISTANCES:
+        p.append(f"domain_distance must be one of {', '.join(DISTANCES)} (got {a.domain_distance!r})")
+    if a.priority not in PRIORITIES:
+        p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
+    for name in ("max_hours", "max_cost_usd", "epochs"):
+        v = getattr(a, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            p.append(f"{name} must be a positive number (got {v!r})")
+    for name in ("model", "gpu"):
+        if not isinstance(getattr(a, name), str) or not getattr(a, name):
+            p.append(f"{name} must be a non-empty string")
+    return p
