@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus, load_model
 from estimators.errors import InputError
@@ -44,6 +45,14 @@ Answers file example (only task, goals, num_examples, domain_distance, model, gp
    "max_hours": null, "max_cost_usd": null, "num_tasks": 1, "priority": "balanced"}
 goals: style, specialization, domain_knowledge, proprietary_data, edge_cases, multi_task,
        reduce_inference_cost, output_format, factual_recall, small_footprint
+"""
+
+
+TRIAL_HELP = """\
+Example (a quick check on a CPU machine, random weights, small copy of the architecture):
+  tuning-advisor trial --model llama-3.2-1b --scale-down --method lora --data train.jsonl \\
+      --steps 5 --batch-size 2 --seq-len 128 --precision fp32
+Runs are kept in $TUNING_ADVISOR_HOME (default ~/.tuning-advisor); Ctrl-C cancels and records it.
 """
 
 
@@ -154,7 +163,9 @@ def estimate_from_args(args, device: str = "cuda") -> Estimate:
 
 
 def gib(n: float | None) -> str:
-    return "—" if n is None else f"{n / GIB:,.2f} GiB"
+    if n is None:
+        return "—"
+    return f"{n / GIB:,.2f} GiB" if abs(n) >= GIB / 4 else f"{n / 1024**2:,.1f} MiB"
 
 
 def human_count(n: int) -> str:
@@ -276,6 +287,105 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def _progress(event: dict) -> None:
+    kind = event["event"]
+    if kind == "data":
+        r = event["report"]
+        print(f"data: {r['usable_rows']} usable rows ({r['format']}), mean {r['mean_tokens']} tokens, "
+              f"{r['truncated_share']:.0%} truncated; model: {event['model']}", file=sys.stderr)
+        for problem in r["problems"]:
+            print(f"  note: {problem}", file=sys.stderr)
+    elif kind == "setup":
+        print(f"{event['trainable_params']:,} of {event['total_params']:,} parameters train on {event['device']}",
+              file=sys.stderr)
+    elif kind == "step":
+        done = event["step"] / event["steps"]
+        bar = "#" * int(done * 30)
+        print(f"\r  step {event['step']:>3}/{event['steps']} [{bar:<30}] loss {event['loss']:.4f} "
+              f"{event['seconds']:.2f} s/step", end="" if event["step"] < event["steps"] else "\n",
+              file=sys.stderr, flush=True)
+
+
+def format_trial(res: dict) -> str:
+    if res["status"] != "completed":
+        return f"run {res['run_id']} {res['status']}: {res['error']}"
+    m, e, x = res["measured"], res["estimate"], res["extrapolated"]
+    est_tps = e["throughput"]["tokens_per_second"]
+    rows = [("peak allocated", gib(e["memory"]["peak_allocated"]), gib(m["peak_allocated"])),
+            ("tokens/s", "—" if est_tps is None else f"{est_tps:,.0f}", f"{m['tokens_per_second']:,.0f}"),
+            ("whole run", human_seconds(e["time"]["seconds"]), human_seconds(x["seconds"])),
+            ("cost", "—" if e["cost_usd"] is None else f"${e['cost_usd']:,.2f}",
+             "—" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}")]
+    ratio = res.get("ratios", {}).get("peak_allocated")
+    lines = [f"run {res['run_id']} completed on {res['device']}", "",
+             f"  {'':<16}{'estimated':>14}{'measured':>14}"]
+    lines += [f"  {name:<16}{a:>14}{b:>14}" for name, a, b in rows]
+    if ratio:
+        lines.append(f"  measured / estimated peak: {ratio:.2f}")
+    lines += ["", f"  losses: {', '.join(f'{v:.3f}' for v in m['losses'])}"]
+    if res.get("artifact"):
+        lines.append(f"  adapter: {res['artifact']}")
+    lines.append(f"  training script: {res['script']}")
+    lines += [f"  note: {n}" for n in res.get("notes", [])]
+    return "\n".join(lines)
+
+
+def cmd_trial(args) -> int:
+    from tuners import launch
+
+    setup = setup_from_args(args)  # validates every option before anything starts
+    if args.method == "distillation" and not args.teacher:
+        raise InputError("distillation needs a teacher: give --teacher M (a larger model with the same tokenizer)")
+    if not Path(args.data).is_file():
+        raise InputError(f"data file '{args.data}' not found (give a .jsonl, .csv or .parquet file)")
+    gpu_from_args(args)
+    request = {k: getattr(setup, k) for k in setup.__dataclass_fields__ if k not in ("device", "num_gpus", "sharding",
+                                                                                      "cpu_offload")}
+    request.update(model=args.model, data=str(Path(args.data).resolve()), steps=args.steps,
+                   scale_down=args.scale_down, timeout=args.timeout, teacher=args.teacher, gpu=args.gpu,
+                   price_per_hour=args.price_per_hour, trust_remote_code=args.trust_remote_code,
+                   options={k: v for k, v in {"lr": args.lr, "prompt_init": args.prompt_init,
+                                              "temperature": args.temperature, "alpha": args.alpha}.items()
+                            if v is not None})
+    if Path(args.model).expanduser().exists():
+        request["model"] = str(Path(args.model).expanduser().resolve())
+    run_id, _ = launch.start(request)
+    print(f"run {run_id} started (tuning-advisor runs lists it)", file=sys.stderr)
+    try:
+        res = launch.follow(run_id, on_event=(lambda e: None) if args.json else _progress)
+    except KeyboardInterrupt:
+        launch.cancel(run_id)
+        res = launch.follow(run_id)
+    print(json.dumps(res, indent=2) if args.json else format_trial(res))
+    if res["status"] == "completed":
+        return 0
+    if not args.json:
+        print(f"tuning-advisor trial: error: {res['error']}", file=sys.stderr)
+    return 2 if res.get("error_kind") == "input" else 1
+
+
+def cmd_runs(args) -> int:
+    from tuners import store
+
+    rows = store.list_runs(args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no runs yet (start one with `tuning-advisor trial`)")
+        return 0
+    shown = []
+    for r in rows:
+        est = (r["estimate"] or {}).get("memory", {}).get("peak_allocated")
+        meas = (r["measured"] or {}).get("peak_allocated")
+        shown.append({"id": r["id"], "status": r["status"], "method": r["method"] or "",
+                      "model": Path(r["model"] or "").name, "device": (r["device"] or "")[:24],
+                      "est peak": gib(est), "measured peak": gib(meas), "error": (r["error"] or "")[:60]})
+    print(_table(shown, [(k, k) for k in ("id", "status", "method", "model", "device", "est peak", "measured peak",
+                                          "error")]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuning-advisor", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,6 +409,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answers", required=True, metavar="FILE|-", help="answers JSON file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print the recommendation JSON (DESIGN.md contract)")
     p.set_defaults(func=cmd_recommend)
+    p = sub.add_parser("trial", help="a short real tuning run that measures what the estimate predicts",
+                       description="Run a few real optimizer steps of a method on your data and model, in a process "
+                                   "of its own, and compare measured peak memory and throughput with the estimate.",
+                       epilog=TRIAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setup_arguments(p)
+    t = p.add_argument_group("trial")
+    t.add_argument("--data", required=True, help="training data: .jsonl, .csv or .parquet")
+    t.add_argument("--steps", type=_positive_int, default=20, help="optimizer steps (default 20; at least 3)")
+    t.add_argument("--scale-down", action="store_true",
+                   help="a small copy of the architecture (random weights) for a quick check on a small machine")
+    t.add_argument("--timeout", type=_positive_float, help="stop the run after this many seconds")
+    t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
+    t.add_argument("--prompt-init", choices=("random", "text", "sample_vocab"), help="prompt tuning initialisation")
+    t.add_argument("--temperature", type=_positive_float, help="distillation softmax temperature (default 2)")
+    t.add_argument("--alpha", type=float, help="distillation weight of the teacher term (default 0.5)")
+    t.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own code (off by default)")
+    p.add_argument("--json", action="store_true", help="print the result JSON (DESIGN.md contract)")
+    p.set_defaults(func=cmd_trial)
+    p = sub.add_parser("runs", help="the history of trial runs")
+    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
     return parser
 
 
@@ -315,6 +447,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
+    except KeyboardInterrupt:
+        print(f"tuning-advisor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        print(f"tuning-advisor {args.command}: internal error ({type(exc).__name__}): {exc} "
+              "(please report it with the command you ran)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,211 @@
+"""Every tuning method on a tiny random model, through the real runner process (CPU, QLoRA included):
+steps run, the loss is finite and falls, the right parameters change, the exported artifact reloads
+and reproduces the outputs, and the estimate is close to the measured peak."""
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+from tests.conftest import ROOT
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+from tuners import launch, store  # noqa: E402
+
+pytestmark = pytest.mark.slow
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+            vocab_size=512, max_position_embeddings=512, tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("home")
+    old = os.environ.get("TUNING_ADVISOR_HOME")
+    os.environ["TUNING_ADVISOR_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TUNING_ADVISOR_HOME", None)
+    else:
+        os.environ["TUNING_ADVISOR_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny Llama saved as a real model folder, and a small repeated data set."""
+    root = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY)).save_pretrained(root / "model")
+    rows = [{"input": f"Q{i % 4}: say the colour.", "output": f"The colour is {['red', 'green', 'blue', 'gold'][i % 4]}."}
+            for i in range(16)]
+    (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    teacher = dict(TINY, num_hidden_layers=3, hidden_size=96, intermediate_size=192)
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(**teacher)).save_pretrained(root / "teacher")
+    return root
+
+
+def run_trial(tiny, method, steps=8, **extra):
+    request = {"model": str(tiny / "model"), "data": str(tiny / "train.jsonl"), "method": method, "steps": steps,
+               "batch_size": 2, "seq_len": 32, "precision": "fp32", "lora_rank": 4, "num_virtual_tokens": 4,
+               "adapter_size": 8, "record_changes": True, "options": {"lr": 5e-3 if method != "prompt_tuning" else 0.3}}
+    if method == "qlora":
+        request["precision"] = "bf16"
+    if method == "distillation":
+        request["teacher"] = str(tiny / "teacher")
+    request.update(extra)
+    run_id, run_dir = launch.start(request)
+    return launch.follow(run_id, timeout=300), run_dir
+
+
+# method -> predicate on parameter names that must change; everything else must stay.
+TRAINABLE = {
+    "full": lambda n: True,
+    "lora": lambda n: "lora_" in n,
+    "qlora": lambda n: "lora_" in n,
+    "prompt_tuning": lambda n: "prompt_encoder" in n,
+    "adapters": lambda n: ".adapter." in n,
+    "distillation": lambda n: True,
+}
+
+
+@pytest.mark.parametrize("method", list(TRAINABLE))
+def test_method_trains_the_right_parameters(home, tiny, method):
+    res, run_dir = run_trial(tiny, method)
+    assert res["status"] == "completed", res["error"]
+    losses = res["measured"]["losses"]
+    assert all(map(lambda v: v == v and abs(v) < 1e6, losses))
+    assert min(losses[-3:]) < losses[0], losses
+    changed = json.loads((run_dir / "changed.json").read_text())
+    should = TRAINABLE[method]
+    moved = {n for n, c in changed.items() if c}
+    frozen_moved = {n for n in moved if not should(n)}
+    assert not frozen_moved, f"frozen parameters changed: {sorted(frozen_moved)[:5]}"
+    assert any(should(n) for n in moved)
+    if method in ("full", "distillation"):
+        assert len(moved) / len(changed) > 0.9
+    assert res["measured"]["trainable_params"] > 0
+    assert res["estimate"]["params"]["trainable"] == res["measured"]["trainable_params"] or method == "qlora"
+    assert (run_dir / "train.py").exists() and (run_dir / "events.jsonl").exists()
+    assert store.get(res["run_id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "qlora", "adapters"])
+def test_exported_artifact_reloads_with_same_outputs(home, tiny, method):
+    res, run_dir = run_trial(tiny, method, steps=4)
+    assert res["status"] == "completed", res["error"]
+    probe = torch.load(run_dir / "probe.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kwargs = {"dtype": torch.float32}
+        if method == "qlora":
+            kwargs = {"dtype": torch.bfloat16, "quantization_config": transformers.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16)}
+        base = transformers.AutoModelForCausalLM.from_pretrained(tiny / "model", **kwargs)
+        if method == "qlora":  # the runner's preparation upcasts the non-quantized weights to fp32
+            base = peft.prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        if method == "adapters":
+            from tuners.methods.adapters import load_adapters
+            model = load_adapters(base, run_dir / "adapter")
+        else:
+            model = peft.PeftModel.from_pretrained(base, run_dir / "adapter")
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=probe["input_ids"]).logits.float()
+    torch.testing.assert_close(logits, probe["logits"], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_estimated_peak_within_20_percent_of_measured(home, tiny, method):
+    res, _ = run_trial(tiny, method, steps=3, seq_len=128, batch_size=4)
+    assert res["status"] == "completed", res["error"]
+    ratio = res["ratios"]["peak_allocated"]
+    assert 0.8 <= ratio <= 1.2, f"measured/estimated = {ratio:.3f}"
+
+
+def test_malformed_data_file_fails_cleanly(home, tiny, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "a", "output": "b"}\n{broken\n')
+    res, _ = run_trial(tiny, "lora", data=str(bad))
+    assert res["status"] == "failed" and "line 2 is not valid JSON" in res["error"]
+    assert store.get(res["run_id"])["status"] == "failed"
+
+
+def test_missing_fields_fail_cleanly(home, tiny, tmp_path):
+    bad = tmp_path / "cols.csv"
+    bad.write_text("question,answer\nhi,there\n")
+    res, _ = run_trial(tiny, "lora", data=str(bad))
+    assert res["status"] == "failed" and "no known columns" in res["error"]
+
+
+def test_model_folder_without_weights_fails_cleanly(home, tiny, tmp_path):
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny / "model" / "config.json").read_text())
+    res, _ = run_trial(tiny, "lora", model=str(folder))
+    assert res["status"] == "failed" and "has no weights" in res["error"]
+
+
+def test_simulated_oom_is_recorded_beside_the_estimate(home, tiny, monkeypatch):
+    monkeypatch.setenv("TUNING_ADVISOR_SIMULATE_OOM", "1")
+    res, _ = run_trial(tiny, "lora")
+    assert res["status"] == "failed" and res["error_kind"] == "oom" and "out-of-memory" in res["error"]
+    assert res["estimate"]["memory"]["peak_allocated"] > 0
+    assert store.get(res["run_id"])["estimate"] is not None
+
+
+def test_cancel_mid_run(home, tiny):
+    request = {"model": str(tiny / "model"), "data": str(tiny / "train.jsonl"), "method": "lora", "steps": 100000,
+               "batch_size": 2, "seq_len": 32, "precision": "fp32"}
+    run_id, run_dir = launch.start(request)
+    deadline = time.time() + 120
+    while not any(e["event"] == "step" for e in store.events(run_dir)):
+        assert time.time() < deadline, "the run never reached a step"
+        time.sleep(0.2)
+    t0 = time.time()
+    assert launch.cancel(run_id)
+    res = launch.follow(run_id, timeout=60)
+    assert res["status"] == "cancelled" and time.time() - t0 < 10
+    assert store.get(run_id)["status"] == "cancelled"
+    assert store.events(run_dir)[-1]["event"] == "cancelled"
+
+
+def test_dead_process_is_reaped_as_failed(home, tiny):
+    run_id, _ = store.new_run({"method": "lora", "model": "x"})
+    store.update(run_id, status="running", pid=2**22 + 12345)  # no such process
+    assert store.get(run_id)["status"] == "failed"
+
+
+def test_cli_trial_json_and_runs(home, tiny):
+    env = {**os.environ, "TUNING_ADVISOR_HOME": str(home)}
+    cmd = [sys.executable, "-m", "advisor", "trial", "--model", str(tiny / "model"), "--method", "lora",
+           "--data", str(tiny / "train.jsonl"), "--steps", "3", "--batch-size", "2", "--seq-len", "32",
+           "--precision", "fp32", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["status"] == "completed" and j["device"] == "cpu" and j["error"] is None
+    for key in ("peak_allocated", "peak_device", "step_seconds", "tokens_per_second", "losses"):
+        assert j["measured"][key] is not None, key
+    assert {"seconds", "cost_usd"} <= set(j["extrapolated"]) and j["estimate"]["method"] == "lora"
+    runs = subprocess.run([sys.executable, "-m", "advisor", "runs", "--json"], capture_output=True, text=True,
+                          cwd=ROOT, env=env)
+    assert any(x["id"] == j["run_id"] for x in json.loads(runs.stdout))
+    bad = subprocess.run(cmd[:-1] + ["--data", str(tiny / "nope.jsonl")], capture_output=True, text=True, cwd=ROOT,
+                         env=env)
+    assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_generated_script_runs_as_is(home, tiny, tmp_path):
+    res, run_dir = run_trial(tiny, "lora", steps=3)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(run_dir / "train.py"), "--model", str(tiny / "model"),
+                        "--tokenizer", str(run_dir / "tokenizer"), "--data", str(tiny / "train.jsonl"),
+                        "--output", str(out), "--max-steps", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "step 2 loss" in r.stdout and (out / "adapter_config.json").exists()

@@ -1,0 +1,65 @@
+"""Start a trial as a detached process (it survives the CLI or the browser tab), follow it, cancel it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tuners import store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(request: dict) -> tuple[str, Path]:
+    """Records the run and starts ``python -m tuners.trial`` in a new session (its own process group)."""
+    run_id, run_dir = store.new_run(request)
+    log = open(run_dir / "log.txt", "w")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    store.update(run_id, pid=proc.pid)
+    return run_id, run_dir
+
+
+def cancel(run_id: str) -> bool:
+    """SIGTERM to the run's process group; the runner records 'cancelled'. False if it was not running."""
+    row = store.get(run_id)
+    if row is None or row["status"] not in ("queued", "running") or not row["pid"]:
+        return False
+    try:
+        os.killpg(row["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def result(run_id: str) -> dict | None:
+    row = store.get(run_id)
+    path = Path(row["run_dir"]) / "result.json" if row else None
+    return json.loads(path.read_text()) if path and path.exists() else None
+
+
+def follow(run_id: str, on_event=lambda e: None, poll: float = 0.2, timeout: float | None = None) -> dict:
+    """Calls ``on_event`` for each new event until the run ends; returns its result JSON."""
+    seen, t0 = 0, time.time()
+    while True:
+        row = store.get(run_id)
+        events = store.events(row["run_dir"])
+        for e in events[seen:]:
+            on_event(e)
+        seen = len(events)
+        if row["status"] in ("completed", "failed", "cancelled"):
+            res = result(run_id)
+            if res is not None or row["error"]:  # a result, or a process that died without one
+                return res or {"run_id": run_id, "status": row["status"], "device": row["device"],
+                               "estimate": row["estimate"], "measured": row["measured"],
+                               "extrapolated": row["extrapolated"], "error": row["error"]}
+        if timeout is not None and time.time() - t0 > timeout:
+            cancel(run_id)
+            timeout = None
+        time.sleep(poll)

@@ -1,0 +1,124 @@
+"""The run history: SQLite in ``$TUNING_ADVISOR_HOME`` (default ``~/.tuning-advisor``), one row per
+trial run, plus a folder per run holding its events (JSON lines) and result JSON.
+
+Each write is one short transaction, so a crash leaves the store consistent; a run whose process
+died without finishing is marked ``failed`` the next time the history is read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+_COLUMNS = ("id", "created", "updated", "status", "method", "model", "device", "pid", "run_dir", "request",
+            "estimate", "measured", "extrapolated", "error")
+_JSON = ("request", "estimate", "measured", "extrapolated")
+
+
+def home() -> Path:
+    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _connect() -> sqlite3.Connection:
+    con = sqlite3.connect(home() / "runs.db", timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("""CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued','running','completed','failed','cancelled')),
+        method TEXT, model TEXT, device TEXT, pid INTEGER, run_dir TEXT NOT NULL,
+        request TEXT, estimate TEXT, measured TEXT, extrapolated TEXT, error TEXT)""")
+    return con
+
+
+def new_run(request: dict) -> tuple[str, Path]:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_dir = home() / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "request.json").write_text(json.dumps(request, indent=2))
+    now = time.time()
+    with _connect() as con:
+        con.execute("INSERT INTO runs (id, created, updated, status, method, model, run_dir, request) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    (run_id, now, now, request.get("method"), request.get("model"), str(run_dir), json.dumps(request)))
+    return run_id, run_dir
+
+
+def update(run_id: str, **fields) -> None:
+    bad = set(fields) - set(_COLUMNS)
+    if bad:
+        raise KeyError(f"unknown run fields {bad}")
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"bad status {fields['status']!r}")
+    values = {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()}
+    values["updated"] = time.time()
+    sets = ", ".join(f"{k} = ?" for k in values)
+    with _connect() as con:
+        con.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+
+
+def _row(r) -> dict:
+    d = dict(zip(_COLUMNS, r))
+    for k in _JSON:
+        d[k] = json.loads(d[k]) if d[k] else None
+    return d
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (finished but not yet reaped by its parent) is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
+
+
+def _reap(con, rows: list[dict]) -> None:
+    for r in rows:
+        if r["status"] == "running" and not _alive(r["pid"]):
+            r["status"], r["error"] = "failed", r["error"] or "the run's process ended without a result (killed or crashed)"
+            con.execute("UPDATE runs SET status = 'failed', error = ?, updated = ? WHERE id = ? AND status = 'running'",
+                        (r["error"], time.time(), r["id"]))
+
+
+def get(run_id: str) -> dict | None:
+    with _connect() as con:
+        r = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if r is None:
+            return None
+        row = _row(r)
+        _reap(con, [row])
+    return row
+
+
+def list_runs(limit: int = 100) -> list[dict]:
+    with _connect() as con:
+        rows = [_row(r) for r in con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY created DESC LIMIT ?",
+                                             (limit,))]
+        _reap(con, rows)
+    return rows
+
+
+def events(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return out
