@@ -1,75 +1,63 @@
-"""Tuning Advisor — Streamlit UI. Widgets only: every number comes from ``estimators``.
-
-This first page is the estimator; the questionnaire, recommendation, trial runs and history come
-with their own issues.
-"""
-import pandas as pd
-import plotly.express as px
+"""Tuning Advisor — the Streamlit app. It wires widgets to advisor/, estimators/ and tuners/ (see ui/);
+it computes nothing itself and imports no torch: trial runs happen in processes of their own."""
 import streamlit as st
 
-from estimators.catalog import catalog_rows, gpus, model_by_id
+from advisor.answers import Answers
+from advisor.recommend import recommend
+from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
-from estimators.estimate import estimate
-from estimators.setup import METHODS, TrainSetup
+from ui import questionnaire, results, trial
 
-GIB = 1024**3
-st.set_page_config(page_title="Tuning Advisor", layout="wide")
+st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
 
 
-@st.cache_data
-def model_ids():
-    return [r["id"] for r in catalog_rows()]
-
-
-@st.cache_data
-def estimates_for(model_id, gpu_id, batch, seq_len, checkpointing, examples, tokens, epochs):
-    spec, gpu = model_by_id(model_id), gpus()[gpu_id]
-    out = {}
-    for method in METHODS:
-        if method == "distillation":
-            continue  # needs a teacher: offered with the questionnaire
-        try:
-            setup = TrainSetup(method=method, batch_size=batch, seq_len=seq_len,
-                               gradient_checkpointing=checkpointing, examples=examples,
-                               tokens_per_example=tokens, epochs=epochs)
-            out[method] = estimate(spec, setup, gpu).to_json()
-        except InputError as exc:
-            out[method] = {"error": str(exc)}
-    return out
+@st.cache_data(show_spinner="Ranking methods…")
+def cached_recommendation(answers_json: dict, gpu_key) -> dict:
+    gpu = None if gpu_key is None else questionnaire.custom_gpu(*gpu_key)
+    return recommend(Answers.from_dict(answers_json), gpu).to_json()
 
 
 st.title("Tuning Advisor")
-st.caption("What will adapting this model cost? Memory per GPU, time, money and artifact size, per method.")
+st.caption("How should you adapt this model, what will it cost, and does a real run agree?")
 
-ids = model_ids()
-with st.sidebar:
-    model_id = st.selectbox("Base model", ids, index=ids.index("llama-3.1-8b"), key="model")
-    gpu_ids = list(gpus())
-    gpu_id = st.selectbox("GPU", gpu_ids, index=gpu_ids.index("a100-80gb"), key="gpu",
-                          format_func=lambda g: gpus()[g].name)
-    batch = st.number_input("Micro-batch", 1, 256, 1, key="batch")
-    seq_len = st.number_input("Sequence length", 16, 131072, 512, step=128, key="seq_len")
-    checkpointing = st.checkbox("Gradient checkpointing", key="ckpt")
-    examples = st.number_input("Examples", 1, 100_000_000, 2000, key="examples")
-    tokens = st.number_input("Tokens per example", 1, 131072, 300, key="tokens")
-    epochs = st.number_input("Epochs", 1, 100, 1, key="epochs")
+form = questionnaire.render()
+answer_keys = ("task", "goals", "num_examples", "avg_tokens_per_example", "domain_distance", "model", "gpu",
+               "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority")
+answers = {k: form.get(k) for k in answer_keys}
+if form["problems"]:
+    for problem in form["problems"]:
+        st.error(problem)
+    st.stop()
+custom = form["gpu_spec"]
+gpu_key = None if custom is None else (custom.memory_bytes / 1024**3, custom.tflops["bf16"], custom.price_per_hour_usd)
+if custom is not None:
+    answers["gpu"] = "a100-80gb"  # a valid id for validation; the custom GPU is what gets used
+try:
+    rec = cached_recommendation(answers, gpu_key)
+    gpu = custom or gpu_by_id(answers["gpu"])
+except InputError as exc:
+    st.error(f"{exc}")
+    st.stop()
+if custom is not None:
+    answers["gpu"] = "custom"
 
-results = estimates_for(model_id, gpu_id, int(batch), int(seq_len), checkpointing, int(examples), int(tokens), int(epochs))
-rows, parts = [], []
-for method, e in results.items():
-    if "error" in e:
-        st.error(f"{method}: {e['error']}")
-        continue
-    m = e["memory"]
-    rows.append({"method": method, "fits": "yes" if e["fits"] else "no", "total GiB": round(m["total"] / GIB, 2),
-                 "peak at": m["peak_phase"].replace("_", " "), "trainable": f"{e['params']['trainable']:,}",
-                 "time (h)": round(e["time"]["seconds"] / 3600, 2), "cost (USD)": e["cost_usd"],
-                 "artifact MB": round(e["artifact_bytes"] / 1e6, 1)})
-    for part in ("weights", "gradients", "optimizer", "activations", "other", "overhead"):
-        parts.append({"method": method, "component": part, "GiB": m[part] / GIB})
-
-st.subheader(f"{model_id} on {gpus()[gpu_id].name}")
-st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
-fig = px.bar(pd.DataFrame(parts), x="method", y="GiB", color="component", title="Memory per GPU (stacked at the peak)")
-fig.add_hline(y=gpus()[gpu_id].memory_bytes / GIB, line_dash="dash", annotation_text="GPU memory")
-st.plotly_chart(fig, use_container_width=True)
+tab_rec, tab_charts, tab_trial, tab_history = st.tabs(["Recommendation", "Charts", "Trial run", "History"])
+with tab_rec:
+    if form["data_path"]:
+        try:
+            report = questionnaire.data_report(form["data_path"], max(128, answers["avg_tokens_per_example"]))
+            with st.expander(f"Data: {report['usable_rows']} usable rows ({report['format']}), mean "
+                             f"{report['mean_tokens']} tokens, {report['truncated_share']:.0%} truncated", expanded=True):
+                st.bar_chart({f"{b['from']}–{b['to']}": b["count"] for b in report["histogram"]})
+                for p in report["problems"]:
+                    st.warning(p)
+        except InputError as exc:
+            st.error(f"{exc}")
+    results.render_recommendation(rec)
+with tab_charts:
+    results.render_charts(answers, rec, gpu)
+with tab_trial:
+    trial.render_launch(answers, rec)
+    trial.render_current()
+with tab_history:
+    trial.render_history()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from advisor.answers import Answers
 from advisor.feasibility import find_feasible, pick_student
 from advisor.rules import CAVEATS, TUNING_GOALS, Context, apply_rules
-from estimators.catalog import gpu_by_id, load_model
+from estimators.catalog import GPU, gpu_by_id, load_model
 from estimators.errors import InputError
 from estimators.setup import METHODS
 
@@ -47,9 +47,10 @@ class Recommendation:
         return self.recommendations[0]
 
 
-def recommend(answers: Answers) -> Recommendation:
+def recommend(answers: Answers, gpu: GPU | None = None) -> Recommendation:
+    """Ranks every method for ``answers``; ``gpu`` overrides ``answers.gpu`` (a custom GPU)."""
     spec = load_model(answers.model)
-    gpu = gpu_by_id(answers.gpu)
+    gpu = gpu or gpu_by_id(answers.gpu)
     if spec.kind == "encoder":
         methods = tuple(m for m in METHODS if m not in ("prompt_tuning", "distillation"))
     else:

@@ -1,18 +1,108 @@
-"""The Streamlit page renders through AppTest and reacts to its widgets."""
+"""The Streamlit app through AppTest: defaults, reacting to answers, bad input, a real trial run, history."""
+import json
+import os
+import time
+
 import pytest
 
 from tests.conftest import ROOT
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+APP = str(ROOT / "advisor_app.py")
 
 
-def test_default_page_renders_estimates():
-    at = AppTest.from_file(str(ROOT / "advisor_app.py"), default_timeout=60).run()
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNING_ADVISOR_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def app():
+    return AppTest.from_file(APP, default_timeout=90)
+
+
+def frame_with(at, column):
+    """The first dataframe on the page that has ``column`` (dataframes are not widgets: no keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def top_verdict(at):
+    table = frame_with(at, "verdict")
+    return table.iloc[0]["method"], table.iloc[0]["verdict"]
+
+
+def test_defaults_render_a_recommendation(home):
+    at = app().run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert set(table["method"]) == {"prompt_tuning", "lora", "qlora", "full", "adapters"}
-    assert dict(zip(table["method"], table["fits"]))["full"] == "no"  # 8B full bf16 does not fit one A100-80GB
+    assert at.info[0].value.startswith("Recommended:")
+    table = frame_with(at, "verdict")
+    assert len(table) == 6 and set(table["verdict"]) <= {"fits", "does not fit", "over budget"}
+    assert [t.label for t in at.tabs] == ["Recommendation", "Charts", "Trial run", "History"]
 
-    at.selectbox(key="model").set_value("qwen2.5-0.5b").run()
-    table = at.dataframe[0].value
-    assert dict(zip(table["method"], table["fits"]))["full"] == "yes"
+
+def test_changing_gpu_or_model_changes_the_verdict(home):
+    at = app().run()
+    assert top_verdict(at)[1] == "fits"
+    at.selectbox(key="model").set_value("llama-3.1-70b").run()
+    at.selectbox(key="gpu").set_value("rtx-4090").run()
+    assert not at.exception
+    assert top_verdict(at) == ("qlora", "does not fit")
+    assert "Nothing fits" in at.info[0].value
+    at.selectbox(key="gpu").set_value("h200").run()
+    assert top_verdict(at)[1] == "fits"
+
+
+def test_factual_recall_shows_dont_tune_panel(home):
+    at = app().run()
+    at.multiselect(key="goals").set_value(["factual_recall"]).run()
+    assert any("Don't tune" in w.value for w in at.warning)
+
+
+def test_invalid_data_file_shows_an_error(home, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    at = app().run()
+    at.radio(key="data_mode").set_value("File path").run()
+    at.text_input(key="data_file").input(str(bad)).run()
+    assert not at.exception
+    assert any("not valid JSON" in e.value for e in at.error)
+
+
+def test_no_goal_is_a_clear_error(home):
+    at = app().run()
+    at.multiselect(key="goals").set_value([]).run()
+    assert any("choose at least one goal" in e.value for e in at.error) and not at.exception
+
+
+@pytest.mark.slow
+def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=128, vocab_size=512)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
+    at = app().run()
+    at.selectbox(key="trial_method").set_value("lora")
+    at.radio(key="trial_source").set_value("Local model folder").run()
+    at.text_input(key="trial_folder").input(str(tmp_path / "tiny"))
+    at.number_input(key="trial_steps").set_value(3)
+    at.number_input(key="trial_seq").set_value(32)
+    at.button(key="trial_launch").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["run_id"]
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        at.run()
+        if any(m.value.startswith("**Estimated vs measured**") for m in at.markdown):
+            break
+        time.sleep(1)
+    assert any(m.value.startswith("**Estimated vs measured**") for m in at.markdown), [e.value for e in at.error]
+    cmp = frame_with(at, "quantity")
+    assert list(cmp["quantity"])[:2] == ["peak allocated", "tokens per second"]
+    assert 0.5 < cmp.iloc[0]["measured / estimated"] < 2
+
+    fresh = app().run()  # a new app session: the history comes from the store
+    history = frame_with(fresh, "run")
+    assert run_id in list(history["run"]) and history.iloc[0]["status"] == "completed"

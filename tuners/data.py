@@ -162,6 +162,31 @@ def validate(path: str | Path, tokenizer, seq_len: int) -> tuple[DataReport, lis
     return report, usable
 
 
+def train_bpe(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts`` with the ``tokenizers`` library (no torch)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    return bpe
+
+
+def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | None = None) -> DataReport:
+    """The validation report without torch or transformers (for the app's upload): the model
+    folder's tokenizer.json when there is one, else a BPE trained on the data."""
+    from tokenizers import Tokenizer
+
+    usable, _, _, _ = load_examples(path)
+    tok = Tokenizer.from_file(str(tokenizer_file)) if tokenizer_file else \
+        train_bpe([e.prompt + e.completion for e in usable], 8192)
+    report, _ = validate(path, lambda text: {"input_ids": tok.encode(text).ids}, seq_len)
+    return report
+
+
 def encode(examples: list[Example], tokenizer, seq_len: int) -> list[dict]:
     """input_ids and labels per example; labels are -100 on the prompt (no loss there) and after truncation."""
     eos = tokenizer.eos_token_id

@@ -169,16 +169,10 @@ def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path):
                                          for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")):
         tok = AutoTokenizer.from_pretrained(source.folder)
     else:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from tuners.data import train_bpe
 
         vocab = int(source.config.get("vocab_size", SCALED_VOCAB))
-        specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-        bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        bpe.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=min(vocab, 8192), special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        bpe.train_from_iterator(texts, trainer)
+        bpe = train_bpe(texts, min(vocab, 8192))
         tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>",
                                       bos_token="<bos>", unk_token="<unk>")
         tok.save_pretrained(workdir / "tokenizer")

@@ -1,0 +1,60 @@
+"""What each criterion cited by the rules means, in the project's words (numbering of CRITERIA.md)."""
+
+CRITERIA = {
+    "C2.1": ("Expected outcome", "Prompt tuning does well when the task resembles what the model already knows. "
+             "Full tuning customises most deeply given enough data and compute. LoRA reaches high quality with "
+             "less overfitting but can trail full tuning; QLoRA adds a small risk from quantizing the base."),
+    "C2.2": ("Compute needed", "Full tuning needs the most memory: every weight, its gradient and its optimizer "
+             "state. LoRA needs far less; QLoRA less again because the frozen base is stored in 4 bits; prompt "
+             "tuning least."),
+    "C2.3": ("Tuning time", "Prompt tuning is quickest (minutes to hours); LoRA and QLoRA take hours; full "
+             "tuning takes longest and grows with model and data size."),
+    "C2.4": ("Cost", "Prompt tuning is cheapest to tune and to host. LoRA and QLoRA need less storage and "
+             "compute, and many adapters can share one base model. Full tuning pays for tuning and for hosting a "
+             "whole new model."),
+    "C2.5": ("Purpose", "Prompt tuning: quick adaptation on limited resources. Full tuning: maximum accuracy when "
+             "the cost is justified. LoRA/QLoRA: task-specific adapters, several tasks on one base."),
+    "C2.6": ("Adapter layers", "Small inserted layers (a few percent of the parameters) get close to full tuning, "
+             "add tasks without touching others and resist forgetting and overfitting, at the price of some "
+             "inference latency and architectural complexity."),
+    "C2.7": ("Knowledge distillation", "A smaller student learns to imitate a larger teacher's outputs, keeping "
+             "most of its quality at a fraction of the serving cost: suited to mobile, edge and latency-bound use. "
+             "Teacher and student must share a tokenizer, and the teacher's forward passes cost compute."),
+    "C3.1": ("Style and tone", "Fine tuning reliably teaches a voice or tone, such as a brand's."),
+    "C3.2": ("Specialization", "Fine tuning turns a general model into a specialist for one task."),
+    "C3.3": ("Domain knowledge", "Vocabulary or knowledge missing from pretraining (legal, finance, medicine) "
+             "is added by changing weights."),
+    "C3.4": ("Proprietary data", "Tuning on private data builds it into the model."),
+    "C3.5": ("Edge cases", "Examples teach the model cases it never saw in pretraining."),
+    "C3.6": ("Many tasks", "To serve many different tasks, prefer per-task LoRA/QLoRA adapters on one shared base; "
+             "a fully tuned model per task costs more and risks forgetting general skills."),
+    "C3.7": ("Depth and distance", "Full tuning suits domain-intensive work where depth matters most, and is the "
+             "most reliable choice when the domain is far from pretraining."),
+    "C3.8": ("Data size", "Full tuning usually needs large data sets (up to millions of examples); adapters and "
+             "LoRA help even with small ones."),
+    "C4.1": ("Inference cost", "A prompt-tuned smaller model can stand in for a larger one, cutting serving cost."),
+    "C4.2": ("Cheap style", "Prompt tuning adjusts style at low cost."),
+    "C4.3": ("Output format", "Prompt tuning gets a reliable output form from zero-shot prompts, with fewer "
+             "tokens per call."),
+    "C4.4": ("Iteration", "Prompt tuning suits quick prototyping, scarce task data and tight compute."),
+    "C4.5": ("Limits of prompt tuning", "Prompt tuning is weaker on tasks needing deep specialised knowledge and "
+             "only catches up with full tuning on models of billions of parameters."),
+    "C5.1": ("Factual recall", "Tuning improves factual accuracy only marginally: retrieve the facts at inference "
+             "time (RAG). Tuning can still shape the answer's format."),
+    "C6.1": ("How much data", "Tens to about a thousand examples are enough to start with prompt tuning or LoRA; "
+             "full tuning pays off with hundreds of thousands to millions of tokens of examples and more."),
+    "C6.2": ("LoRA vs full", "LoRA learns less and forgets less than full tuning; it trails on large domain shifts "
+             "(code, maths, continued pretraining) where the needed weight change is high-rank."),
+    "C6.3": ("Prompt tuning at small scale", "At ~3B parameters prompt tuning clearly trails LoRA and saves little "
+             "memory, since activations dominate."),
+    "C6.4": ("QLoRA speed", "QLoRA steps run about 1.4–1.5× slower than bf16 LoRA because weights are dequantized."),
+    "C6.5": ("Gradient checkpointing", "Costs about 20–30% of throughput and saves most activation memory."),
+    "C6.6": ("Full vs LoRA time", "Full tuning takes about 2–2.5× the time of LoRA on the same data."),
+    "C6.7": ("Shared tokenizer", "Distillation requires teacher and student to share a tokenizer."),
+    "C6.8": ("Multi-GPU memory", "Data parallelism does not reduce per-GPU memory; sharding (ZeRO-3/FSDP) does."),
+}
+
+
+def explain(criterion: str) -> str:
+    title, text = CRITERIA.get(criterion, (criterion, ""))
+    return f"**{criterion} — {title}.** {text}"

@@ -1,0 +1,115 @@
+"""The questionnaire: every answer has a default, so a recommendation shows without touching anything."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import streamlit as st
+
+from advisor.answers import DISTANCES, GOAL_HELP, GOALS, PRIORITIES, TASKS
+from estimators.catalog import catalog_rows, custom_gpu, gpus
+from estimators.errors import InputError
+from tuners import store
+
+
+@st.cache_data
+def model_ids() -> list[str]:
+    return [r["id"] for r in catalog_rows()]
+
+
+def _save_upload(upload) -> str:
+    """Keeps an uploaded data file in the data folder (a trial process reads it later)."""
+    digest = hashlib.sha256(upload.getvalue()).hexdigest()[:12]
+    folder = store.home() / "uploads"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{digest}-{upload.name}"
+    if not path.exists():
+        path.write_bytes(upload.getvalue())
+    return str(path)
+
+
+@st.cache_data(show_spinner="Reading and tokenizing the data…")
+def data_report(path: str, seq_len: int) -> dict:
+    from tuners.data import quick_report  # tokenizers only: no torch
+
+    return quick_report(path, seq_len).to_dict()
+
+
+def _pasted_config(text: str) -> str:
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the pasted config is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    folder = store.home() / "configs"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def render() -> dict:
+    """Draws the questionnaire in the sidebar; returns the answers as a dict plus 'gpu_spec' and 'data_path'."""
+    out, problems = {}, []
+    sb = st.sidebar
+    sb.header("Your situation")
+    out["task"] = sb.selectbox("Task", TASKS, index=TASKS.index("chat"), key="task")
+    out["goals"] = sb.multiselect("Goals", GOALS, default=["style"], key="goals",
+                                  format_func=lambda g: f"{g} — {GOAL_HELP[g]}")
+    sb.subheader("Data")
+    mode = sb.radio("Data", ("Type a count", "Upload a file", "File path"), horizontal=True, key="data_mode",
+                    label_visibility="collapsed")
+    out["data_path"] = None
+    if mode == "Upload a file":
+        upload = sb.file_uploader("JSONL, CSV or Parquet", type=["jsonl", "json", "csv", "parquet"], key="upload")
+        if upload is not None:
+            out["data_path"] = _save_upload(upload)
+    elif mode == "File path":
+        path = sb.text_input("Path of a JSONL, CSV or Parquet file on this machine", key="data_file").strip()
+        out["data_path"] = path or None
+    out["num_examples"] = int(sb.number_input("Examples", 1, 100_000_000, 2000, key="num_examples"))
+    out["avg_tokens_per_example"] = int(sb.number_input("Typical tokens per example", 1, 131072, 300, key="avg_tokens"))
+    out["domain_distance"] = sb.select_slider("Distance of your domain from pretraining", DISTANCES,
+                                              value="moderate", key="domain")
+    sb.subheader("Base model")
+    source = sb.radio("Model source", ("Catalog", "Local folder", "Paste config.json"), horizontal=True,
+                      key="model_mode", label_visibility="collapsed")
+    ids = model_ids()
+    if source == "Catalog":
+        out["model"] = sb.selectbox("Model (type to search)", ids, index=ids.index("llama-3.1-8b"), key="model")
+    elif source == "Local folder":
+        out["model"] = sb.text_input("Model folder path", key="model_folder").strip()
+        if not out["model"]:
+            problems.append("give the path of a local Hugging Face model folder")
+    else:
+        text = sb.text_area("config.json", height=150, key="model_config")
+        if not text.strip():
+            problems.append("paste a config.json")
+        else:
+            try:
+                out["model"] = _pasted_config(text)
+            except InputError as exc:
+                problems.append(str(exc))
+    sb.subheader("Hardware and budget")
+    gmode = sb.radio("GPU", ("Catalog", "Custom"), horizontal=True, key="gpu_mode", label_visibility="collapsed")
+    out["gpu_spec"] = None
+    if gmode == "Catalog":
+        gids = list(gpus())
+        out["gpu"] = sb.selectbox("GPU", gids, index=gids.index("a100-80gb"), key="gpu",
+                                  format_func=lambda g: f"{gpus()[g].name} — {gpus()[g].memory_bytes / 1024**3:.0f} GiB")
+    else:
+        mem = sb.number_input("Memory (GiB)", 1.0, 1024.0, 24.0, key="custom_mem")
+        tflops = sb.number_input("Dense bf16 TFLOP/s", 1.0, 10000.0, 100.0, key="custom_tflops")
+        price = sb.number_input("Price per GPU-hour (USD)", 0.0, 1000.0, 1.0, key="custom_price")
+        out["gpu"] = "custom"
+        out["gpu_spec"] = custom_gpu(mem, tflops, price)
+    out["num_gpus"] = int(sb.number_input("Number of GPUs", 1, 1024, 1, key="num_gpus"))
+    hours = sb.number_input("Time budget, hours (0 = none)", 0.0, 1e6, 0.0, key="max_hours")
+    cost = sb.number_input("Money budget, USD (0 = none)", 0.0, 1e9, 0.0, key="max_cost")
+    out["max_hours"] = hours or None
+    out["max_cost_usd"] = cost or None
+    out["num_tasks"] = int(sb.number_input("Tasks to serve from this model", 1, 10000, 1, key="num_tasks"))
+    out["priority"] = sb.radio("Priority", PRIORITIES, index=1, horizontal=True, key="priority")
+    if not out["goals"]:
+        problems.append("choose at least one goal")
+    out["problems"] = problems
+    return out
