@@ -1,5 +1,7 @@
 """Tuning Advisor — the Streamlit app. It wires widgets to advisor/, estimators/ and tuners/ (see ui/);
 it computes nothing itself and imports no torch: trial runs happen in processes of their own."""
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from advisor.answers import Answers
@@ -40,6 +42,7 @@ except InputError as exc:
     st.stop()
 if custom is not None:
     answers["gpu"] = "custom"
+answers["data_path"] = form["data_path"]  # the trial uses the uploaded data
 
 tab_rec, tab_charts, tab_trial, tab_history = st.tabs(["Recommendation", "Charts", "Trial run", "History"])
 with tab_rec:
@@ -48,7 +51,10 @@ with tab_rec:
             report = questionnaire.data_report(form["data_path"], max(128, answers["avg_tokens_per_example"]))
             with st.expander(f"Data: {report['usable_rows']} usable rows ({report['format']}), mean "
                              f"{report['mean_tokens']} tokens, {report['truncated_share']:.0%} truncated", expanded=True):
-                st.bar_chart({f"{b['from']}–{b['to']}": b["count"] for b in report["histogram"]})
+                fig = px.bar(pd.DataFrame(report["histogram"]), x="bin", y="count", color="fits",
+                             title=f"Tokens per example (seq_len {report['seq_len']})",
+                             color_discrete_map={"within seq_len": "#1f77b4", "truncated": "#d62728"})
+                st.plotly_chart(fig, key="data_hist")
                 for p in report["problems"]:
                     st.warning(p)
         except InputError as exc:

@@ -35,7 +35,7 @@ def what_if(spec: ModelSpec, method: str, base: dict, gpu: GPU, teacher: ModelSp
 
 
 def memory_rows(method: str, est: dict) -> list[dict]:
-    """Stacked memory components (GiB) of one estimate, for a bar chart."""
+    """What the peak is made of plus the overhead (GiB), for a stacked bar that adds up to the total."""
     mem = est["memory"]
-    parts = ("weights", "gradients", "optimizer", "activations", "other", "overhead")
-    return [{"method": method, "component": p, "GiB": mem[p] / GIB} for p in parts]
+    parts = {**mem["at_peak"], "overhead": mem["overhead"]}
+    return [{"method": method, "component": k, "GiB": v / GIB} for k, v in parts.items()]

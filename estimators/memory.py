@@ -60,6 +60,8 @@ class MemoryBreakdown:
     peak_phase: str
     phases: dict = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
+    at_peak: dict = field(default_factory=dict)
+    """What the peak is made of: weights, gradients, optimizer, activations, other (sums to the peak)."""
 
     @property
     def total(self) -> int:
@@ -69,7 +71,7 @@ class MemoryBreakdown:
         return {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
                 "activations": self.activations, "other": self.other, "peak_allocated": self.peak_allocated,
                 "overhead": self.overhead, "total": self.total, "peak_phase": self.peak_phase,
-                "phases": dict(self.phases), "detail": dict(self.detail)}
+                "phases": dict(self.phases), "at_peak": dict(self.at_peak), "detail": dict(self.detail)}
 
 
 def _param_bytes(setup: TrainSetup) -> int:
@@ -180,24 +182,30 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     else:
         block = (spec.total_params - spec.params.embeddings - spec.params.lm_head) // max(spec.layers, 1)
         grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if setup.sharding in ("zero2", "zero3", "fsdp") else 1), 0)
-    phases = {
-        "backward_start": resident + held_grads + cast_cache + act.saved + act.logits_backward,
+    # Each moment as its parts: what is resident, which gradients exist, activations, and the rest.
+    optim = optimizer + detail.get("ddp_buckets", 0)
+    moments = {
+        "backward_start": {"gradients": held_grads, "activations": act.saved,
+                           "other": cast_cache + act.logits_backward},
         # Last block's backward: (nearly) all gradients exist; that block's activations (recomputed
         # under checkpointing) and its backward temporaries are alive.
-        "backward_end": resident + max(grads_at_end, held_grads) + cast_cache + act.backward_temporaries
-                        + (act.per_layer if setup.gradient_checkpointing else act.per_layer // 2),
-        "optimizer": resident + gradients + opt_temp,
+        "backward_end": {"gradients": max(grads_at_end, held_grads), "activations": 0,
+                         "other": cast_cache + act.backward_temporaries
+                         + (act.per_layer if setup.gradient_checkpointing else act.per_layer // 2)},
+        "optimizer": {"gradients": gradients, "activations": 0, "other": opt_temp},
     }
     if setup.gradient_checkpointing:
         # First recomputed block: every block's checkpointed input is still kept, plus one block's
         # full activations and its backward temporaries.
-        phases["backward_recompute"] = resident + held_grads + cast_cache + head_grad + act.saved \
-            + act.per_layer + act.backward_temporaries
+        moments["backward_recompute"] = {"gradients": held_grads, "activations": act.saved,
+                                         "other": cast_cache + head_grad + act.per_layer + act.backward_temporaries}
+    for parts in moments.values():
+        parts.update(weights=weights, optimizer=optim)
+    phases = {name: sum(parts.values()) for name, parts in moments.items()}
     phase = max(phases, key=phases.get)
     peak = phases[phase]
-    other = peak - weights - (optimizer + detail.get("ddp_buckets", 0)) \
-        - (gradients if phase in ("backward_end", "optimizer") or held_grads else 0) \
-        - (act.saved if phase in ("backward_start", "backward_recompute") else 0)
+    at_peak = {k: int(moments[phase][k]) for k in ("weights", "gradients", "optimizer", "activations", "other")}
+    other = at_peak["other"]
     detail.update({"logits_backward": act.logits_backward, "saved_activations": act.saved,
                    "per_layer_activations": act.per_layer, "optimizer_temporary": opt_temp,
                    "autocast_cache": cast_cache})
@@ -205,4 +213,4 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     return MemoryBreakdown(weights=int(weights), gradients=int(gradients), optimizer=int(optimizer),
                            activations=int(act.saved), other=int(other), peak_allocated=int(peak),
                            overhead=overhead, peak_phase=phase, phases={k: int(v) for k, v in phases.items()},
-                           detail={k: int(v) for k, v in detail.items()})
+                           detail={k: int(v) for k, v in detail.items()}, at_peak=at_peak)

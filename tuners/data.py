@@ -120,7 +120,9 @@ class DataReport:
         counts = [0] * bins
         for n in self.token_lengths:
             counts[min(n // width, bins - 1)] += 1
-        return [{"from": i * width, "to": (i + 1) * width, "count": c} for i, c in enumerate(counts)]
+        return [{"from": i * width, "to": (i + 1) * width, "bin": f"{i * width}–{(i + 1) * width}", "count": c,
+                 "fits": "truncated" if i * width >= self.seq_len else "within seq_len"}
+                for i, c in enumerate(counts)]
 
     def to_dict(self) -> dict:
         lengths = sorted(self.token_lengths)

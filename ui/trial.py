@@ -41,13 +41,15 @@ def render_launch(answers: dict, rec: dict) -> None:
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", [m for m in ranked if m in METHODS], key="trial_method")
     source = c2.radio("Model", ("Questionnaire model, random weights", "Local model folder"), key="trial_source")
-    folder = ""
+    folder, scale = "", False
     if source == "Local model folder":
         folder = c2.text_input("Folder with config.json and weights", key="trial_folder").strip()
-    scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", value=not HAS_GPU, key="trial_scale")
-    steps = int(c3.number_input("Steps", 3, 10000, 10, key="trial_steps"))
-    batch = int(c3.number_input("Micro-batch", 1, 256, 2, key="trial_batch"))
-    seq_len = int(c3.number_input("Sequence length", 16, 32768, 128, key="trial_seq"))
+    else:
+        scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", value=not HAS_GPU,
+                            key="trial_scale")
+    steps = int(c3.number_input("Trial steps", 3, 10000, 10, key="trial_steps"))
+    batch = int(c3.number_input("Trial micro-batch", 1, 256, 2, key="trial_batch"))
+    seq_len = int(c3.number_input("Trial sequence length", 16, 32768, 128, key="trial_seq"))
     precision = c1.radio("Precision", ("bf16", "fp32"), index=0 if HAS_GPU else 1, horizontal=True,
                          key="trial_precision", help="bf16 is slow on most CPUs; fp32 is the quick CPU check")
     data = answers.get("data_path") or sample_data()

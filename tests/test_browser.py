@@ -1,0 +1,112 @@
+"""A real browser: streamlit serves the app on a free localhost port; headless Chromium (Debian's,
+driven by Playwright) answers the questionnaire, uploads data, sees the recommendation and the
+memory chart, and launches and finishes a tiny trial run. Screenshots go to the test's temp folder."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "TUNING_ADVISOR_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "advisor_app.py"),
+                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=128, vocab_size=512)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
+    rows = [{"prompt": f"Say hello to user {i}.", "completion": f"Hello, user {i}! Nice to see you."} for i in range(24)]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return tmp_path / "tiny", tmp_path / "data.jsonl"
+
+
+def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_path):
+    model_dir, data = tiny_model
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_text("Recommended:").wait_for(timeout=60_000)
+
+        # Answer the questionnaire: another model and GPU, and upload the data file.
+        sidebar = page.locator("section[data-testid='stSidebar']")
+        sidebar.get_by_text("Upload a file").click()
+        sidebar.locator("input[type='file']").set_input_files(str(data))
+        page.get_by_text("usable rows (prompt_completion)").wait_for(timeout=60_000)
+        model_box = sidebar.get_by_label("Model (type to search)")
+        model_box.click()
+        page.keyboard.type("qwen2.5-7b")
+        page.keyboard.press("Enter")
+        page.get_by_text("qwen2.5-7b").first.wait_for(timeout=30_000)
+        page.get_by_text("Recommended:").wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / "1-recommendation.png"), full_page=True)
+
+        page.get_by_role("tab", name="Charts").click()
+        page.locator(".js-plotly-plot >> visible=true").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "2-charts.png"), full_page=True)
+
+        page.get_by_role("tab", name="Trial run").click()
+        page.get_by_text("Local model folder").click()
+        folder = page.get_by_label("Folder with config.json and weights")
+        folder.fill(str(model_dir))
+        folder.press("Enter")
+        steps = page.get_by_label("Trial steps")
+        steps.fill("3")
+        steps.press("Enter")
+        seq = page.get_by_label("Trial sequence length")
+        seq.fill("32")
+        seq.press("Enter")
+        time.sleep(1)
+        page.get_by_role("button", name="Launch trial run").click()
+        page.get_by_text("Estimated vs measured").wait_for(timeout=180_000)
+        page.get_by_role("button", name="Download training script").wait_for(timeout=10_000)
+        page.screenshot(path=str(shots / "3-trial.png"), full_page=True)
+        browser.close()
+    assert len(list(shots.glob("*.png"))) == 3
