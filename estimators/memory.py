@@ -170,8 +170,17 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         optimizer = 0
 
     act = activations(spec, setup)
-    # foreach AdamW/SGD: one parameter-sized temporary of the trainable set during step().
-    opt_temp = 0 if setup.cpu_offload else gradients
+    # Optimizer temporaries during step(). On CUDA torch defaults to the foreach implementation: one
+    # temporary the size of the trainable set (e.g. sqrt(exp_avg_sq) for AdamW). On CPU it runs
+    # tensor by tensor: about two temporaries of the largest trainable tensor (measured, torch 2.13).
+    if setup.cpu_offload:
+        opt_temp = 0
+    elif setup.device == "cuda":
+        opt_temp = gradients
+    else:
+        largest = spec.largest_tensor if not setup.frozen_base else max(
+            [lin.in_features for lin in lora_linears(spec, setup.lora_targets)] + [spec.hidden]) * setup.lora_rank
+        opt_temp = min(2 * largest * pb, gradients)
     resident = weights + optimizer + detail.get("ddp_buckets", 0)
     held_grads = gradients if setup.grad_accum > 1 else 0  # accumulated across micro-batches
     # Gradients that exist before the first block's backward: all but that block's and the embeddings'

@@ -80,6 +80,17 @@ class ModelSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    @property
+    def largest_tensor(self) -> int:
+        """Elements of the largest single weight tensor (embedding, a linear, or a fused expert bank)."""
+        sizes = [self.vocab * self.hidden]
+        sizes += [lin.in_features * lin.out_features for lin in self.linears if lin.role != "expert"]
+        if self.num_experts:  # transformers 5 fuses each layer's experts: E × 2I × h for gate+up
+            per_layer = self.num_experts * max(lin.in_features * lin.out_features for lin in self.linears
+                                               if lin.role == "expert")
+            sizes.append(2 * per_layer)
+        return max(sizes)
+
     def linear_params(self, roles: tuple[str, ...] = ("attn", "mlp", "expert", "router")) -> int:
         return sum(lin.in_features * lin.out_features * lin.count for lin in self.linears if lin.role in roles)
 

@@ -1,0 +1,118 @@
+"""The "exact check": peak tensor memory of one real training step computed on fake tensors.
+
+Under torch's ``FakeTensorMode`` every op runs for its shapes and dtypes only, so a step of a
+multi-billion-parameter model costs seconds of CPU and no memory. ``LiveTensorTracker`` counts the
+bytes each fake tensor would hold, exactly as it does for a real step (tests check fake against
+real on a tiny model). Methods: full, LoRA, prompt tuning, adapters (QLoRA's 4-bit kernels and
+distillation's second model are not covered).
+
+Two things must be switched off inside the fake step, and are restored after it:
+* transformers treats fake tensors as "tracing" and would then build explicit attention masks a
+  real run does not build — its ``is_tracing`` is made to answer no;
+* ``Module.to`` (PEFT moves new adapter layers to their base layer's device) cannot swap fake
+  parameters — everything is on the same fake CPU device, so it is made a no-op;
+* the packed-sequence detector reads tensor values (impossible on fake tensors); our batches are
+  never packed, so it answers "not packed".
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+
+from estimators.errors import InputError
+from estimators.setup import TrainSetup
+from estimators.spec import clean_config
+
+SUPPORTED = ("full", "lora", "prompt_tuning", "adapters")
+
+
+@contextmanager
+def _fake_friendly():
+    import torch
+    import transformers.masking_utils as mu
+    import transformers.utils.import_utils as iu
+
+    original = iu.is_tracing
+    find_packed = mu.find_packed_sequence_indices
+    mu.find_packed_sequence_indices = lambda *a, **k: None
+    patched = [m for m in list(sys.modules.values())
+               if getattr(m, "__name__", "").startswith("transformers") and getattr(m, "is_tracing", None) is original]
+    to = torch.nn.Module.to
+    for m in patched:
+        m.is_tracing = lambda *a, **k: False
+    torch.nn.Module.to = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        for m in patched:
+            m.is_tracing = original
+        torch.nn.Module.to = to
+        mu.find_packed_sequence_indices = find_packed
+
+
+def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
+    """Peak live tensor bytes of a steady-state step (after a warm-up step) for ``setup`` on the
+    architecture in ``config``, without allocating it. Returns peak, phase and timing."""
+    import torch
+    import transformers
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from tuners.memtrack import LiveTensorTracker
+    from tuners.methods import METHODS
+    from tuners.models import auto_class
+    from tuners.trial import make_optimizer
+
+    if setup.method not in SUPPORTED:
+        raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")
+    if setup.num_gpus > 1:
+        raise InputError("the exact check models one GPU: use --num-gpus 1 (sharding is estimated analytically)")
+    cfg = clean_config(config)
+    cfg.pop("torch_dtype", None)
+    cfg.pop("dtype", None)
+    conf = transformers.AutoConfig.for_model(**cfg)
+    conf._attn_implementation = setup.attention
+    dtype = torch.float32 if setup.mixed_precision else {"bf16": torch.bfloat16, "fp16": torch.float16,
+                                                         "fp32": torch.float32}[setup.precision]
+    t0 = time.perf_counter()
+    transformers.logging.set_verbosity_error()
+    with warnings.catch_warnings(), _fake_friendly(), FakeTensorMode(allow_non_fake_inputs=True):
+        warnings.simplefilter("ignore")
+        torch.manual_seed(seed)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # build in the training dtype: .to(dtype) on a fake model fails
+        try:
+            model = auto_class(cfg).from_config(conf)
+        finally:
+            torch.set_default_dtype(previous)
+        model = METHODS[setup.method].prepare(model, setup, {"prompt_init": "random"})
+        if setup.gradient_checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            if setup.frozen_base:
+                model.enable_input_require_grads()
+        model.train()
+        optimizer = make_optimizer(setup.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-4)
+        ids = torch.randint(0, int(cfg["vocab_size"]), (setup.batch_size, setup.seq_len))
+        batch = {"input_ids": ids, "labels": ids}
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)
+
+        def step(tracker=None):
+            phase = tracker.set_phase if tracker else (lambda name: None)
+            phase("forward")
+            with torch.autocast("cpu", dtype=autocast, enabled=setup.mixed_precision):
+                loss = model(**batch).loss
+            phase("backward")
+            loss.backward()
+            del loss
+            phase("optimizer")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()
+        tracker = LiveTensorTracker()
+        tracker.track(model, optimizer, batch)
+        with tracker:
+            step(tracker)
+    return {"peak_allocated": tracker.peak, "peak_phase": tracker.peak_phase, "phases": dict(tracker.by_phase),
+            "seconds": time.perf_counter() - t0, "device": "fake (no memory allocated)"}
