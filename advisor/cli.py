@@ -251,7 +251,27 @@ def cmd_gpus(args) -> int:
 
 def cmd_estimate(args) -> int:
     e = estimate_from_args(args)
-    print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))
+    out = e.to_json()
+    if args.dry_run:
+        from tuners.dryrun import SUPPORTED, dry_run  # imports torch: only when asked
+
+        if args.method not in SUPPORTED:
+            raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {args.method} needs a real trial run "
+                             "(tuning-advisor trial)")
+        if not args.json:
+            print("exact check: running one step on fake tensors…", file=sys.stderr)
+        d = dry_run(e.spec.config, e.setup)
+        d["analytic_vs_dry_run"] = e.memory.peak_allocated / d["peak_allocated"] - 1
+        out["dry_run"] = d
+        out["assumptions"].append("dry_run: peak of live tensor bytes of one real step run on fake tensors")
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(format_estimate(e))
+    if args.dry_run:
+        d = out["dry_run"]
+        print(f"\nExact check (fake tensors, {d['seconds']:.1f} s): peak allocated {gib(d['peak_allocated'])} at "
+              f"{d['peak_phase']}; the analytic estimate differs by {d['analytic_vs_dry_run']:+.1%}")
     return 0
 
 
@@ -401,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="also run one real training step on fake tensors (exact peak, no memory used; "
+                        "full, lora, prompt_tuning, adapters; seconds to a minute for billions of parameters)")
     p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("recommend", help="rank every method for your answers, with reasons",
                        description="Rank the tuning methods for a questionnaire's answers (JSON), with reasons "

@@ -92,7 +92,9 @@ def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
             if setup.frozen_base:
                 model.enable_input_require_grads()
         model.train()
-        optimizer = make_optimizer(setup.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-4)
+        # On a GPU torch's optimizers run "foreach" (list-wide temporaries): reproduce that choice.
+        optimizer = make_optimizer(setup.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-4,
+                                   foreach=True if setup.device == "cuda" else None)
         ids = torch.randint(0, int(cfg["vocab_size"]), (setup.batch_size, setup.seq_len))
         batch = {"input_ids": ids, "labels": ids}
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)

@@ -87,13 +87,14 @@ def build_setup(request: dict, device: str) -> TrainSetup:
     return TrainSetup(device=device, **kwargs)
 
 
-def make_optimizer(name: str, params, lr: float):
+def make_optimizer(name: str, params, lr: float, foreach: bool | None = None):
+    """``foreach=None`` lets torch choose (foreach on CUDA, per tensor on CPU); True forces CUDA's choice."""
     import torch
 
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
+        return torch.optim.AdamW(params, lr=lr, foreach=foreach)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=foreach)
     if name == "adamw_8bit":
         import bitsandbytes as bnb
 

@@ -1,0 +1,71 @@
+"""The exact check: a fake-tensor step agrees with a real CPU step, and the analytic estimate agrees
+with the exact check at a real architecture of ~0.5B parameters (no memory allocated)."""
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from estimators.catalog import model_by_id, model_configs
+from estimators.memory import estimate_memory
+from estimators.setup import TrainSetup
+from tests.conftest import ROOT
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tuners.dryrun import dry_run  # noqa: E402
+from tuners.measure import measure_step_memory  # noqa: E402
+from tuners.methods import METHODS  # noqa: E402
+
+pytestmark = pytest.mark.slow
+TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 352, "vocab_size": 2048,
+        "max_position_embeddings": 1024, "tie_word_embeddings": False}
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning", "adapters"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_dry_run_matches_a_real_cpu_step_within_5_percent(method, checkpointing):
+    setup = TrainSetup(method=method, batch_size=2, seq_len=128, precision="fp32", device="cpu",
+                       gradient_checkpointing=checkpointing, lora_rank=8, num_virtual_tokens=10, adapter_size=16)
+    fake = dry_run(TINY, setup)
+    conf = transformers.AutoConfig.for_model(**{k: v for k, v in TINY.items() if k != "architectures"})
+    conf._attn_implementation = "sdpa"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = METHODS[method].prepare(transformers.LlamaForCausalLM(conf), setup, {"prompt_init": "random"})
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            if method != "full":
+                model.enable_input_require_grads()
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, TINY["vocab_size"], (2, 128))
+    real = measure_step_memory(model, opt, {"input_ids": ids, "labels": ids})
+    assert fake["peak_allocated"] == pytest.approx(real.peak_allocated, rel=0.05)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_analytic_within_10_percent_of_dry_run_at_half_a_billion(method, checkpointing):
+    setup = TrainSetup(method=method, batch_size=1, seq_len=512, gradient_checkpointing=checkpointing, device="cuda")
+    exact = dry_run(model_configs()["qwen2.5-0.5b"], setup)
+    analytic = estimate_memory(model_by_id("qwen2.5-0.5b"), setup)
+    assert analytic.peak_allocated == pytest.approx(exact["peak_allocated"], rel=0.10), exact
+
+
+def test_cli_dry_run_json():
+    r = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "smollm2-135m", "--method", "lora",
+                        "--seq-len", "128", "--dry-run", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["dry_run"]["peak_allocated"] > 0 and abs(j["dry_run"]["analytic_vs_dry_run"]) < 0.1
+
+
+def test_dry_run_refuses_qlora_with_a_clear_line():
+    r = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "smollm2-135m", "--method", "qlora",
+                        "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "needs a real trial run" in r.stderr and len(r.stderr.strip().splitlines()) == 1
