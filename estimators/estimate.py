@@ -1,8 +1,10 @@
 """One call that estimates everything for a model, a training setup and (optionally) a GPU."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from estimators.calibration import Calibration, lookup
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
 from estimators.methods import trainable_params
@@ -23,6 +25,7 @@ class Estimate:
     serving: dict
     assumptions: tuple[str, ...]
     teacher: ModelSpec | None = None
+    calibration: Calibration | None = None
 
     @property
     def fits(self) -> bool | None:
@@ -47,21 +50,32 @@ class Estimate:
             "serving": self.serving,
             "teacher": None if self.teacher is None else self.teacher.id,
             "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
+            "calibrated": None if self.calibration is None else self.calibration.describe(),
         }
 
 
 def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher: ModelSpec | None = None,
-             price_per_hour: float | None = None, tasks: int = 1, efficiency: float | None = None) -> Estimate:
+             price_per_hour: float | None = None, tasks: int = 1,
+             calibration: Calibration | None | str = "auto") -> Estimate:
+    """Everything for one setup. ``calibration="auto"`` uses what trial runs measured on this GPU
+    for this method and precision, when there is such a record; None keeps the defaults."""
+    if calibration == "auto":
+        calibration = lookup(gpu.id, setup.method, setup.precision) if gpu is not None else None
     memory = estimate_memory(spec, setup, teacher)
+    if calibration is not None and calibration.overhead_bytes is not None and setup.device == "cuda":
+        overhead = calibration.overhead_bytes + int((calibration.slack or 0) * memory.peak_allocated)
+        memory = dataclasses.replace(memory, overhead=overhead)
+    efficiency = calibration.efficiency if calibration is not None else None
     time = estimate_time(spec, setup, gpu, teacher, price_per_hour, efficiency)
     return Estimate(spec=spec, setup=setup, gpu=gpu, memory=memory, time=time,
                     trainable=trainable_params(spec, setup), artifact_bytes=artifact_bytes(spec, setup),
                     serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks)},
-                    assumptions=_assumptions(spec, setup, gpu, memory, efficiency), teacher=teacher)
+                    assumptions=_assumptions(spec, setup, gpu, memory, calibration), teacher=teacher,
+                    calibration=calibration)
 
 
 def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBreakdown,
-                 efficiency: float | None) -> tuple[str, ...]:
+                 calibration: Calibration | None) -> tuple[str, ...]:
     out = [f"peak is the {mem.peak_phase.replace('_', ' ')} moment of a steady-state step "
            "(max of backward start, backward end, optimizer step)"]
     precision = f"fp32 master weights + {s.precision} autocast" if s.mixed_precision else f"pure {s.precision}"
@@ -88,11 +102,14 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
     if s.cpu_offload:
         out.append("optimizer states offloaded to CPU memory (slower steps, not modelled in time)")
     if s.device == "cuda":
-        out.append(f"overhead: CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB + {ALLOCATOR_SLACK:.0%} allocator slack")
+        if calibration is not None and calibration.overhead_bytes is not None:
+            out.append(f"overhead {calibration.describe()}")
+        else:
+            out.append(f"overhead: CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB + {ALLOCATOR_SLACK:.0%} allocator slack")
     if gpu is not None:
-        eff = (efficiency if efficiency is not None else gpu.efficiency) * METHOD_EFFICIENCY[s.method]
+        eff = (calibration.efficiency if calibration is not None else gpu.efficiency) * METHOD_EFFICIENCY[s.method]
         out.append(f"time at {eff:.0%} of {gpu.name} peak {s.precision} FLOP/s"
-                   f"{' (calibrated)' if efficiency is not None else ' (default efficiency)'}")
+                   + (f" ({calibration.describe()})" if calibration is not None else " (default efficiency)"))
         if gpu.price_per_hour_usd is not None and gpu.price_date:
             out.append(f"price {gpu.price_per_hour_usd} USD/GPU-hour ({gpu.price_date} list price unless --price-per-hour)")
     return tuple(out)

@@ -15,6 +15,7 @@ Speed: the mean of the un-instrumented steps after that.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -132,6 +133,9 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     tokenizer = models.tokenizer_for(source, [e.prompt + e.completion for e in examples], run_dir)
     report, examples = data_mod.validate(request["data"], tokenizer, setup.seq_len)
     emit("data", report=report.to_dict(), model=source.description)
+    if not (setup.examples and setup.tokens_per_example):  # whole-run figures for the file itself
+        mean = sum(min(n, setup.seq_len) for n in report.token_lengths) / len(report.token_lengths)
+        setup = dataclasses.replace(setup, examples=len(examples), tokens_per_example=max(1, round(mean)))
     spec = spec_from_config(source.config, model_id=request["model"])
     teacher_source = teacher_spec = teacher = None
     if setup.method == "distillation":
@@ -143,8 +147,13 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             raise InputError(f"teacher vocab {teacher_spec.vocab} differs from student vocab {spec.vocab}: "
                              "distillation needs a shared tokenizer (C6.7)")
 
-    gpu = catalog_gpu_for(device_name) if device == "cuda" else None
-    if request.get("gpu"):
+    if device == "cuda":
+        gpu = catalog_gpu_for(device_name)
+    else:
+        from tuners.hardware import cpu_device
+
+        gpu = cpu_device()  # measured matmul peak, so CPU trials get a throughput estimate too
+    if request.get("gpu") and device == "cuda":
         gpu = gpus().get(request["gpu"], gpu)
     est = estimate(spec, setup, gpu, teacher_spec, price_per_hour=request.get("price_per_hour"))
     (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
@@ -200,7 +209,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=lr,
          random_weights=source.random_weights, scaled_down=source.scaled_down)
     losses, timed, peak_tracked, peak_phase = [], [], None, None
-    tokens_per_step = setup.batch_size * setup.seq_len
+    tokens_per_step = setup.batch_size * setup.tokens_per_sequence  # processed tokens (prompt tuning's included)
     for step, batch in enumerate(data_mod.batches(encoded, setup.batch_size, setup.seq_len, pad, steps), 1):
         if int(batch["attention_mask"].min()) == 1:
             del batch["attention_mask"]  # no padding: let SDPA use its mask-free kernel
@@ -254,9 +263,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     measured = {"peak_allocated": peak_alloc, "peak_device": peak_device, "step_seconds": step_seconds,
                 "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
                 "total_params": n_total, **extra_measured}
-    mean_tokens = sum(min(n, setup.seq_len) for n in report.token_lengths) / len(report.token_lengths)
-    total_tokens = (setup.examples * setup.tokens_per_example if setup.examples and setup.tokens_per_example
-                    else len(examples) * mean_tokens) * setup.epochs
+    per_example = setup.tokens_per_example + (setup.num_virtual_tokens if setup.method == "prompt_tuning" else 0)
+    total_tokens = setup.examples * per_example * setup.epochs
     seconds = total_tokens / tps
     price = request.get("price_per_hour")
     if price is None and gpu is not None and device == "cuda":
@@ -264,6 +272,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     extrapolated = {"tokens": int(total_tokens), "seconds": seconds,
                     "cost_usd": None if price is None else round(seconds / 3600 * price, 4),
                     "assumption": "whole run at the measured tokens/s of this device (padded batches of seq_len)"}
+    if gpu is not None:
+        calibrate(run_id, setup, gpu, est, tps, measured if device == "cuda" else None)
     ej = est.to_json()
     ratios = {"peak_allocated": peak_alloc / ej["memory"]["peak_allocated"] if peak_alloc else None}
     if ej["throughput"]["tokens_per_second"]:
@@ -284,6 +294,26 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     return {"measured": measured, "extrapolated": extrapolated, "ratios": ratios, "estimate": ej,
             "device": device_name, "artifact": str(artifact) if artifact else None, "script": str(script),
             "data": report.to_dict(), "notes": notes, "trainable_params": n_trainable, "total_params": n_total}
+
+
+def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float, cuda_measured: dict | None) -> None:
+    """Records what this device achieved so later estimates on it use it (estimators.calibration).
+
+    The stored efficiency is normalised like the GPU catalog's default: passed back to ``estimate``
+    it reproduces the measured tokens/s for this method and precision."""
+    from estimators import calibration
+    from estimators.throughput import METHOD_EFFICIENCY, QLORA_SLOWDOWN
+
+    achieved = tokens_per_second * est.time.flops_per_token
+    peak = setup.num_gpus * gpu.peak_flops(setup.precision)
+    if not peak:
+        return
+    efficiency = achieved * (QLORA_SLOWDOWN if setup.method == "qlora" else 1) / (peak * METHOD_EFFICIENCY[setup.method])
+    overhead = slack = None
+    if cuda_measured:
+        overhead = cuda_measured["peak_device"] - cuda_measured["peak_reserved"]
+        slack = (cuda_measured["peak_reserved"] - cuda_measured["peak_allocated"]) / cuda_measured["peak_allocated"]
+    calibration.record(gpu.id, setup.method, setup.precision, efficiency, run_id, overhead, slack)
 
 
 def run(run_id: str) -> int:

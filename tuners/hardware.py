@@ -1,0 +1,67 @@
+"""This machine's CPU as a "device" the estimators understand: its memory and a measured matmul peak.
+
+A CPU has no datasheet TFLOP/s we can look up, so we measure: the best of a few large matrix
+products per dtype (what training's linear layers run). Cached per CPU model and thread count in
+the data folder, so only the first trial on a machine pays the second or two it takes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from estimators.catalog import GPU
+from tuners import store
+
+CPU_DEFAULT_EFFICIENCY = 0.5  # share of the matmul peak a whole training step reaches, before calibration
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 1024**3
+
+
+def matmul_tflops(dtype_name: str, n: int = 1024, repeats: int = 3) -> float:
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e12
+
+
+def cpu_device() -> GPU:
+    import torch
+
+    key = f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}"
+    cache = store.home() / "cpu_peak.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if key not in known:
+        known[key] = {p: matmul_tflops(p) for p in ("fp32", "bf16")}
+        cache.write_text(json.dumps(known, indent=2))
+    peaks = known[key]
+    return GPU(id="cpu", name=f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)", memory_bytes=_mem_total(),
+               tflops={"fp32": peaks["fp32"], "bf16": peaks["bf16"], "fp16": peaks["bf16"]},
+               efficiency=CPU_DEFAULT_EFFICIENCY, source=f"measured matmul peak on this machine (pid {os.getpid()})")
