@@ -209,3 +209,15 @@ def test_generated_script_runs_as_is(home, tiny, tmp_path):
                         "--output", str(out), "--max-steps", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "step 2 loss" in r.stdout and (out / "adapter_config.json").exists()
+
+
+def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):
+    from estimators import calibration
+
+    first, _ = run_trial(tiny, "adapters", steps=3)
+    assert first["status"] == "completed", first["error"]
+    record = calibration.lookup("cpu", "adapters", "fp32")
+    assert record is not None and record.run_id == first["run_id"] and record.efficiency > 0
+    assert first["estimate"]["throughput"]["tokens_per_second"] > 0  # CPU trials get a throughput estimate
+    second, _ = run_trial(tiny, "adapters", steps=3)
+    assert second["estimate"]["calibrated"] and first["run_id"] in second["estimate"]["calibrated"]

@@ -51,6 +51,8 @@ def render_recommendation(rec: dict) -> None:
                         + (f" · student {a['model']}" if a["method"] == "distillation" else ""))
             if a["settings"]:
                 st.caption("Settings: " + ", ".join(f"{k}={v}" for k, v in a["settings"].items()))
+            if (a["estimate"] or {}).get("calibrated"):
+                st.caption(f"⚙️ Estimate {a['estimate']['calibrated']}.")
             for r in a["reasons"]:
                 with st.expander(f"{'➕' if r['effect'] == '+' else '➖'} [{r['criterion']}] {r['text']}"):
                     st.markdown(explain(r["criterion"]))
@@ -126,6 +128,8 @@ def render_charts(answers: dict, rec: dict, gpu) -> None:
     m2.metric("Peak at", est["memory"]["peak_phase"].replace("_", " "))
     m3.metric("Time", fmt_hours(est["time"]["seconds"]))
     m4.metric("Cost", "—" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}")
+    st.caption(f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
+               "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
     fig = px.bar(pd.DataFrame(memory_rows(method, est)), x="component", y="GiB")
     fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash")
     st.plotly_chart(fig, key="whatif_chart")
