@@ -15,7 +15,10 @@ from pathlib import Path
 from estimators.catalog import GPU
 from tuners import store
 
-CPU_DEFAULT_EFFICIENCY = 0.5  # share of the matmul peak a whole training step reaches, before calibration
+# Share of the measured matmul peak a whole fp32 training step reaches before calibration. From
+# bench/accuracy.py --quick (2026-11-22, 2-core CPU, ~60M Llama): full 0.57, LoRA 0.62, prompt
+# tuning 0.67, adapters 0.68 of peak at 0.5 assumed -> 0.65.
+CPU_DEFAULT_EFFICIENCY = 0.65
 
 
 def cpu_name() -> str:

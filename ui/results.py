@@ -133,3 +133,30 @@ def render_charts(answers: dict, rec: dict, gpu) -> None:
     fig = px.bar(pd.DataFrame(memory_rows(method, est)), x="component", y="GiB")
     fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash")
     st.plotly_chart(fig, key="whatif_chart")
+    exact_check(spec, method, est)
+
+
+def exact_check(spec, method: str, est: dict) -> None:
+    """Runs one real training step of these settings on fake tensors (no memory used) on request."""
+    from tuners.dryrun import SUPPORTED
+
+    if method not in SUPPORTED:
+        st.caption(f"The exact check covers {', '.join(SUPPORTED)}; for {method} launch a trial run.")
+        return
+    if not st.button("Exact check: run one step on fake tensors", key="exact_check",
+                     help="Builds the real model and runs a real step without allocating memory; seconds to a "
+                          "minute for billions of parameters."):
+        return
+    from estimators.setup import TrainSetup
+    from tuners.dryrun import dry_run  # imports torch: only now
+
+    setup = TrainSetup(**{k: v for k, v in est["setup"].items() if k in TrainSetup.__dataclass_fields__})
+    try:
+        with st.spinner("Running one step on fake tensors…"):
+            d = dry_run(spec.config, setup)
+    except InputError as exc:
+        st.error(str(exc))
+        return
+    diff = est["memory"]["peak_allocated"] / d["peak_allocated"] - 1
+    st.success(f"Exact peak allocated: {fmt_bytes(d['peak_allocated'])} at {d['peak_phase']} "
+               f"({d['seconds']:.1f} s). The estimate above differs by {diff:+.1%}.")

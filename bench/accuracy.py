@@ -1,0 +1,198 @@
+"""Estimate accuracy, measured. Two matrices:
+
+* trial runs on this machine (real steps through the runner, random-weight Llama-style models of
+  tens to a few hundred million parameters): estimated vs measured peak live tensor bytes, and
+  estimated vs measured tokens/s (uncalibrated: each case starts from a fresh data folder);
+* exact checks (one step on fake tensors, nothing allocated) of real catalog architectures up to
+  ~3B parameters: analytic estimate vs the exact peak.
+
+Prints every case and a summary (median and worst absolute error per method), writes the JSON to
+bench/results/ (device, library versions, date) and, with --write-docs, the summary into
+docs/accuracy.md between its markers.
+
+    python bench/accuracy.py --quick          # a few minutes on a 2-core CPU
+    python bench/accuracy.py                  # the full matrix (tens of minutes)
+"""
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Llama-style shapes for real trial runs (random weights): ~60M and ~200M parameters.
+TRIAL_MODELS = {
+    "llama-60m": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 512,
+                  "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 2,
+                  "intermediate_size": 1408, "vocab_size": 32000, "max_position_embeddings": 2048,
+                  "tie_word_embeddings": False},
+    "qwen-like-200m": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 768,
+                       "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 2,
+                       "intermediate_size": 2048, "vocab_size": 65536, "max_position_embeddings": 2048,
+                       "tie_word_embeddings": True},
+}
+DRY_MODELS = ["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "llama-3.2-3b"]
+
+
+def versions() -> dict:
+    import peft
+    import torch
+    import transformers
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+           "peft": peft.__version__}
+    try:
+        import bitsandbytes
+
+        out["bitsandbytes"] = bitsandbytes.__version__
+    except Exception:
+        pass
+    return out
+
+
+def data_file(folder: Path) -> Path:
+    rows = [{"text": " ".join(f"token{(i * 7 + j * 13) % 997}" for j in range(1200))} for i in range(32)]
+    path = folder / "long.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt: bool, precision: str) -> dict:
+    from tuners import launch
+
+    home = folder / f"home-{model}-{method}-{batch}-{seq}-{int(ckpt)}-{precision}"
+    os.environ["TUNING_ADVISOR_HOME"] = str(home)  # fresh: no calibration from earlier cases
+    cfg = folder / f"{model}.json"
+    cfg.write_text(json.dumps(TRIAL_MODELS[model]))
+    request = {"model": str(cfg), "data": str(data_file(folder)), "method": method, "steps": 5, "batch_size": batch,
+               "seq_len": seq, "precision": precision, "gradient_checkpointing": ckpt, "lora_rank": 16}
+    run_id, _ = launch.start(request)
+    res = launch.follow(run_id)
+    row = {"kind": "trial", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
+           "precision": precision, "status": res["status"], "error": res["error"]}
+    if res["status"] == "completed":
+        e, m = res["estimate"], res["measured"]
+        row.update(est_peak=e["memory"]["peak_allocated"], meas_peak=m["peak_allocated"],
+                   est_tps=e["throughput"]["tokens_per_second"], meas_tps=m["tokens_per_second"],
+                   est_phase=e["memory"]["peak_phase"], meas_phase=m.get("peak_phase"),
+                   params=e["params"]["total"])
+    return row
+
+
+def dry_case(model: str, method: str, batch: int, seq: int, ckpt: bool) -> dict:
+    from estimators.catalog import model_by_id, model_configs
+    from estimators.memory import estimate_memory
+    from estimators.setup import TrainSetup
+    from tuners.dryrun import dry_run
+
+    setup = TrainSetup(method=method, batch_size=batch, seq_len=seq, gradient_checkpointing=ckpt, device="cuda")
+    exact = dry_run(model_configs()[model], setup)
+    est = estimate_memory(model_by_id(model), setup)
+    return {"kind": "dry-run", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
+            "precision": "bf16", "status": "completed", "est_peak": est.peak_allocated,
+            "meas_peak": exact["peak_allocated"], "est_phase": est.peak_phase, "meas_phase": exact["peak_phase"],
+            "seconds": round(exact["seconds"], 1), "params": model_by_id(model).total_params}
+
+
+def err(est, meas):
+    return None if not est or not meas else est / meas - 1
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for (kind, method), group in itertools.groupby(sorted(rows, key=lambda r: (r["kind"], r["method"])),
+                                                   key=lambda r: (r["kind"], r["method"])):
+        group = [r for r in group if r["status"] == "completed"]
+        mem = [abs(err(r["est_peak"], r["meas_peak"])) for r in group]
+        tps = [abs(err(r.get("est_tps"), r.get("meas_tps"))) for r in group if r.get("est_tps")]
+        out.append({"kind": kind, "method": method, "cases": len(group),
+                    "memory_median": statistics.median(mem) if mem else None, "memory_worst": max(mem) if mem else None,
+                    "tps_median": statistics.median(tps) if tps else None, "tps_worst": max(tps) if tps else None})
+    return out
+
+
+def pct(x):
+    return "—" if x is None else f"{x:.1%}"
+
+
+def markdown(summary: list[dict], rows: list[dict], meta: dict) -> str:
+    lines = [f"Run `{meta['command']}` on {meta['device']} ({meta['date']}; torch {meta['versions']['torch']}, "
+             f"transformers {meta['versions']['transformers']}, peft {meta['versions']['peft']}).", "",
+             "| kind | method | cases | peak memory: median abs error | worst | tokens/s: median abs error | worst |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        lines.append(f"| {s['kind']} | {s['method']} | {s['cases']} | {pct(s['memory_median'])} | "
+                     f"{pct(s['memory_worst'])} | {pct(s['tps_median'])} | {pct(s['tps_worst'])} |")
+    failed = [r for r in rows if r["status"] != "completed"]
+    if failed:
+        lines += ["", f"{len(failed)} case(s) did not complete: " + "; ".join(
+            f"{r['model']} {r['method']}: {r['error']}" for r in failed)]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a small matrix (a few minutes on 2 CPU cores)")
+    ap.add_argument("--write-docs", action="store_true", help="put the summary into docs/accuracy.md")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="accuracy-"))
+    methods = ["full", "lora", "prompt_tuning", "adapters"]
+    if args.quick:
+        trials = [("llama-60m", m, 2, 256, c, "fp32") for m in methods for c in (False, True)]
+        trials += [("llama-60m", "qlora", 2, 128, False, "bf16")]
+        drys = [(mid, m, 1, 512, c) for mid in DRY_MODELS[:2] for m in methods[:3] for c in (False, True)]
+    else:
+        trials = [(mid, m, b, s, c, "fp32") for mid in TRIAL_MODELS for m in methods for b, s in ((1, 512), (4, 128))
+                  for c in (False, True)]
+        trials += [("llama-60m", m, 2, 128, False, "bf16") for m in ("lora", "qlora")]  # bf16 is slow on CPUs
+        drys = [(mid, m, b, s, c) for mid in DRY_MODELS for m in methods for b, s in ((1, 512), (2, 2048))
+                for c in (False, True)]
+    rows, t0 = [], time.time()
+    header = (f"{'kind':8} {'model':16} {'method':14} {'b':>2} {'seq':>5} {'ckpt':5} {'prec':5} "
+              f"{'est MiB':>9} {'meas MiB':>9} {'err':>7}   {'est tok/s':>9} {'meas tok/s':>10} {'err':>7}")
+    print(header)
+    for case in [("trial",) + t for t in trials] + [("dry",) + d for d in drys]:
+        r = trial_case(folder, *case[1:]) if case[0] == "trial" else dry_case(*case[1:])
+        rows.append(r)
+        if r["status"] != "completed":
+            print(f"{r['kind']:8} {r['model']:16} {r['method']:14} FAILED: {r['error']}", flush=True)
+            continue
+        print(f"{r['kind']:8} {r['model']:16} {r['method']:14} {r['batch']:>2} {r['seq']:>5} {str(r['ckpt']):5} "
+              f"{r['precision']:5} {r['est_peak'] / 2**20:9.1f} {r['meas_peak'] / 2**20:9.1f} "
+              f"{pct(err(r['est_peak'], r['meas_peak'])):>7}   "
+              f"{(r.get('est_tps') or 0):9.0f} {(r.get('meas_tps') or 0):10.0f} "
+              f"{pct(err(r.get('est_tps'), r.get('meas_tps'))):>7}", flush=True)
+    summary = summarise(rows)
+    print("\nsummary (absolute relative error)")
+    for s in summary:
+        print(f"  {s['kind']:8} {s['method']:14} cases {s['cases']:>2}  memory median {pct(s['memory_median']):>6} "
+              f"worst {pct(s['memory_worst']):>6}   tokens/s median {pct(s['tps_median']):>6} worst {pct(s['tps_worst']):>6}")
+    from tuners.hardware import cpu_name
+
+    meta = {"command": "python bench/accuracy.py" + (" --quick" if args.quick else ""), "date": time.strftime("%Y-%m-%d"),
+            "device": f"CPU: {cpu_name()}, {os.cpu_count()} cores", "versions": versions(),
+            "seconds": round(time.time() - t0)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"accuracy-{'quick' if args.quick else 'full'}-cpu-{meta['date']}.json"
+    path.write_text(json.dumps({"meta": meta, "summary": summary, "cases": rows}, indent=2))
+    print(f"\nwrote {path} ({meta['seconds']} s)")
+    if args.write_docs:
+        doc = ROOT / "docs" / "accuracy.md"
+        text = doc.read_text()
+        start, end = "<!-- summary:start -->", "<!-- summary:end -->"
+        text = text[:text.index(start) + len(start)] + "\n" + markdown(summary, rows, meta) + "\n" + text[text.index(end):]
+        doc.write_text(text)
+        print(f"updated {doc}")
+
+
+if __name__ == "__main__":
+    main()
