@@ -142,7 +142,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a small matrix (a few minutes on 2 CPU cores)")
     ap.add_argument("--write-docs", action="store_true", help="put the summary into docs/accuracy.md")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--from-json", action="append", metavar="RESULTS",
+                    help="do not run: write docs/accuracy.md from saved results (repeatable)")
     args = ap.parse_args()
+    if args.from_json:
+        write_docs([json.loads(Path(p).read_text()) for p in args.from_json])
+        return
     folder = Path(tempfile.mkdtemp(prefix="accuracy-"))
     methods = ["full", "lora", "prompt_tuning", "adapters"]
     if args.quick:
@@ -186,12 +191,16 @@ def main():
     path.write_text(json.dumps({"meta": meta, "summary": summary, "cases": rows}, indent=2))
     print(f"\nwrote {path} ({meta['seconds']} s)")
     if args.write_docs:
-        doc = ROOT / "docs" / "accuracy.md"
-        text = doc.read_text()
-        start, end = "<!-- summary:start -->", "<!-- summary:end -->"
-        text = text[:text.index(start) + len(start)] + "\n" + markdown(summary, rows, meta) + "\n" + text[text.index(end):]
-        doc.write_text(text)
-        print(f"updated {doc}")
+        write_docs([{"meta": meta, "summary": summary, "cases": rows}])
+
+
+def write_docs(results: list[dict]) -> None:
+    doc = ROOT / "docs" / "accuracy.md"
+    text = doc.read_text()
+    start, end = "<!-- summary:start -->", "<!-- summary:end -->"
+    body = "\n\n".join(markdown(r["summary"], r["cases"], r["meta"]) for r in results)
+    doc.write_text(text[:text.index(start) + len(start)] + "\n" + body + "\n" + text[text.index(end):])
+    print(f"updated {doc}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,17 @@ def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
     fresh = app().run()  # a new app session: the history comes from the store
     history = frame_with(fresh, "run")
     assert run_id in list(history["run"]) and history.iloc[0]["status"] == "completed"
+
+
+def test_app_renders_without_importing_torch(home):
+    """Fast start: the page path never imports torch (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from streamlit.testing.v1 import AppTest; "
+            f"at = AppTest.from_file({APP!r}, default_timeout=90).run(); "
+            "assert not at.exception, at.exception; print('torch' in sys.modules, 'transformers' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "TUNING_ADVISOR_HOME": str(home)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["False", "False"]

@@ -221,3 +221,11 @@ def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):
     assert first["estimate"]["throughput"]["tokens_per_second"] > 0  # CPU trials get a throughput estimate
     second, _ = run_trial(tiny, "adapters", steps=3)
     assert second["estimate"]["calibrated"] and first["run_id"] in second["estimate"]["calibrated"]
+
+
+def test_prompt_tuning_initialised_from_text(home, tiny):
+    res, run_dir = run_trial(tiny, "prompt_tuning", steps=3,
+                             options={"lr": 0.3, "prompt_init": "text", "prompt_init_text": "Say the colour."})
+    assert res["status"] == "completed", res["error"]
+    config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["prompt_tuning_init"] == "TEXT" and config["prompt_tuning_init_text"] == "Say the colour."
