@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -69,12 +70,18 @@ def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt
 
     home = folder / f"home-{model}-{method}-{batch}-{seq}-{int(ckpt)}-{precision}"
     os.environ["TUNING_ADVISOR_HOME"] = str(home)  # fresh: no calibration from earlier cases
+    home.mkdir(parents=True, exist_ok=True)
+    shared_peak = folder / "cpu_peak.json"  # ... but one measured CPU peak for all of them
+    if shared_peak.exists():
+        shutil.copy(shared_peak, home / "cpu_peak.json")
     cfg = folder / f"{model}.json"
     cfg.write_text(json.dumps(TRIAL_MODELS[model]))
     request = {"model": str(cfg), "data": str(data_file(folder)), "method": method, "steps": 5, "batch_size": batch,
                "seq_len": seq, "precision": precision, "gradient_checkpointing": ckpt, "lora_rank": 16}
     run_id, _ = launch.start(request)
     res = launch.follow(run_id)
+    if not shared_peak.exists() and (home / "cpu_peak.json").exists():
+        shutil.copy(home / "cpu_peak.json", shared_peak)
     row = {"kind": "trial", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
            "precision": precision, "status": res["status"], "error": res["error"]}
     if res["status"] == "completed":
@@ -86,17 +93,22 @@ def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt
     return row
 
 
+# transformers 5 has no SDPA path for Gemma 2 (soft-capping): real runs use eager attention.
+EAGER_ONLY = {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b"}
+
+
 def dry_case(model: str, method: str, batch: int, seq: int, ckpt: bool) -> dict:
     from estimators.catalog import model_by_id, model_configs
     from estimators.memory import estimate_memory
     from estimators.setup import TrainSetup
     from tuners.dryrun import dry_run
 
-    setup = TrainSetup(method=method, batch_size=batch, seq_len=seq, gradient_checkpointing=ckpt, device="cuda")
+    setup = TrainSetup(method=method, batch_size=batch, seq_len=seq, gradient_checkpointing=ckpt, device="cuda",
+                       attention="eager" if model in EAGER_ONLY else "sdpa")
     exact = dry_run(model_configs()[model], setup)
     est = estimate_memory(model_by_id(model), setup)
     return {"kind": "dry-run", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
-            "precision": "bf16", "status": "completed", "est_peak": est.peak_allocated,
+            "precision": "bf16", "attention": setup.attention, "status": "completed", "est_peak": est.peak_allocated,
             "meas_peak": exact["peak_allocated"], "est_phase": est.peak_phase, "meas_phase": exact["peak_phase"],
             "seconds": round(exact["seconds"], 1), "params": model_by_id(model).total_params}
 
@@ -142,6 +154,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a small matrix (a few minutes on 2 CPU cores)")
     ap.add_argument("--write-docs", action="store_true", help="put the summary into docs/accuracy.md")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--only", choices=("trial", "dry"), help="run one part of the matrix")
     ap.add_argument("--from-json", action="append", metavar="RESULTS",
                     help="do not run: write docs/accuracy.md from saved results (repeatable)")
     args = ap.parse_args()
@@ -164,9 +177,19 @@ def main():
     header = (f"{'kind':8} {'model':16} {'method':14} {'b':>2} {'seq':>5} {'ckpt':5} {'prec':5} "
               f"{'est MiB':>9} {'meas MiB':>9} {'err':>7}   {'est tok/s':>9} {'meas tok/s':>10} {'err':>7}")
     print(header)
-    for case in [("trial",) + t for t in trials] + [("dry",) + d for d in drys]:
-        r = trial_case(folder, *case[1:]) if case[0] == "trial" else dry_case(*case[1:])
+    cases = [("trial",) + t for t in trials if args.only in (None, "trial")]
+    cases += [("dry",) + d for d in drys if args.only in (None, "dry")]
+    partial = Path(args.out) / "accuracy-partial.jsonl"  # every finished case, in case the run is cut short
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        try:
+            r = trial_case(folder, *case[1:]) if case[0] == "trial" else dry_case(*case[1:])
+        except Exception as exc:  # one broken case must not lose the others
+            r = {"kind": case[0], "model": case[1], "method": case[2], "status": "failed",
+                 "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         rows.append(r)
+        with partial.open("a") as f:
+            f.write(json.dumps(r) + "\n")
         if r["status"] != "completed":
             print(f"{r['kind']:8} {r['model']:16} {r['method']:14} FAILED: {r['error']}", flush=True)
             continue
@@ -182,12 +205,14 @@ def main():
               f"worst {pct(s['memory_worst']):>6}   tokens/s median {pct(s['tps_median']):>6} worst {pct(s['tps_worst']):>6}")
     from tuners.hardware import cpu_name
 
-    meta = {"command": "python bench/accuracy.py" + (" --quick" if args.quick else ""), "date": time.strftime("%Y-%m-%d"),
+    meta = {"command": "python bench/accuracy.py" + (" --quick" if args.quick else "")
+            + (f" --only {args.only}" if args.only else ""), "date": time.strftime("%Y-%m-%d"),
             "device": f"CPU: {cpu_name()}, {os.cpu_count()} cores", "versions": versions(),
             "seconds": round(time.time() - t0)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"accuracy-{'quick' if args.quick else 'full'}-cpu-{meta['date']}.json"
+    part = f"-{args.only}" if args.only else ""
+    path = out / f"accuracy-{'quick' if args.quick else 'full'}{part}-cpu-{meta['date']}.json"
     path.write_text(json.dumps({"meta": meta, "summary": summary, "cases": rows}, indent=2))
     print(f"\nwrote {path} ({meta['seconds']} s)")
     if args.write_docs:

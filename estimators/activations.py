@@ -67,6 +67,8 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
         attn += d * a + FP32 * spec.heads
     else:  # eager: fp32 softmax of the s×s scores, and its copy cast back for the matmul with v
         attn += spec.heads * s * (FP32 + (d if d < FP32 else 0))
+        if spec.config.get("attn_logit_softcapping"):  # Gemma 2: tanh soft-capping keeps its output
+            attn += spec.heads * s * d
     # MLP: SwiGLU keeps gate (for SiLU), SiLU(gate) and up (for the product), and the product for a
     # trainable down_proj. A MoE token goes through k experts.
     width = i * max(spec.experts_per_token, 1)

@@ -88,6 +88,10 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
                    "embeddings, norms and head upcast to fp32 by prepare_model_for_kbit_training; "
                    f"steps {QLORA_SLOWDOWN}x slower than LoRA (C6.4)")
     out.append(f"attention: {s.attention} ({'memory linear in sequence length' if s.attention == 'sdpa' else 'fp32 scores, quadratic in length'})")
+    if spec.family == "gemma2" and s.attention == "sdpa":
+        out.append("Gemma 2: transformers has no SDPA path (attention soft-capping) and falls back to eager "
+                   "attention; sdpa here assumes a flash-attention kernel with soft-capping — estimate with "
+                   "--attention eager for plain transformers")
     if s.gradient_checkpointing:
         out.append("gradient checkpointing keeps block inputs only and recomputes each block (+1 forward, C6.5)")
     out.append("logits upcast to fp32 for the loss (transformers' causal-LM loss)")

@@ -229,3 +229,11 @@ def test_prompt_tuning_initialised_from_text(home, tiny):
     assert res["status"] == "completed", res["error"]
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert config["prompt_tuning_init"] == "TEXT" and config["prompt_tuning_init_text"] == "Say the colour."
+
+
+def test_mixed_precision_full_trial(home, tiny):
+    res, _ = run_trial(tiny, "full", steps=3, precision="bf16", mixed_precision=True)
+    assert res["status"] == "completed", res["error"]
+    assert all(v == v for v in res["measured"]["losses"])
+    assert res["estimate"]["setup"]["mixed_precision"] is True
+    print("mixed precision measured/estimated peak:", res["ratios"]["peak_allocated"])

@@ -59,6 +59,7 @@ def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
     import transformers
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
     from tuners.methods import METHODS
     from tuners.models import auto_class
@@ -84,6 +85,11 @@ def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
         torch.set_default_dtype(dtype)  # build in the training dtype: .to(dtype) on a fake model fails
         try:
             model = auto_class(cfg).from_config(conf)
+        except ValueError as exc:  # e.g. Gemma 2 has no SDPA path in transformers 5 (soft-capping)
+            if "attention implementation" in str(exc):
+                raise InputError(f"{cfg.get('model_type')} does not support attention '{setup.attention}' in "
+                                 "transformers: use --attention eager") from None
+            raise
         finally:
             torch.set_default_dtype(previous)
         model = METHODS[setup.method].prepare(model, setup, {"prompt_init": "random"})
@@ -97,19 +103,12 @@ def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
                                    foreach=True if setup.device == "cuda" else None)
         ids = torch.randint(0, int(cfg["vocab_size"]), (setup.batch_size, setup.seq_len))
         batch = {"input_ids": ids, "labels": ids}
-        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)
+        autocast = ("cpu", {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)) \
+            if setup.mixed_precision else None
 
         def step(tracker=None):
-            phase = tracker.set_phase if tracker else (lambda name: None)
-            phase("forward")
-            with torch.autocast("cpu", dtype=autocast, enabled=setup.mixed_precision):
-                loss = model(**batch).loss
-            phase("backward")
-            loss.backward()
-            del loss
-            phase("optimizer")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
+                       autocast=autocast)
 
         step()
         tracker = LiveTensorTracker()

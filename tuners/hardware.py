@@ -31,22 +31,31 @@ def cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
-def _mem_total() -> int:
+def proc_bytes(path: str, key: str) -> int | None:
+    """A ``kB`` line of a /proc file (``VmRSS:`` of /proc/self/status, ``MemTotal:`` of /proc/meminfo)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 8 * 1024**3
+    return None
 
 
-def matmul_tflops(dtype_name: str, n: int = 1024, repeats: int = 3) -> float:
+def _mem_total() -> int:
+    return proc_bytes("/proc/meminfo", "MemTotal:") or 8 * 1024**3
+
+
+def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> float:
+    """Best of several square matmuls after two warm-ups (single measurements varied by ~50 %).
+    bf16 is often emulated on CPUs (hundreds of times slower), so it gets a smaller matrix."""
     import torch
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    n = n or (1024 if dtype_name == "fp32" else 384)
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
+    a @ b
+    a @ b
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

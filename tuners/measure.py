@@ -1,6 +1,7 @@
 """Measure one steady-state training step: peak live tensor bytes and where the peak fell."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -18,13 +19,18 @@ class StepMemory:
     phases: dict
 
 
-def train_step(model, optimizer, batch: dict, on_phase=lambda name: None) -> float:
-    """One optimizer step: forward, backward, update, gradients freed (``set_to_none``)."""
+def train_step(model, optimizer, batch: dict, on_phase=lambda name: None, loss_fn=None, autocast=None):
+    """One optimizer step: forward, backward, update, gradients freed (``set_to_none``).
+
+    ``loss_fn(model, batch)`` defaults to the model's own loss; ``autocast=(device, dtype)`` runs the
+    forward under ``torch.autocast`` (mixed precision). ``on_phase`` marks the phases for a tracker.
+    Returns the detached loss tensor."""
     on_phase("forward")
-    loss = model(**batch).loss
+    with torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext():
+        loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
     on_phase("backward")
     loss.backward()
-    value = float(loss.detach())
+    value = loss.detach()  # a tensor: fake steps (dry runs) have no value to read
     del loss
     on_phase("optimizer")
     optimizer.step()

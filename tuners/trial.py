@@ -61,13 +61,9 @@ class Events:
 
 
 def _rss_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    from tuners.hardware import proc_bytes
+
+    return proc_bytes("/proc/self/status", "VmRSS:") or 0
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -111,6 +107,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     from tuners import data as data_mod
     from tuners import models
     from tuners.export import write_script
+    from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
     from tuners.methods import METHODS
 
@@ -192,18 +189,9 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)
 
     def one_step(batch, tracker=None):
-        phase = tracker.set_phase if tracker else (lambda name: None)
-        phase("forward")
-        with torch.autocast(device, dtype=autocast_dtype, enabled=setup.mixed_precision):
-            loss = method.loss(model, batch, state)
-        phase("backward")
-        loss.backward()
-        value = float(loss.detach())
-        del loss
-        phase("optimizer")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return value
+        return float(train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
+                                loss_fn=lambda m, b: method.loss(m, b, state),
+                                autocast=(device, autocast_dtype) if setup.mixed_precision else None))
 
     # --- the loop ------------------------------------------------------------------------------
     emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=lr,

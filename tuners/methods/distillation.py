@@ -5,15 +5,7 @@ loss = (1 − α)·CE(student, labels) + α·T²·KL(softmax(teacher/T) ‖ soft
 on the tokens that carry labels. T and α are settings (defaults T = 2, α = 0.5).
 """
 
-
-def load_kwargs(setup) -> dict:
-    return {}
-
-
-def prepare(model, setup, options):
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+from tuners.methods.full import load_kwargs, prepare  # noqa: F401  (the student trains like a full fine-tune)
 
 
 def loss(model, batch, state):
