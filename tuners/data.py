@@ -43,7 +43,7 @@ def read_rows(path: str | Path) -> list[dict]:
             import pandas as pd
 
             frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-            rows = frame.where(frame.notna(), None).to_dict("records")
+            rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         else:
             raise InputError(f"data file '{path.name}' has an unsupported type '{suffix}' (use .jsonl, .csv or .parquet)")
     except InputError:

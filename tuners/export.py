@@ -32,7 +32,7 @@ def read_rows(path):
     if path.suffix in (".csv", ".parquet"):
         import pandas as pd
         frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-        return frame.where(frame.notna(), None).to_dict("records")
+        return frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
