@@ -1,0 +1,135 @@
+"""Text output of the CLI: tables, the estimate, the recommendation, trial progress and results."""
+from __future__ import annotations
+
+import sys
+
+from estimators.estimate import Estimate
+
+GIB = 1024**3
+
+
+def gib(n: float | None) -> str:
+    if n is None:
+        return "—"
+    return f"{n / GIB:,.2f} GiB" if abs(n) >= GIB / 4 else f"{n / 1024**2:,.1f} MiB"
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def human_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def format_estimate(e: Estimate) -> str:
+    j = e.to_json()
+    mem = j["memory"]
+    lines = [f"{e.spec.id} · {e.setup.method} · {human_count(j['params']['total'])} params, "
+             f"{human_count(j['params']['trainable'])} trainable ({j['params']['trainable'] / j['params']['total']:.3%})",
+             "", "Memory per GPU"]
+    for key in ("weights", "gradients", "optimizer", "activations", "other"):
+        lines.append(f"  {key:<16}{gib(mem[key]):>14}")
+    lines += [f"  {'peak allocated':<16}{gib(mem['peak_allocated']):>14}   at {mem['peak_phase'].replace('_', ' ')}",
+              f"  {'overhead':<16}{gib(mem['overhead']):>14}",
+              f"  {'total':<16}{gib(mem['total']):>14}"]
+    if e.gpu is not None:
+        verdict = "fits" if j["fits"] else "does NOT fit"
+        lines.append(f"  → {verdict} on {e.setup.num_gpus}× {e.gpu.name} ({gib(e.gpu.memory_bytes)} each)")
+    lines += ["", "Time and cost"]
+    tps = j["throughput"]["tokens_per_second"]
+    lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
+    if j["time"]["tokens"] is not None:
+        lines.append(f"  tokens          {j['time']['tokens']:,}")
+        lines.append(f"  time            {human_seconds(j['time']['seconds'])}")
+        cost = j["cost_usd"]
+        lines.append(f"  cost            {'—' if cost is None else f'${cost:,.2f}'}")
+    else:
+        lines.append("  (give --examples and --tokens-per-example for whole-run time and cost)")
+    size = j["artifact_bytes"]
+    lines += ["", f"Artifact        {gib(size) if size > GIB else f'{size / 1e6:,.2f} MB'}",
+              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights", "", "Assumptions"]
+    lines += [f"  - {a}" for a in j["assumptions"]]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    widths = [max(len(title), *(len(str(r[key])) for r in rows)) for key, title in columns]
+    out = ["  ".join(title.ljust(w) for (_, title), w in zip(columns, widths))]
+    out += ["  ".join(str(r[key]).ljust(w) for (key, _), w in zip(columns, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def format_recommendation(rec) -> str:
+    lines = [rec.summary, ""]
+    if rec.dont_tune:
+        lines += ["DON'T TUNE — use retrieval (RAG) for factual recall (C5.1). Methods below are for format only.", ""]
+    rows = []
+    for i, a in enumerate(rec.recommendations, 1):
+        e = a.estimate or {}
+        mem = e.get("memory", {}).get("total")
+        secs = (e.get("time") or {}).get("seconds")
+        verdict = "fits" if a.fits and a.within_budget else ("over budget" if a.fits else "does not fit")
+        rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": verdict,
+                     "memory/GPU": gib(mem), "time": human_seconds(secs),
+                     "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
+    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "memory/GPU", "time", "cost")]))
+    for a in rec.recommendations:
+        lines += ["", f"{a.method} ({a.model})"]
+        if a.settings:
+            lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in a.settings.items()))
+        lines += [f"  [{r['criterion']}] {r['effect']} {r['text']}" for r in a.reasons]
+        lines += [f"  caveat: {c}" for c in a.caveats]
+    return "\n".join(lines)
+
+
+def _progress(event: dict) -> None:
+    kind = event["event"]
+    if kind == "data":
+        r = event["report"]
+        print(f"data: {r['usable_rows']} usable rows ({r['format']}), mean {r['mean_tokens']} tokens, "
+              f"{r['truncated_share']:.0%} truncated; model: {event['model']}", file=sys.stderr)
+        for problem in r["problems"]:
+            print(f"  note: {problem}", file=sys.stderr)
+    elif kind == "setup":
+        print(f"{event['trainable_params']:,} of {event['total_params']:,} parameters train on {event['device']}",
+              file=sys.stderr)
+    elif kind == "step":
+        done = event["step"] / event["steps"]
+        bar = "#" * int(done * 30)
+        print(f"\r  step {event['step']:>3}/{event['steps']} [{bar:<30}] loss {event['loss']:.4f} "
+              f"{event['seconds']:.2f} s/step", end="" if event["step"] < event["steps"] else "\n",
+              file=sys.stderr, flush=True)
+
+
+def format_trial(res: dict) -> str:
+    if res["status"] != "completed":
+        return f"run {res['run_id']} {res['status']}: {res['error']}"
+    m, e, x = res["measured"], res["estimate"], res["extrapolated"]
+    est_tps = e["throughput"]["tokens_per_second"]
+    rows = [("peak allocated", gib(e["memory"]["peak_allocated"]), gib(m["peak_allocated"])),
+            ("tokens/s", "—" if est_tps is None else f"{est_tps:,.0f}", f"{m['tokens_per_second']:,.0f}"),
+            ("whole run", human_seconds(e["time"]["seconds"]), human_seconds(x["seconds"])),
+            ("cost", "—" if e["cost_usd"] is None else f"${e['cost_usd']:,.2f}",
+             "—" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}")]
+    ratio = res.get("ratios", {}).get("peak_allocated")
+    lines = [f"run {res['run_id']} completed on {res['device']}", "",
+             f"  {'':<16}{'estimated':>14}{'measured':>14}"]
+    lines += [f"  {name:<16}{a:>14}{b:>14}" for name, a, b in rows]
+    if ratio:
+        lines.append(f"  measured / estimated peak: {ratio:.2f}")
+    lines += ["", f"  losses: {', '.join(f'{v:.3f}' for v in m['losses'])}"]
+    if res.get("artifact"):
+        lines.append(f"  adapter: {res['artifact']}")
+    lines.append(f"  training script: {res['script']}")
+    lines += [f"  note: {n}" for n in res.get("notes", [])]
+    return "\n".join(lines)
