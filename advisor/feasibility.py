@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from estimators.catalog import GPU, gpus, model_by_id, model_configs
 from estimators.errors import InputError
 from estimators.estimate import Estimate, estimate
+from estimators.methods import get
+from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 
@@ -16,53 +19,50 @@ _UPGRADES = ("l40s", "a100-80gb", "h100-sxm", "h200", "mi300x", "b200")
 
 @dataclass(frozen=True)
 class Feasibility:
+    plan: Plan
+    """The plan with the chosen settings and its estimate (the last tried when nothing fits)."""
     estimate: Estimate
-    """The estimate for the chosen settings (the last tried when nothing fits)."""
-    settings: dict
     fits: bool
     within_budget: bool
     notes: list
     """What was changed to make it fit, what the budget says, and what would fit otherwise."""
 
+    @property
+    def settings(self) -> dict:
+        """The plan's settings plus its GPU count and sharding (what the recommendation shows)."""
+        h = self.plan.hardware
+        return {**self.plan.settings, "num_gpus": h["num_gpus"], "sharding": h["sharding"],
+                "cpu_offload": h["cpu_offload"]}
 
-def _seq_len(tokens: int, spec: ModelSpec) -> int:
+
+def seq_len_for(tokens: int, spec: ModelSpec) -> int:
     """Pad the typical example length up to a multiple of 128, within the model's context."""
     seq = max(128, -(-tokens // 128) * 128)
     return min(seq, spec.max_positions or seq)
 
 
-def _ladder(base: TrainSetup, method: str, num_gpus: int):
-    """Settings to try, in order of preference: natural defaults first, then memory savers."""
+def _ladder(base: Plan):
+    """Plans to try, in order of preference: natural defaults first, then memory savers (the
+    method's own from its registry entry), then sharding over the GPUs the user has."""
     yield base, []
-    ckpt = dataclasses.replace(base, gradient_checkpointing=True)
-    yield ckpt, ["gradient checkpointing (C6.5: ~20–30% slower, most activation memory saved)"]
-    small = dataclasses.replace(ckpt, batch_size=1, grad_accum=base.batch_size * base.grad_accum)
-    yield small, ["gradient checkpointing", f"micro-batch 1 with {small.grad_accum} accumulation steps"]
-    steps = ["gradient checkpointing", f"micro-batch 1 with {small.grad_accum} accumulation steps"]
-    if method in ("full", "distillation"):
-        small = dataclasses.replace(small, optimizer="adamw_8bit")
-        steps = steps + ["8-bit AdamW"]
-        yield small, steps
-    if method == "distillation":
-        small = dataclasses.replace(small, teacher_quant_bits=4)
-        steps = steps + ["teacher stored in 4 bits"]
-        yield small, steps
-    if num_gpus > 1:
+    plan = base.edit(settings={"gradient_checkpointing": True})
+    steps = ["gradient checkpointing (C6.5: ~20–30% slower, most activation memory saved)"]
+    yield plan, steps
+    s = base.settings
+    if s["batch_size"] > 1:
+        plan = plan.edit(settings={"batch_size": 1, "grad_accum": s["batch_size"] * s["grad_accum"]})
+        steps = ["gradient checkpointing", f"micro-batch 1 with {plan.settings['grad_accum']} accumulation steps"]
+        yield plan, steps
+    for changes, note in get(base.method).savers:
+        plan = plan.edit(settings=changes)
+        steps = steps + [note]
+        yield plan, steps
+    n = base.hardware["num_gpus"]
+    if n > 1:
         for sharding in ("zero2", "fsdp"):
-            yield dataclasses.replace(small, sharding=sharding), steps + [f"{sharding.upper()} over {num_gpus} GPUs (C6.8)"]
-        yield dataclasses.replace(small, sharding="fsdp", cpu_offload=True), steps + [
-            f"FSDP over {num_gpus} GPUs with optimizer offload to CPU"]
-
-
-_METHOD_KEYS = {"lora": ("lora_rank", "lora_targets"), "qlora": ("lora_rank", "lora_targets", "quant_bits"),
-                "prompt_tuning": ("num_virtual_tokens",), "adapters": ("adapter_size",),
-                "distillation": ("teacher_quant_bits",), "full": ()}
-
-
-def _settings(s: TrainSetup) -> dict:
-    keys = ("batch_size", "grad_accum", "seq_len", "precision", "optimizer", "gradient_checkpointing", "num_gpus",
-            "sharding", "cpu_offload", "epochs") + _METHOD_KEYS[s.method]
-    return {k: getattr(s, k) for k in keys}
+            yield plan.edit(hardware={"sharding": sharding}), steps + [f"{sharding.upper()} over {n} GPUs (C6.8)"]
+        yield plan.edit(hardware={"sharding": "fsdp", "cpu_offload": True}), steps + [
+            f"FSDP over {n} GPUs with optimizer offload to CPU"]
 
 
 def pick_student(teacher: ModelSpec) -> ModelSpec | None:
@@ -76,18 +76,21 @@ def pick_student(teacher: ModelSpec) -> ModelSpec | None:
     return best
 
 
-def find_feasible(spec: ModelSpec, method: str, gpu: GPU, num_gpus: int, examples: int, tokens: int, epochs: float,
-                  max_hours: float | None, max_cost: float | None, teacher: ModelSpec | None = None,
-                  tasks: int = 1) -> Feasibility:
-    base = TrainSetup(method=method, batch_size=4, seq_len=_seq_len(tokens, spec), num_gpus=num_gpus,
-                      examples=examples, tokens_per_example=tokens, epochs=epochs)
+def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float | None,
+                  spec: ModelSpec | None = None, calibration: Callable | None = None) -> Feasibility:
+    """The first plan of the ladder that fits ``gpu``, with its estimate and what the budget says.
+    ``calibration(gpu_id, method, precision)`` returns a calibration record or None (caller's I/O)."""
+    spec = spec or base.spec()
+    teacher = base.teacher_spec()
     last = None
-    for setup, steps in _ladder(base, method, num_gpus):
-        e = estimate(spec, setup, gpu, teacher, tasks=tasks)
-        last = (e, setup, steps)
+    for plan, steps in _ladder(base):
+        cal = calibration(gpu.id, plan.method, plan.settings["precision"]) if calibration else None
+        e = plan.run_estimate(cal, spec)
+        last = (plan, e, steps)
         if e.fits:
             break
-    e, setup, steps = last
+    plan, e, steps = last
+    plan = replace(plan, estimate=e.to_json())
     notes = [f"to fit: {', '.join(steps)}"] if steps and e.fits else []
     within = True
     if e.fits:
@@ -100,10 +103,10 @@ def find_feasible(spec: ModelSpec, method: str, gpu: GPU, num_gpus: int, example
     else:
         notes.append(f"does not fit: needs {e.memory.total / 1024**3:.1f} GiB per GPU with every memory saver, "
                      f"{gpu.name} has {gpu.memory_bytes / 1024**3:.0f} GiB")
-        hint = what_would_fit(spec, setup, gpu, teacher)
+        hint = what_would_fit(spec, e.setup, gpu, teacher)
         if hint:
             notes.append(hint)
-    return Feasibility(estimate=e, settings=_settings(setup), fits=bool(e.fits), within_budget=within, notes=notes)
+    return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes)
 
 
 def what_would_fit(spec: ModelSpec, setup: TrainSetup, gpu: GPU, teacher: ModelSpec | None) -> str | None:

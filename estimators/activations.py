@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimators.methods import lora_linears
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 
@@ -55,10 +54,11 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     a, kv = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
     s = setup.tokens_per_sequence
     # QLoRA: bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen.
-    trainable = setup.method in ("full", "distillation", "qlora")
+    m = setup.m
+    trainable = m.trains_base or m.keeps_linear_inputs
     layer_norm = spec.family in ("gpt2", "bert", "roberta")
-    norm = (_layer_norm if layer_norm else _rms_norm)(h, d, setup.method in ("full", "distillation"))
-    if trainable and setup.method == "qlora":
+    norm = (_layer_norm if layer_norm else _rms_norm)(h, d, m.trains_base)
+    if m.keeps_linear_inputs and not m.trains_base:
         norm += d * h  # the 4-bit linears keep the normalised input
     # Attention: q, k, v after RoPE are kept by the kernel; the output by SDPA (with a fp32
     # log-sum-exp per head); a trainable o_proj keeps the re-laid-out copy of that output.
@@ -77,30 +77,7 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
         mlp = 3 * d * width + (d * width if trainable else 0)
     else:  # GELU MLP: the pre-activation (GELU's input) and the activation (for the second linear)
         mlp = d * width + (d * width if trainable else 0)
-    total = 2 * norm + attn + mlp
-    if setup.method in ("lora", "qlora"):
-        total += _lora_extra(spec, setup)
-    elif setup.method == "adapters":
-        # Two fp32 bottleneck adapters per block: an fp32 copy of the input, the down projection
-        # (kept for the activation) and the activation (kept by the up projection).
-        total += 2 * (FP32 * h + 2 * FP32 * setup.adapter_size)
-    return total
-
-
-def _lora_extra(spec: ModelSpec, setup: TrainSetup) -> int:
-    """Per token and block. PEFT casts each LoRA layer's input to the adapter's fp32 dtype: in 16-bit
-    training that is a new copy per LoRA layer, kept by lora_A; lora_A's output (r) is kept by lora_B.
-    In fp32 the cast is a no-op, so layers sharing an input (q/k/v, gate/up) share one tensor."""
-    d = setup.act_bytes
-    per_block = [lin for lin in lora_linears(spec, setup.lora_targets)]
-    extra, seen_inputs = 0, set()
-    for lin in per_block:
-        share = lin.count / max(spec.layers, 1)  # how many of this layer a block has
-        if d < FP32 or lin.in_features not in seen_inputs:
-            extra += share * FP32 * lin.in_features
-        seen_inputs.add(lin.in_features)
-        extra += share * FP32 * setup.lora_rank
-    return int(extra)
+    return 2 * norm + attn + mlp + m.extra_activations(spec, setup)
 
 
 def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, int]:
@@ -115,7 +92,7 @@ def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, 
     v = spec.vocab
     forward = tokens * v * (d + FP32 + (FP32 if d < FP32 else 0))
     backward = tokens * v * 3 * FP32
-    if setup.method == "distillation":
+    if setup.m.needs_teacher:
         # The teacher's logits (d) and its softened fp32 distribution, plus the student's softened
         # log-probabilities (fp32) and their gradient for the KL term.
         forward += tokens * v * (d + 2 * FP32)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from estimators.calibration import Calibration, lookup
+from estimators.calibration import Calibration
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
 from estimators.methods import trainable_params
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
-from estimators.throughput import METHOD_EFFICIENCY, QLORA_SLOWDOWN, TimeEstimate, artifact_bytes, estimate_time, serving_bytes
+from estimators.throughput import TimeEstimate, artifact_bytes, estimate_time, method_efficiency, serving_bytes
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,10 @@ class Estimate:
 
 def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher: ModelSpec | None = None,
              price_per_hour: float | None = None, tasks: int = 1,
-             calibration: Calibration | None | str = "auto") -> Estimate:
-    """Everything for one setup. ``calibration="auto"`` uses what trial runs measured on this GPU
-    for this method and precision, when there is such a record; None keeps the defaults."""
-    if calibration == "auto":
-        calibration = lookup(gpu.id, setup.method, setup.precision) if gpu is not None else None
+             calibration: Calibration | None = None) -> Estimate:
+    """Everything for one setup; pure (no I/O). ``calibration`` is what trial runs measured on this
+    GPU for this method and precision, looked up by the caller (``tuners.store.calibration_for``);
+    None keeps the documented defaults."""
     memory = estimate_memory(spec, setup, teacher)
     if calibration is not None and calibration.overhead_bytes is not None and setup.device == "cuda":
         overhead = calibration.overhead_bytes + int((calibration.slack or 0) * memory.peak_allocated)
@@ -80,13 +79,7 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
            "(max of backward start, backward end, optimizer step)"]
     precision = f"fp32 master weights + {s.precision} autocast" if s.mixed_precision else f"pure {s.precision}"
     out.append(f"{precision}; {s.optimizer} states in the trainable parameters' dtype")
-    if s.frozen_base:
-        out.append("PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)")
-    if s.method == "qlora":
-        out.append(f"base linears in {'NF4' if s.quant_bits == 4 else 'int8'}"
-                   f"{' with double quantization' if s.quant_bits == 4 and s.double_quant else ''}; "
-                   "embeddings, norms and head upcast to fp32 by prepare_model_for_kbit_training; "
-                   f"steps {QLORA_SLOWDOWN}x slower than LoRA (C6.4)")
+    out += s.m.assumptions(spec, s)
     out.append(f"attention: {s.attention} ({'memory linear in sequence length' if s.attention == 'sdpa' else 'fp32 scores, quadratic in length'})")
     if spec.family == "gemma2" and s.attention == "sdpa":
         out.append("Gemma 2: transformers has no SDPA path (attention soft-capping) and falls back to eager "
@@ -111,7 +104,7 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
         else:
             out.append(f"overhead: CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB + {ALLOCATOR_SLACK:.0%} allocator slack")
     if gpu is not None:
-        eff = (calibration.efficiency if calibration is not None else gpu.efficiency) * METHOD_EFFICIENCY[s.method]
+        eff = (calibration.efficiency if calibration is not None else gpu.efficiency) * method_efficiency(s)
         out.append(f"time at {eff:.0%} of {gpu.name} peak {s.precision} FLOP/s"
                    + (f" ({calibration.describe()})" if calibration is not None else " (default efficiency)"))
         if gpu.price_per_hour_usd is not None and gpu.price_date:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from estimators.activations import FP32, activations
 from estimators.errors import InputError
-from estimators.methods import lora_linears, quantized_params, trainable_params
+from estimators.methods import quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 
@@ -90,21 +90,23 @@ def _optimizer_state_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int) -
 
 def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int) -> int:
     """Adafactor without momentum keeps rows + cols per weight matrix and a full state per vector."""
-    if setup.method in ("full", "distillation"):
+    m = setup.m
+    if m.trains_base:
         factored = sum((lin.in_features + lin.out_features) * lin.count for lin in spec.linears)
         factored += 2 * (spec.vocab + spec.hidden)  # embeddings and head
         dense_vectors = spec.params.norms
         return (factored + dense_vectors) * pb
-    if setup.method in ("lora", "qlora"):  # A is r×in, B is out×r: factored to r+in and out+r
+    if m.adapter_linears is not None:  # A is r×in, B is out×r: factored to r+in and out+r
         r = setup.lora_rank
-        return sum((lin.in_features + lin.out_features + 2 * r) * lin.count
-                   for lin in lora_linears(spec, setup.lora_targets)) * pb
+        factored = sum((lin.in_features + lin.out_features + 2 * r) * lin.count for lin in m.adapter_linears(spec, setup))
+        lora = sum(r * (lin.in_features + lin.out_features) * lin.count for lin in m.adapter_linears(spec, setup))
+        return (factored + trainable - lora) * pb  # vectors beside the matrices (DoRA's magnitudes) stay whole
     return trainable * pb  # prompt vectors and adapter vectors are small: keep them whole
 
 
 def base_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     """Storage of a frozen base model."""
-    if setup.method != "qlora":
+    if not setup.m.quantized_base:
         return spec.total_params * setup.weight_bytes
     q = quantized_params(spec)
     per = _NF4_BYTES[setup.double_quant] if setup.quant_bits == 4 else _INT8_BYTES
@@ -124,13 +126,14 @@ def _teacher_bytes(teacher: ModelSpec, setup: TrainSetup) -> int:
 
 def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | None = None) -> MemoryBreakdown:
     """Per-GPU memory of one steady-state training step (optimizer states already created)."""
-    if setup.method == "distillation" and teacher is None:
-        raise InputError("distillation needs a teacher model: give --teacher M (a larger model with the same tokenizer)")
-    if setup.method == "distillation" and teacher.vocab != spec.vocab:
+    m = setup.m
+    if m.needs_teacher and teacher is None:
+        raise InputError(f"{m.id} needs a teacher model: give --teacher M (a larger model with the same tokenizer)")
+    if m.needs_teacher and teacher.vocab != spec.vocab:
         raise InputError(f"teacher {teacher.id} (vocab {teacher.vocab}) and student {spec.id} (vocab {spec.vocab}) "
                          "must share a tokenizer: choose a teacher from the student's family")
-    if setup.method == "prompt_tuning" and spec.kind == "encoder":
-        raise InputError(f"prompt tuning needs a generative model; {spec.id} is an encoder (use lora or full)")
+    if not m.encoders and spec.kind == "encoder":
+        raise InputError(f"{m.label} needs a generative model; {spec.id} is an encoder (use lora or full)")
     n = setup.num_gpus
     trainable = trainable_params(spec, setup)
     pb = _param_bytes(setup)
@@ -143,7 +146,7 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     else:
         weights = spec.total_params * setup.weight_bytes
         sharded_weights = weights
-    if setup.method == "distillation":
+    if m.needs_teacher:
         detail["teacher_weights"] = _teacher_bytes(teacher, setup)
         weights += detail["teacher_weights"]
     gradients = trainable * pb
@@ -178,8 +181,9 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     elif setup.device == "cuda":
         opt_temp = gradients
     else:
+        adapted = m.adapter_linears(spec, setup) if m.adapter_linears is not None else []
         largest = spec.largest_tensor if not setup.frozen_base else max(
-            [lin.in_features for lin in lora_linears(spec, setup.lora_targets)] + [spec.hidden]) * setup.lora_rank
+            [lin.in_features for lin in adapted] + [spec.hidden]) * setup.lora_rank
         opt_temp = min(2 * largest * pb, gradients)
     resident = weights + optimizer + detail.get("ddp_buckets", 0)
     held_grads = gradients if setup.grad_accum > 1 else 0  # accumulated across micro-batches

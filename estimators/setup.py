@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from estimators.errors import InputError
+from estimators.methods import METHOD_IDS, REGISTRY, MethodSpec
 
-METHODS = ("prompt_tuning", "lora", "qlora", "full", "adapters", "distillation")
+METHODS = METHOD_IDS
 PRECISIONS = ("bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw", "adamw_8bit", "sgd", "adafactor")
 ATTENTIONS = ("sdpa", "eager")
@@ -21,7 +22,7 @@ class TrainSetup:
     """One training configuration. Defaults match the CLI's (DESIGN.md contract)."""
 
     method: str
-    """``prompt_tuning``, ``lora``, ``qlora``, ``full``, ``adapters`` or ``distillation``."""
+    """A method id of the registry (``estimators/methods``)."""
     batch_size: int = 1
     """Micro-batch per GPU (sequences in one forward/backward)."""
     seq_len: int = 512
@@ -89,8 +90,8 @@ class TrainSetup:
             problems.append(f"sharding '{self.sharding}' needs more than one GPU (raise --num-gpus or use --sharding none)")
         if self.mixed_precision and self.precision == "fp32":
             problems.append("mixed precision autocasts to 16 bits: use --precision bf16 or fp16 with --mixed-precision")
-        if self.method == "qlora" and self.precision == "fp32":
-            problems.append("qlora computes in 16 bits: use --precision bf16 or fp16")
+        if self.method in REGISTRY and REGISTRY[self.method].compute_16bit and self.precision == "fp32":
+            problems.append(f"{self.method} computes in 16 bits: use --precision bf16 or fp16")
         if not self.lora_targets or not str(self.lora_targets).strip(", "):
             problems.append("lora_targets must be 'all-linear' or a comma list of module names")
         if problems:
@@ -107,10 +108,15 @@ class TrainSetup:
         return DTYPE_BYTES[self.precision]
 
     @property
+    def m(self) -> MethodSpec:
+        """The method's registry entry."""
+        return REGISTRY[self.method]
+
+    @property
     def frozen_base(self) -> bool:
-        return self.method in ("lora", "qlora", "prompt_tuning", "adapters")
+        return not self.m.trains_base
 
     @property
     def tokens_per_sequence(self) -> int:
         """Sequence length the model actually processes (prompt tuning prepends virtual tokens)."""
-        return self.seq_len + (self.num_virtual_tokens if self.method == "prompt_tuning" else 0)
+        return self.seq_len + self.m.virtual_tokens(self)

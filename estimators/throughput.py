@@ -9,16 +9,9 @@ from estimators.methods import quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 
-# Share of the GPU's default efficiency (MFU) each method reaches. Full tuning pays for an optimizer
-# step over every weight and moves more memory per FLOP; PEFT methods run the same large matmuls
-# plus small adapter ones. Together with 6N vs 4N FLOPs this makes full tuning ~1.9x the time of
-# LoRA, inside C6.6's observed 2–2.5x once full tuning's smaller batches are counted. Trial runs
-# calibrate these (issue: calibration loop).
-METHOD_EFFICIENCY = {"full": 0.8, "distillation": 0.8, "lora": 1.0, "qlora": 1.0, "prompt_tuning": 1.0,
-                     "adapters": 0.95}
-# QLoRA steps run about 1.4–1.5x slower than bf16 LoRA: every 4-bit weight is dequantized in forward
-# and again in backward (C6.4; Dettmers et al. 2023 and public benchmarks).
-QLORA_SLOWDOWN = 1.45
+# Each method's share of the GPU's default efficiency (MFU) and its step-time multiplier live in its
+# registry entry (``MethodSpec.efficiency`` / ``slowdown``, estimators/methods/); trial runs calibrate
+# the base efficiency per device.
 
 
 @dataclass(frozen=True)
@@ -49,6 +42,7 @@ def flops_per_token(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     frozen base the weight gradients are skipped but input gradients still flow (≈ 4N), plus 6 per
     trainable adapter parameter. Checkpointing runs the forward again (+2N + attention).
     N is the active parameter count (MoE: the experts a token visits), without embeddings' lookups.
+    Work done once per micro-batch (DoRA's weight norms) is spread over its tokens.
     """
     n = spec.active_params - spec.vocab * spec.hidden * (1 if not spec.tied_embeddings else 0)
     s = setup.tokens_per_sequence
@@ -60,9 +54,15 @@ def flops_per_token(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         total = 3 * forward
     if setup.gradient_checkpointing:
         total += forward
-    if setup.method == "distillation" and teacher is not None:
+    if setup.m.needs_teacher and teacher is not None:
         total += 2 * teacher.active_params + attention_flops_per_token(teacher, s)
+    total += setup.m.extra_flops_per_step(spec, setup) / (setup.batch_size * s)
     return float(total)
+
+
+def method_efficiency(setup: TrainSetup) -> float:
+    """The method's share of the base efficiency, its step-time multiplier folded in."""
+    return setup.m.efficiency / setup.m.slowdown
 
 
 def estimate_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None, teacher: ModelSpec | None = None,
@@ -71,13 +71,13 @@ def estimate_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None, teacher: 
     fpt = flops_per_token(spec, setup, teacher)
     if gpu is None:
         return TimeEstimate(None, fpt, None, None, None, None)
-    eff = (efficiency if efficiency is not None else gpu.efficiency) * METHOD_EFFICIENCY[setup.method]
-    rate = setup.num_gpus * gpu.peak_flops(setup.precision) * eff / (QLORA_SLOWDOWN if setup.method == "qlora" else 1)
+    eff = (efficiency if efficiency is not None else gpu.efficiency) * method_efficiency(setup)
+    rate = setup.num_gpus * gpu.peak_flops(setup.precision) * eff
     tps = rate / fpt if rate else None
     if not (setup.examples and setup.tokens_per_example):
         return TimeEstimate(None, fpt, None, None, None, tps)
     # Prompt tuning prepends its virtual tokens to every example: they cost compute too.
-    per_example = setup.tokens_per_example + (setup.num_virtual_tokens if setup.method == "prompt_tuning" else 0)
+    per_example = setup.tokens_per_example + setup.m.virtual_tokens(setup)
     tokens = int(setup.examples * per_example * setup.epochs)
     flops = fpt * tokens
     seconds = flops / rate if rate else None
@@ -99,7 +99,7 @@ def serving_bytes(spec: ModelSpec, setup: TrainSetup, tasks: int) -> int:
     whole models for full tuning or distillation. 16-bit serving; QLoRA's base stays 4-bit."""
     if setup.frozen_base:
         base = spec.total_params * 2
-        if setup.method == "qlora":  # quantized linears stay quantized; the rest is served in 16 bits
+        if setup.m.quantized_base:  # quantized linears stay quantized; the rest is served in 16 bits
             q = quantized_params(spec)
             base = base_weight_bytes(spec, setup) - (spec.total_params - q) * 2
         return base + tasks * artifact_bytes(spec, setup)

@@ -1,7 +1,7 @@
 """Calibration: recorded measurements change later estimates on the same device, and say so."""
 import pytest
 
-from estimators import calibration
+from tuners import store
 from estimators.catalog import gpu_by_id, model_by_id
 from estimators.estimate import estimate
 from estimators.setup import TrainSetup
@@ -24,23 +24,28 @@ def test_defaults_without_a_record():
 def test_recorded_efficiency_and_overhead_are_used_and_reported():
     spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
     default = estimate(spec, SETUP, gpu)
-    calibration.record("a100-80gb", "lora", "bf16", efficiency=0.225, run_id="r1", overhead_bytes=600 * 2**20,
+    store.record_calibration("a100-80gb", "lora", "bf16", efficiency=0.225, run_id="r1", overhead_bytes=600 * 2**20,
                        slack=0.05)
-    e = estimate(spec, SETUP, gpu)
+    e = estimate(spec, SETUP, gpu, calibration=store.calibration_for("a100-80gb", "lora", "bf16"))
     assert e.time.seconds == pytest.approx(default.time.seconds * 0.45 / 0.225)  # half the default efficiency
     assert e.memory.overhead == 600 * 2**20 + int(0.05 * e.memory.peak_allocated)
     assert "calibrated on a100-80gb by 1 trial run(s), latest r1" in e.to_json()["calibrated"]
     assert any("calibrated" in a for a in e.assumptions)
     # Other devices, methods and precisions keep the defaults.
-    assert estimate(spec, SETUP, gpu_by_id("h100-sxm")).calibration is None
-    assert estimate(spec, TrainSetup(method="full"), gpu).calibration is None
-    assert estimate(spec, SETUP, gpu, calibration=None).time.seconds == pytest.approx(default.time.seconds)
+    assert store.calibration_for("h100-sxm", "lora", "bf16") is None
+    assert store.calibration_for("a100-80gb", "full", "bf16") is None
+    assert estimate(spec, SETUP, gpu).time.seconds == pytest.approx(default.time.seconds)  # pure: no lookup
 
 
 def test_records_count_runs_and_keep_the_latest():
-    calibration.record("cpu", "full", "fp32", 0.3, "a")
-    calibration.record("cpu", "full", "fp32", 0.4, "b")
-    c = calibration.lookup("cpu", "full", "fp32")
+    store.record_calibration("cpu", "full", "fp32", 0.3, "a")
+    store.record_calibration("cpu", "full", "fp32", 0.4, "b")
+    c = store.calibration_for("cpu", "full", "fp32")
     assert (c.runs, c.efficiency, c.run_id) == (2, 0.4, "b")
     with pytest.raises(ValueError):
-        calibration.record("cpu", "full", "fp32", 0.0, "c")
+        store.record_calibration("cpu", "full", "fp32", 0.0, "c")
+
+
+def test_a_corrupt_store_gives_no_calibration_instead_of_failing(tmp_path):
+    (tmp_path / "runs.db").write_bytes(b"this is not a database" * 100)
+    assert store.calibration_for("a100-80gb", "lora", "bf16") is None

@@ -10,6 +10,7 @@ from advisor.answers import Answers
 from advisor.recommend import recommend
 from advisor.rules import RULES
 from estimators.errors import InputError
+from estimators.methods import REGISTRY
 from tests.conftest import ROOT
 
 
@@ -79,7 +80,7 @@ def test_scenario(name, kw, allowed, criteria):
 def test_factual_recall_means_dont_tune_with_rag():
     rec = recommend(answers(task="question_answering", goals=["factual_recall"]))
     assert rec.dont_tune and rec.alternative == "rag"
-    assert "C5.1" in cited(rec, "full") and len(rec.recommendations) == 6  # methods still listed
+    assert "C5.1" in cited(rec, "full") and len(rec.recommendations) == len(REGISTRY)  # methods still listed
 
 
 def test_factual_recall_with_style_still_tunes():
@@ -157,7 +158,11 @@ def test_recommend_cli_json_and_text(tmp_path):
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["dont_tune"] is False and j["alternative"] is None
-    assert len(j["recommendations"]) == 6
+    assert len(j["recommendations"]) == len(REGISTRY)
+    for r in j["recommendations"]:  # each method's plan carries exactly the settings and estimate shown
+        if r["estimate"] is not None:
+            assert r["plan"]["method"] == r["method"] and r["plan"]["estimate"] == r["estimate"]
+            assert {k: v for k, v in r["settings"].items() if k in r["plan"]["settings"]} == r["plan"]["settings"]
     first = j["recommendations"][0]
     assert {"method", "score", "fits", "reasons", "caveats", "settings", "estimate"} <= set(first)
     assert first["reasons"][0]["criterion"].startswith("C") and first["estimate"]["memory"]["total"] > 0

@@ -212,11 +212,9 @@ def test_generated_script_runs_as_is(home, tiny, tmp_path):
 
 
 def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):
-    from estimators import calibration
-
     first, _ = run_trial(tiny, "adapters", steps=3)
     assert first["status"] == "completed", first["error"]
-    record = calibration.lookup("cpu", "adapters", "fp32")
+    record = store.calibration_for("cpu", "adapters", "fp32")
     assert record is not None and record.run_id == first["run_id"] and record.efficiency > 0
     assert first["estimate"]["throughput"]["tokens_per_second"] > 0  # CPU trials get a throughput estimate
     second, _ = run_trial(tiny, "adapters", steps=3)

@@ -122,3 +122,49 @@ def events(run_dir: str | Path) -> list[dict]:
         except json.JSONDecodeError:  # a line being written right now
             break
     return out
+
+
+# --- calibration records (what trial runs measured per device, method and precision) -----------
+
+_CALIBRATION_TABLE = """CREATE TABLE IF NOT EXISTS calibration (
+    device TEXT NOT NULL, method TEXT NOT NULL, precision TEXT NOT NULL,
+    efficiency REAL NOT NULL, overhead_bytes INTEGER, slack REAL,
+    runs INTEGER NOT NULL, updated REAL NOT NULL, run_id TEXT,
+    PRIMARY KEY (device, method, precision))"""
+
+
+def record_calibration(device: str, method: str, precision: str, efficiency: float, run_id: str,
+                       overhead_bytes: int | None = None, slack: float | None = None) -> None:
+    if not (efficiency > 0):
+        raise ValueError(f"efficiency must be positive, got {efficiency}")
+    with _connect() as con:
+        con.execute(_CALIBRATION_TABLE)
+        row = con.execute("SELECT runs FROM calibration WHERE device=? AND method=? AND precision=?",
+                          (device, method, precision)).fetchone()
+        runs = (row[0] if row else 0) + 1
+        con.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (device, method, precision, efficiency, overhead_bytes, slack, runs, time.time(), run_id))
+
+
+def calibration_for(device: str | None, method: str, precision: str):
+    """The latest calibration for (device, method, precision), or None — also when the store is
+    missing, unreadable or corrupt: an estimate never fails because of the history."""
+    from estimators.calibration import Calibration
+
+    if not device:
+        return None
+    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor") / "runs.db"
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT device, method, precision, efficiency, overhead_bytes, slack, runs, updated, "
+                              "run_id FROM calibration WHERE device=? AND method=? AND precision=?",
+                              (device, method, precision)).fetchone()
+        finally:
+            con.close()
+        cal = Calibration(*row) if row else None
+        return cal if cal is not None and cal.efficiency > 0 else None
+    except (sqlite3.Error, TypeError, ValueError):
+        return None

@@ -289,19 +289,18 @@ def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float
 
     The stored efficiency is normalised like the GPU catalog's default: passed back to ``estimate``
     it reproduces the measured tokens/s for this method and precision."""
-    from estimators import calibration
-    from estimators.throughput import METHOD_EFFICIENCY, QLORA_SLOWDOWN
+    from estimators.throughput import method_efficiency
 
     achieved = tokens_per_second * est.time.flops_per_token
     peak = setup.num_gpus * gpu.peak_flops(setup.precision)
     if not peak:
         return
-    efficiency = achieved * (QLORA_SLOWDOWN if setup.method == "qlora" else 1) / (peak * METHOD_EFFICIENCY[setup.method])
+    efficiency = achieved / (peak * method_efficiency(setup))
     overhead = slack = None
     if cuda_measured:
         overhead = cuda_measured["peak_device"] - cuda_measured["peak_reserved"]
         slack = (cuda_measured["peak_reserved"] - cuda_measured["peak_allocated"]) / cuda_measured["peak_allocated"]
-    calibration.record(gpu.id, setup.method, setup.precision, efficiency, run_id, overhead, slack)
+    store.record_calibration(gpu.id, setup.method, setup.precision, efficiency, run_id, overhead, slack)
 
 
 def run(run_id: str) -> int:

@@ -1,0 +1,206 @@
+"""What a tuning method is, as data: ``MethodSpec`` (one frozen entry per method) and ``Setting``.
+
+Every estimator, the advisor, the tuners, the export and the UI read these entries instead of
+branching on method names; adding a method is one file here plus one tuner module
+(``tuners/methods/<id>.py``). The shared arithmetic for LoRA-style adapters lives here too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from estimators.errors import InputError
+from estimators.spec import Linear, ModelSpec
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a plan: its default, type and bounds, and a line of help."""
+
+    name: str
+    default: Any
+    help: str
+    kind: type = int
+    """``int``, ``float``, ``str`` or ``bool``."""
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    optional: bool = False
+    """None is allowed (e.g. a teacher stored in the training precision)."""
+
+    def check(self, value) -> str | None:
+        """A one-line problem with ``value``, or None when it is acceptable."""
+        if value is None:
+            return None if self.optional else f"{self.name} is required ({self.help})"
+        if self.kind is bool:
+            ok = isinstance(value, bool)
+        elif self.kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif self.kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, str) and bool(value.strip())
+        if not ok:
+            return f"{self.name} must be {'a finite number' if self.kind is float else 'a ' + self.kind.__name__} (got {value!r})"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))} (got {value!r})"
+        if self.low is not None and value < self.low:
+            return f"{self.name} must be at least {self.low:g} (got {value!r})"
+        if self.high is not None and value > self.high:
+            return f"{self.name} must be at most {self.high:g} (got {value!r})"
+        return None
+
+
+def _zero(*args) -> int:
+    return 0
+
+
+def _no_assumptions(spec, setup) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One tuning method as the estimators, the advisor and the UI see it."""
+
+    id: str
+    label: str
+    """What the UI calls it (Prompt tuning, LoRA, ...)."""
+    summary: str
+    trains_base: bool
+    """Every base weight trains (full tuning, distillation's student); otherwise the base is frozen and
+    PEFT-style trainable parameters live in fp32 (PEFT's default)."""
+    settings: tuple[Setting, ...]
+    """The method's own settings (beyond batch, length, precision... common to all methods)."""
+    default_lr: float
+    trainable: Callable[[ModelSpec, Any], int]
+    """Trainable parameters for a model and a ``TrainSetup``."""
+    adapter_linears: Callable[[ModelSpec, Any], list[Linear]] | None = None
+    """LoRA-style methods: the linear layers that carry an adapter (Adafactor factoring, CPU
+    optimizer temporaries)."""
+    extra_activations: Callable[[ModelSpec, Any], int] = _zero
+    """Bytes per token per block the method saves for backward beyond the frozen block's own."""
+    extra_flops_per_step: Callable[[ModelSpec, Any], float] = _zero
+    """FLOPs per micro-batch that do not scale with tokens (e.g. DoRA's weight norms)."""
+    keeps_linear_inputs: bool = False
+    """The frozen base's matmuls keep their inputs for backward (bitsandbytes' 4/8-bit kernels)."""
+    virtual_tokens: Callable[[Any], int] = _zero
+    """Tokens the method prepends to every sequence (prompt tuning)."""
+    quantized_base: bool = False
+    """The base linears are stored in 4 or 8 bits (``quant_bits``)."""
+    needs_teacher: bool = False
+    compute_16bit: bool = False
+    """Runs only with 16-bit compute (no fp32)."""
+    encoders: bool = True
+    """Applies to encoder-only models (BERT/RoBERTa)."""
+    exact_check: bool = True
+    """The fake-tensor dry run covers it."""
+    efficiency: float = 1.0
+    """Share of the GPU's default MFU the method reaches (see estimators/throughput.py)."""
+    slowdown: float = 1.0
+    """Step-time multiplier on top of the FLOPs (QLoRA's dequantization)."""
+    savers: tuple[tuple[dict, str], ...] = ()
+    """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
+    assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
+    artifact: str = "adapter"
+    """What training produces: ``adapter`` (a small file beside the base) or ``model`` (a whole model)."""
+    citation: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.settings)
+
+    def defaults(self) -> dict:
+        return {s.name: s.default for s in self.settings}
+
+
+# --- shared arithmetic for LoRA-style methods -------------------------------------------------
+
+# Short names users type for the usual attention/MLP projections, per naming scheme (Llama-style,
+# T5, BERT, GPT-2 fused qkv).
+_ALIASES = {"q": ("q_proj", "q", "query", "c_attn"), "k": ("k_proj", "k", "key", "c_attn"),
+            "v": ("v_proj", "v", "value", "c_attn"), "o": ("o_proj", "o", "attention.output.dense", "attn.c_proj")}
+
+
+def lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
+    """The linear layers LoRA wraps for ``targets`` (``all-linear`` or a comma list of names).
+
+    ``all-linear`` follows PEFT: every ``nn.Linear`` (GPT-2's ``Conv1D`` too) except the output head.
+    transformers 5 stores MoE experts as fused 3-D parameters, not ``nn.Linear``, so they are skipped.
+    """
+    if targets == "all-linear":
+        return [lin for lin in spec.linears if lin.role != "expert" and lin.count]
+    chosen, unknown = {}, []
+    for raw in str(targets).split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        names = _ALIASES.get(name, ()) + (name, f"{name}_proj")
+        hits = [lin for lin in spec.linears if lin.count and (lin.name in names or lin.name.split(".")[-1] in names)]
+        if not hits:
+            unknown.append(name)
+        for lin in hits:
+            chosen[lin.name] = lin
+    if unknown:
+        valid = ", ".join(sorted({lin.name for lin in spec.linears if lin.count}))
+        raise InputError(f"LoRA target(s) {', '.join(unknown)} not found in {spec.id} "
+                         f"(use all-linear or some of: {valid})")
+    return list(chosen.values())
+
+
+def lora_target_modules(spec: ModelSpec, targets: str) -> str | list[str]:
+    """What PEFT's ``target_modules`` gets for ``targets`` on this architecture: ``all-linear`` as is,
+    else the modules' own (last) names, so ``q,v`` becomes ``q_proj, v_proj`` on Llama and ``c_attn`` on
+    GPT-2. The one place short names are resolved (estimate, trial and export all use it)."""
+    if targets == "all-linear":
+        return "all-linear"
+    return sorted({lin.name.split(".")[-1] for lin in lora_linears(spec, targets)})
+
+
+def lora_params(spec: ModelSpec, setup) -> int:
+    """LoRA adds A (r × in) and B (out × r) beside each targeted layer (Hu et al. 2021)."""
+    r = setup.lora_rank
+    return sum(r * (lin.in_features + lin.out_features) * lin.count for lin in lora_linears(spec, setup.lora_targets))
+
+
+def lora_extra_activations(spec: ModelSpec, setup) -> int:
+    """Per token and block. PEFT casts each LoRA layer's input to the adapter's fp32 dtype: in 16-bit
+    training that is a new copy per LoRA layer, kept by lora_A; lora_A's output (r) is kept by lora_B.
+    In fp32 the cast is a no-op, so layers sharing an input (q/k/v, gate/up) share one tensor."""
+    d = setup.act_bytes
+    extra, seen_inputs = 0.0, set()
+    for lin in lora_linears(spec, setup.lora_targets):
+        share = lin.count / max(spec.layers, 1)  # how many of this layer a block has
+        if d < FP32 or lin.in_features not in seen_inputs:
+            extra += share * FP32 * lin.in_features
+        seen_inputs.add(lin.in_features)
+        extra += share * FP32 * setup.lora_rank
+    return int(extra)
+
+
+def lora_assumptions(spec: ModelSpec, setup) -> list[str]:
+    return ["PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)",
+            f"LoRA rank {setup.lora_rank} on {setup.lora_targets}"]
+
+
+def peft_assumptions(spec: ModelSpec, setup) -> list[str]:
+    return ["PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)"]
+
+
+def quantized_params(spec: ModelSpec) -> int:
+    """Weights bitsandbytes quantizes: every linear in the blocks (experts included); embeddings,
+    norms and the output head stay in higher precision."""
+    return spec.linear_params()
+
+
+LORA_SETTINGS = (
+    Setting("lora_rank", 16, "rank r of the low-rank update A·B", int, low=1, high=65536),
+    Setting("lora_alpha", None, "LoRA scaling numerator (scale = alpha / r); default 2r", float, low=0, high=1e6,
+            optional=True),
+    Setting("lora_targets", "all-linear", "all-linear or a comma list of module names (q,v is short for q_proj,v_proj)",
+            str),
+)
