@@ -8,15 +8,17 @@ from advisor.answers import Answers
 from advisor.recommend import recommend
 from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
+from tuners import store
 from ui import questionnaire, results, trial
 
 st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
 
 
 @st.cache_data(show_spinner="Ranking methods…")
-def cached_recommendation(answers_json: dict, gpu_key) -> dict:
+def cached_recommendation(answers_json: dict, gpu_key, calibration_stamp, data_path) -> dict:
     gpu = None if gpu_key is None else questionnaire.custom_gpu(*gpu_key)
-    return recommend(Answers.from_dict(answers_json), gpu).to_json()
+    return recommend(Answers.from_dict(answers_json), gpu, calibration=store.calibration_for,
+                     data={"path": data_path}).to_json()
 
 
 st.title("Tuning Advisor")
@@ -31,11 +33,12 @@ if form["problems"]:
         st.error(problem)
     st.stop()
 custom = form["gpu_spec"]
-gpu_key = None if custom is None else (custom.memory_bytes / 1024**3, custom.tflops["bf16"], custom.price_per_hour_usd)
+gpu_key = None if custom is None else (custom.memory_bytes / 1024**3, custom.tflops["bf16"], custom.price_per_hour_usd,
+                                        custom.name)
 if custom is not None:
-    answers["gpu"] = "a100-80gb"  # a valid id for validation; the custom GPU is what gets used
+    answers["gpu"] = "a100-80gb"  # a valid id for answer validation only; the custom GPU is what gets used
 try:
-    rec = cached_recommendation(answers, gpu_key)
+    rec = cached_recommendation(answers, gpu_key, store.calibration_stamp(), form["data_path"])
     gpu = custom or gpu_by_id(answers["gpu"])
 except InputError as exc:
     st.error(f"{exc}")

@@ -1,11 +1,9 @@
 """The questionnaire's answers (DESIGN.md `recommend --answers` contract), validated in one pass."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
-from pathlib import Path
 
-from estimators.errors import InputError
+from estimators.errors import InputError, read_json
 
 TASKS = ("classification", "extraction", "summarization", "generation", "question_answering", "chat", "code",
          "translation")
@@ -81,14 +79,7 @@ class Answers:
 
     @classmethod
     def from_file(cls, path: str) -> "Answers":
-        try:
-            text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
-        except OSError as exc:
-            raise InputError(f"cannot read answers file '{path}': {exc.strerror}") from None
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"answers file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        return cls.from_dict(read_json(path, "answers"))
 
 
 def _is_int(v) -> bool:

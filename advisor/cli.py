@@ -9,9 +9,11 @@ import json
 import sys
 from pathlib import Path
 
-from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus, load_model
+from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus
 from estimators.errors import InputError
-from estimators.estimate import Estimate, estimate
+from estimators.estimate import Estimate
+from estimators.methods import REGISTRY
+from estimators.plan import Plan
 from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
 from advisor.formatting import _progress, _table, format_estimate, format_recommendation, format_trial, gib, human_count
 
@@ -28,7 +30,14 @@ Choose how to adapt a foundation model, and know what it costs before you pay fo
   tuning-advisor recommend --answers answers.json
                                              every method ranked for your situation, with reasons
 
-Methods: prompt_tuning, lora, qlora, full, adapters, distillation.
+  tuning-advisor recommend --answers answers.json --json > rec.json      each method comes with its plan
+  tuning-advisor estimate --plan plan.json    the estimate of a plan (e.g. one taken from recommend --json)
+  tuning-advisor trial --plan plan.json --scale-down --steps 10
+                                             a short real run of exactly that plan
+  tuning-advisor export --plan plan.json --out my-run
+                                             a runnable project: train.py, plan.json, launch.sh, ...
+
+Methods: """ + ", ".join(f"{m} ({spec.label})" for m, spec in REGISTRY.items()) + """.
 Add --json to any command for machine-readable output.
 """
 
@@ -85,8 +94,10 @@ _non_negative_float = _number(float, allow_zero=True)
 
 def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe a training run (shared by ``estimate`` and ``trial``)."""
-    p.add_argument("--model", required=True, help="catalog id, path to a config.json, or a model folder")
-    p.add_argument("--method", required=True, choices=METHODS, help="tuning method")
+    p.add_argument("--plan", metavar="FILE", help="a plan JSON file (from recommend --json or export); replaces the "
+                                                  "options below")
+    p.add_argument("--model", help="catalog id, path to a config.json, or a model folder")
+    p.add_argument("--method", choices=METHODS, help="tuning method")
     g = p.add_argument_group("training setup")
     g.add_argument("--batch-size", type=_positive_int, default=1, help="micro-batch per GPU (default 1)")
     g.add_argument("--seq-len", type=_positive_int, default=512, help="tokens per sequence (default 512)")
@@ -120,6 +131,12 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
     d.add_argument("--epochs", type=_positive_float, default=1, help="passes over the data (default 1)")
     d.add_argument("--tasks", type=_positive_int, default=1, help="tuned variants to serve (for serving memory)")
+    t = p.add_argument_group("run settings (kept in the plan; used by trial and export)")
+    t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
+    t.add_argument("--lora-alpha", type=_positive_float, help="LoRA/DoRA scaling numerator (default 2 x rank)")
+    t.add_argument("--prompt-init", choices=("random", "text", "sample_vocab"), help="prompt tuning initialisation")
+    t.add_argument("--temperature", type=_positive_float, help="distillation softmax temperature (default 2)")
+    t.add_argument("--alpha", type=float, help="distillation weight of the teacher term, 0..1 (default 0.5)")
 
 
 def setup_from_args(args, device: str = "cuda") -> TrainSetup:
@@ -142,13 +159,48 @@ def gpu_from_args(args) -> GPU | None:
     return gpu_by_id(args.gpu) if args.gpu else None
 
 
-def estimate_from_args(args, device: str = "cuda") -> Estimate:
-    spec = load_model(args.model)
-    teacher = load_model(args.teacher) if args.teacher else None
-    if teacher is not None and args.method != "distillation":
-        raise InputError(f"--teacher only applies to distillation, not {args.method} (drop --teacher)")
-    return estimate(spec, setup_from_args(args, device), gpu_from_args(args), teacher,
-                    price_per_hour=args.price_per_hour, tasks=args.tasks)
+# Plan options, as argparse names them, and the plan setting each one feeds when given.
+_RUN_SETTINGS = {"lr": "lr", "lora_alpha": "lora_alpha", "prompt_init": "prompt_init", "temperature": "temperature",
+                 "alpha": "alpha", "teacher": "teacher"}
+_PLAN_EXCLUSIVE = ("model", "method", "batch_size", "seq_len", "precision", "mixed_precision", "optimizer",
+                   "gradient_checkpointing", "attention", "grad_accum", "lora_rank", "lora_targets", "quant_bits",
+                   "no_double_quant", "num_virtual_tokens", "adapter_size", "teacher", "teacher_quant_bits", "gpu",
+                   "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload", "price_per_hour",
+                   "examples", "tokens_per_example", "epochs", "tasks", "lr", "lora_alpha", "prompt_init",
+                   "temperature", "alpha")
+
+
+def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
+    """The plan a command works on: ``--plan FILE`` as it is, or one built from the options."""
+    if args.plan:
+        given = [name for name in _PLAN_EXCLUSIVE if getattr(args, name, None) != parser.get_default(name)]
+        if given:
+            raise InputError(f"--{given[0].replace('_', '-')} does not go with --plan: edit the plan file instead "
+                             "(or drop --plan)")
+        return Plan.from_file(args.plan)
+    if not args.model or not args.method:
+        raise InputError("give --model and --method (or --plan FILE)")
+    setup = setup_from_args(args)
+    method = REGISTRY[args.method]
+    extra = {k: getattr(args, a) for a, k in _RUN_SETTINGS.items() if getattr(args, a, None) is not None}
+    unknown = [k for k in extra if k not in {"lr"} | set(method.setting_names)]
+    if unknown:
+        raise InputError(f"--{unknown[0].replace('_', '-')} does not apply to {args.method} (drop it)")
+    gpu = gpu_from_args(args)
+    hardware = {"price_per_hour": args.price_per_hour}
+    if gpu is not None and gpu.id == "custom":
+        hardware.update(gpu="custom", gpu_memory_gib=args.gpu_memory_gib, gpu_tflops=args.gpu_tflops)
+    elif gpu is not None:
+        hardware["gpu"] = gpu.id
+    return Plan.from_setup(args.model, setup, settings=extra, hardware=hardware, tasks=args.tasks)
+
+
+def estimate_plan(plan: Plan) -> Estimate:
+    """The plan's estimate with this machine's calibration for its GPU, if trials recorded one."""
+    from tuners.store import calibration_for  # sqlite only (no torch)
+
+    gpu = plan.gpu()
+    return plan.run_estimate(calibration_for(gpu.id if gpu else None, plan.method, plan.settings["precision"]))
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -178,17 +230,19 @@ def cmd_gpus(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    e = estimate_from_args(args)
+    plan = plan_from_args(args, args.parser)
+    e = estimate_plan(plan)
     out = e.to_json()
+    out["plan"] = {**plan.to_json(), "estimate": None}
     if args.dry_run:
         from tuners.dryrun import SUPPORTED, dry_run  # imports torch: only when asked
 
-        if args.method not in SUPPORTED:
-            raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {args.method} needs a real trial run "
+        if plan.method not in SUPPORTED:
+            raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {plan.method} needs a real trial run "
                              "(tuning-advisor trial)")
         if not args.json:
             print("exact check: running one step on fake tensors…", file=sys.stderr)
-        d = dry_run(e.spec.config, e.setup)
+        d = dry_run(e.spec.config, plan)
         d["analytic_vs_dry_run"] = e.memory.peak_allocated / d["peak_allocated"] - 1
         out["dry_run"] = d
         out["assumptions"].append("dry_run: peak of live tensor bytes of one real step run on fake tensors")
@@ -215,22 +269,21 @@ def cmd_recommend(args) -> int:
 def cmd_trial(args) -> int:
     from tuners import launch
 
-    setup = setup_from_args(args)  # validates every option before anything starts
-    if args.method == "distillation" and not args.teacher:
-        raise InputError("distillation needs a teacher: give --teacher M (a larger model with the same tokenizer)")
-    if not Path(args.data).is_file():
-        raise InputError(f"data file '{args.data}' not found (give a .jsonl, .csv or .parquet file)")
-    gpu_from_args(args)
-    request = {k: getattr(setup, k) for k in setup.__dataclass_fields__ if k not in ("device", "num_gpus", "sharding",
-                                                                                      "cpu_offload")}
-    request.update(model=args.model, data=str(Path(args.data).resolve()), steps=args.steps,
-                   scale_down=args.scale_down, timeout=args.timeout, teacher=args.teacher, gpu=args.gpu,
-                   price_per_hour=args.price_per_hour, trust_remote_code=args.trust_remote_code,
-                   options={k: v for k, v in {"lr": args.lr, "prompt_init": args.prompt_init,
-                                              "temperature": args.temperature, "alpha": args.alpha}.items()
-                            if v is not None})
-    if Path(args.model).expanduser().exists():
-        request["model"] = str(Path(args.model).expanduser().resolve())
+    plan = plan_from_args(args, args.parser)  # validates every option before anything starts
+    data = args.data or plan.data.get("path")
+    if not data:
+        raise InputError("give --data FILE (JSONL, CSV or Parquet): the plan has no data path")
+    if not Path(data).expanduser().is_file():
+        raise InputError(f"data file '{data}' not found (give a .jsonl, .csv or .parquet file)")
+    data = str(Path(data).expanduser().resolve())
+    refs = {"model": plan.model, "teacher": plan.settings.get("teacher")}
+    for key, ref in refs.items():  # a local folder or config is named by its absolute path (the runner's cwd differs)
+        if ref and Path(ref).expanduser().exists():
+            plan = plan.edit(model=str(Path(ref).expanduser().resolve())) if key == "model" else \
+                plan.edit(settings={"teacher": str(Path(ref).expanduser().resolve())})
+    plan = plan.edit(data={"path": data})
+    request = {"plan": plan.to_json(), "steps": args.steps, "scale_down": args.scale_down, "timeout": args.timeout,
+               "trust_remote_code": args.trust_remote_code}
     run_id, _ = launch.start(request)
     print(f"run {run_id} started (tuning-advisor runs lists it)", file=sys.stderr)
     try:
@@ -244,6 +297,26 @@ def cmd_trial(args) -> int:
     if not args.json:
         print(f"tuning-advisor trial: error: {res['error']}", file=sys.stderr)
     return 2 if res.get("error_kind") == "input" else 1
+
+
+def cmd_export(args) -> int:
+    from tuners.export import write_project  # no torch: the project is files
+
+    plan = Plan.from_file(args.plan)
+    out = Path(args.out).expanduser()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise InputError(f"'{out}' exists and is not empty: choose a new --out folder (or add --force)")
+    try:
+        write_project(plan, out)
+    except OSError as exc:
+        raise InputError(f"cannot write the project to '{out}': {exc.strerror or exc}") from None
+    if args.json:
+        print(json.dumps({"out": str(out.resolve()), "files": sorted(p.name for p in out.iterdir())}, indent=2))
+    else:
+        print(f"wrote {out}/: train.py, plan.json, launch.sh, requirements.txt, README.md\n"
+              f"  quick check: python {out}/train.py --model MODEL_FOLDER --data FILE --max-steps 10\n"
+              f"  full run:    MODEL=... DATA=... {out}/launch.sh")
+    return 0
 
 
 def cmd_runs(args) -> int:
@@ -286,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="also run one real training step on fake tensors (exact peak, no memory used; "
                         "full, lora, prompt_tuning, adapters; seconds to a minute for billions of parameters)")
-    p.set_defaults(func=cmd_estimate)
+    p.set_defaults(func=cmd_estimate, parser=p)
     p = sub.add_parser("recommend", help="rank every method for your answers, with reasons",
                        description="Rank the tuning methods for a questionnaire's answers (JSON), with reasons "
                                    "citing CRITERIA.md, caveats, the settings that fit your GPU and their estimates.",
@@ -300,18 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=TRIAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     t = p.add_argument_group("trial")
-    t.add_argument("--data", required=True, help="training data: .jsonl, .csv or .parquet")
+    t.add_argument("--data", help="training data: .jsonl, .csv or .parquet (default: the plan's data path)")
     t.add_argument("--steps", type=_positive_int, default=20, help="optimizer steps (default 20; at least 3)")
     t.add_argument("--scale-down", action="store_true",
                    help="a small copy of the architecture (random weights) for a quick check on a small machine")
     t.add_argument("--timeout", type=_positive_float, help="stop the run after this many seconds")
-    t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
-    t.add_argument("--prompt-init", choices=("random", "text", "sample_vocab"), help="prompt tuning initialisation")
-    t.add_argument("--temperature", type=_positive_float, help="distillation softmax temperature (default 2)")
-    t.add_argument("--alpha", type=float, help="distillation weight of the teacher term (default 0.5)")
     t.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own code (off by default)")
     p.add_argument("--json", action="store_true", help="print the result JSON (DESIGN.md contract)")
-    p.set_defaults(func=cmd_trial)
+    p.set_defaults(func=cmd_trial, parser=p)
+    p = sub.add_parser("export", help="write a runnable project (train.py, plan.json, launch.sh...) for a plan",
+                       description="Write a runnable project for a plan: train.py (one script for every method, "
+                                   "driven by plan.json), plan.json, launch.sh (python or torchrun with the plan's "
+                                   "sharding), requirements.txt (pinned) and README.md (expected memory, time, cost).",
+                       epilog="Take a plan from `recommend --json` (recommendations[i].plan) or the app's download.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plan", required=True, metavar="FILE", help="the plan JSON file (- for stdin)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    p.add_argument("--force", action="store_true", help="write into a folder that has files (overwrites ours)")
+    p.add_argument("--json", action="store_true", help="print the folder and its files as JSON")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("runs", help="the history of trial runs")
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true")

@@ -130,6 +130,8 @@ def format_trial(res: dict) -> str:
     lines += ["", f"  losses: {', '.join(f'{v:.3f}' for v in m['losses'])}"]
     if res.get("artifact"):
         lines.append(f"  adapter: {res['artifact']}")
-    lines.append(f"  training script: {res['script']}")
+    if res.get("project"):
+        lines.append(f"  the plan as a runnable project: {res['project']} (train.py, launch.sh, ...)")
+    lines += [f"  adapted for this machine: {a}" for a in res.get("adaptations", [])]
     lines += [f"  note: {n}" for n in res.get("notes", [])]
     return "\n".join(lines)

@@ -76,9 +76,13 @@ def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt
         shutil.copy(shared_peak, home / "cpu_peak.json")
     cfg = folder / f"{model}.json"
     cfg.write_text(json.dumps(TRIAL_MODELS[model]))
-    request = {"model": str(cfg), "data": str(data_file(folder)), "method": method, "steps": 5, "batch_size": batch,
-               "seq_len": seq, "precision": precision, "gradient_checkpointing": ckpt, "lora_rank": 16}
-    run_id, _ = launch.start(request)
+    from estimators.plan import Plan
+
+    settings = {"batch_size": batch, "seq_len": seq, "precision": precision, "gradient_checkpointing": ckpt}
+    if method in ("lora", "qlora", "dora"):
+        settings["lora_rank"] = 16
+    plan = Plan.create(str(cfg), method, settings, data={"path": str(data_file(folder))})
+    run_id, _ = launch.start({"plan": plan.to_json(), "steps": 5})
     res = launch.follow(run_id)
     if not shared_peak.exists() and (home / "cpu_peak.json").exists():
         shutil.copy(home / "cpu_peak.json", shared_peak)
@@ -100,12 +104,13 @@ EAGER_ONLY = {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b"}
 def dry_case(model: str, method: str, batch: int, seq: int, ckpt: bool) -> dict:
     from estimators.catalog import model_by_id, model_configs
     from estimators.memory import estimate_memory
+    from estimators.plan import Plan
     from estimators.setup import TrainSetup
     from tuners.dryrun import dry_run
 
     setup = TrainSetup(method=method, batch_size=batch, seq_len=seq, gradient_checkpointing=ckpt, device="cuda",
                        attention="eager" if model in EAGER_ONLY else "sdpa")
-    exact = dry_run(model_configs()[model], setup)
+    exact = dry_run(model_configs()[model], Plan.from_setup(model, setup))
     est = estimate_memory(model_by_id(model), setup)
     return {"kind": "dry-run", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
             "precision": "bf16", "attention": setup.attention, "status": "completed", "est_peak": est.peak_allocated,

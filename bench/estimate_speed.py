@@ -15,6 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 from estimators.catalog import gpu_by_id, model_by_id  # noqa: E402
 from estimators.estimate import estimate  # noqa: E402
+from estimators.methods import REGISTRY  # noqa: E402
+from estimators.plan import Plan  # noqa: E402
 from estimators.setup import METHODS, TrainSetup  # noqa: E402
 
 
@@ -32,17 +34,25 @@ def main():
 
     def all_methods():
         for s in setups:
-            estimate(spec, s, gpu, teacher if s.method == "distillation" else None).to_json()
+            estimate(spec, s, gpu, teacher if REGISTRY[s.method].needs_teacher else None).to_json()
 
-    all_methods()  # warm the catalog caches
-    times = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        all_methods()
-        times.append(time.perf_counter() - t0)
-    print(f"in-process: all {len(METHODS)} methods for {args.model} on {args.gpu}: "
-          f"median {statistics.median(times) * 1e3:.3f} ms, p95 {sorted(times)[int(0.95 * len(times))] * 1e3:.3f} ms "
-          f"(goal < 5 ms; {args.repeat} repeats)")
+    plans = [Plan.create(args.model, m, {"teacher": args.teacher} if REGISTRY[m].needs_teacher else {},
+                         {"gpu": args.gpu}, {"num_examples": 5000, "tokens_per_example": 400}) for m in METHODS]
+
+    def all_plans():
+        for p in plans:
+            p.estimated()
+
+    for name, work in (("estimate()", all_methods), ("Plan.estimated() (validation + estimate)", all_plans)):
+        work()  # warm the catalog caches
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - t0)
+        print(f"in-process {name}: all {len(METHODS)} methods for {args.model} on {args.gpu}: "
+              f"median {statistics.median(times) * 1e3:.3f} ms, p95 {sorted(times)[int(0.95 * len(times))] * 1e3:.3f} "
+              f"ms (goal < 5 ms; {args.repeat} repeats; no I/O: calibration is passed in)")
 
     cmd = [sys.executable, "-m", "advisor", "estimate", "--model", args.model, "--method", "lora", "--gpu", args.gpu,
            "--json"]

@@ -185,7 +185,6 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         largest = spec.largest_tensor if not setup.frozen_base else max(
             [lin.in_features for lin in adapted] + [spec.hidden]) * setup.lora_rank
         opt_temp = min(2 * largest * pb, gradients)
-    resident = weights + optimizer + detail.get("ddp_buckets", 0)
     held_grads = gradients if setup.grad_accum > 1 else 0  # accumulated across micro-batches
     # Gradients that exist before the first block's backward: all but that block's and the embeddings'
     # (measured: the head's gradient comes after the loss buffers are freed, so it is not added above).

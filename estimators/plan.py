@@ -9,13 +9,12 @@ the caller names.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from estimators.catalog import GPU, custom_gpu, gpu_by_id, load_model
-from estimators.errors import InputError
+from estimators.errors import InputError, read_json
 from estimators.methods import REGISTRY, Setting, get
 from estimators.setup import ATTENTIONS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
 from estimators.spec import ModelSpec
@@ -156,6 +155,18 @@ class Plan:
                    data=dict(data or {}), tasks=tasks)
 
     @classmethod
+    def from_setup(cls, model: str, setup: TrainSetup, settings: dict | None = None, hardware: dict | None = None,
+                   data: dict | None = None, tasks: int = 1) -> "Plan":
+        """A plan holding a ``TrainSetup``'s values (what applies to its method), plus ``settings`` the
+        setup does not carry (lr, lora_alpha, teacher...)."""
+        names = {s.name for s in method_settings(setup.method)}
+        values = {k: getattr(setup, k) for k in _SETUP_FIELDS if k in names}
+        values["epochs"] = float(setup.epochs)
+        hw = {"num_gpus": setup.num_gpus, "sharding": setup.sharding, "cpu_offload": setup.cpu_offload, **(hardware or {})}
+        facts = {"num_examples": setup.examples, "tokens_per_example": setup.tokens_per_example, **(data or {})}
+        return cls.create(model, setup.method, {**values, **(settings or {})}, hw, facts, tasks)
+
+    @classmethod
     def from_json(cls, obj) -> "Plan":
         if not isinstance(obj, dict):
             raise InputError("invalid plan: expected a JSON object with model, method and settings")
@@ -171,14 +182,7 @@ class Plan:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Plan":
-        try:
-            text = Path(path).read_text() if str(path) != "-" else __import__("sys").stdin.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read plan file '{path}': {getattr(exc, 'strerror', None) or exc}") from None
-        try:
-            return cls.from_json(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"plan file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        return cls.from_json(read_json(path, "plan"))
 
     def to_json(self) -> dict:
         return {"version": PLAN_VERSION, "model": self.model, "method": self.method, "settings": dict(self.settings),

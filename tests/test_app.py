@@ -1,10 +1,10 @@
 """The Streamlit app through AppTest: defaults, reacting to answers, bad input, a real trial run, history."""
-import json
 import os
 import time
 
 import pytest
 
+from estimators.methods import REGISTRY
 from tests.conftest import ROOT
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -36,7 +36,7 @@ def test_defaults_render_a_recommendation(home):
     assert not at.exception
     assert at.info[0].value.startswith("Recommended:")
     table = frame_with(at, "verdict")
-    assert len(table) == 6 and set(table["verdict"]) <= {"fits", "does not fit", "over budget"}
+    assert len(table) == len(REGISTRY) and set(table["verdict"]) <= {"fits", "does not fit", "over budget"}
     assert [t.label for t in at.tabs] == ["Recommendation", "Charts", "Trial run", "History"]
 
 
@@ -46,7 +46,7 @@ def test_changing_gpu_or_model_changes_the_verdict(home):
     at.selectbox(key="model").set_value("llama-3.1-70b").run()
     at.selectbox(key="gpu").set_value("rtx-4090").run()
     assert not at.exception
-    assert top_verdict(at) == ("qlora", "does not fit")
+    assert top_verdict(at) == ("QLoRA", "does not fit")
     assert "Nothing fits" in at.info[0].value
     at.selectbox(key="gpu").set_value("h200").run()
     assert top_verdict(at)[1] == "fits"
@@ -74,6 +74,36 @@ def test_no_goal_is_a_clear_error(home):
     assert any("choose at least one goal" in e.value for e in at.error) and not at.exception
 
 
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_what_if_opens_on_each_methods_plan_with_time_and_cost(home):
+    """The what-if starts from the recommendation's plan: same memory as the table's row, with time
+    and cost (the plan carries the data size); switching method loads that method's plan."""
+    at = app().run()
+    table = frame_with(at, "verdict").set_index("method")
+    first = frame_with(at, "verdict").iloc[0]["method"]
+    assert metric(at, "Memory / GPU") == table.loc[first, "memory / GPU"]
+    assert metric(at, "Time") == table.loc[first, "time"] != "—"
+    assert metric(at, "Cost") == table.loc[first, "cost"] and metric(at, "Cost").startswith("$")
+    for method in ("qlora", "full", "dora"):
+        at.selectbox(key="whatif_method").set_value(method).run()
+        assert not at.exception
+        assert metric(at, "Memory / GPU") == table.loc[REGISTRY[method].label, "memory / GPU"]
+    at.select_slider(key="wi_batch_dora").set_value(1).run()  # an edit re-estimates memory, time and cost
+    assert metric(at, "Memory / GPU") != table.loc["DoRA", "memory / GPU"] and metric(at, "Time") != "—"
+
+
+def test_custom_gpu_is_named_as_entered(home):
+    at = app().run()
+    at.radio(key="gpu_mode").set_value("Custom").run()
+    at.text_input(key="custom_name").input("Lab RTX 6000").run()
+    at.selectbox(key="model").set_value("llama-3.1-70b").run()
+    assert not at.exception
+    assert "Lab RTX 6000" in at.info[0].value and "a100" not in at.info[0].value.lower()
+
+
 @pytest.mark.slow
 def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
     transformers = pytest.importorskip("transformers")
@@ -88,7 +118,7 @@ def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
     at.radio(key="trial_source").set_value("Local model folder").run()
     at.text_input(key="trial_folder").input(str(tmp_path / "tiny"))
     at.number_input(key="trial_steps").set_value(3)
-    at.number_input(key="trial_seq").set_value(32)
+    at.number_input(key="trial_seq_lora").set_value(32)
     at.button(key="trial_launch").click().run()
     assert not at.exception, at.exception
     run_id = at.session_state["run_id"]

@@ -10,6 +10,7 @@ import pytest
 from estimators.catalog import model_by_id, model_configs
 from estimators.memory import estimate_memory
 from estimators.setup import TrainSetup
+from estimators.spec import spec_from_config
 from tests.conftest import ROOT
 
 torch = pytest.importorskip("torch")
@@ -17,7 +18,8 @@ transformers = pytest.importorskip("transformers")
 
 from tuners.dryrun import dry_run  # noqa: E402
 from tuners.measure import measure_step_memory  # noqa: E402
-from tuners.methods import METHODS  # noqa: E402
+from estimators.plan import Plan  # noqa: E402
+from tuners import methods, runtime  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2,
@@ -25,22 +27,20 @@ TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_si
         "max_position_embeddings": 1024, "tie_word_embeddings": False}
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning", "adapters"])
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning", "adapters", "dora"])
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_dry_run_matches_a_real_cpu_step_within_5_percent(method, checkpointing):
     setup = TrainSetup(method=method, batch_size=2, seq_len=128, precision="fp32", device="cpu",
                        gradient_checkpointing=checkpointing, lora_rank=8, num_virtual_tokens=10, adapter_size=16)
-    fake = dry_run(TINY, setup)
+    plan = Plan.from_setup("tiny", setup)
+    fake = dry_run(TINY, plan, device="cpu")
     conf = transformers.AutoConfig.for_model(**{k: v for k, v in TINY.items() if k != "architectures"})
     conf._attn_implementation = "sdpa"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        model = METHODS[method].prepare(transformers.LlamaForCausalLM(conf), setup, {"prompt_init": "random"})
-        if checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            if method != "full":
-                model.enable_input_require_grads()
+        recipe = methods.recipe(plan, spec_from_config(TINY))
+        model = runtime.prepare(transformers.LlamaForCausalLM(conf), recipe, plan.settings)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, TINY["vocab_size"], (2, 128))
@@ -52,7 +52,7 @@ def test_dry_run_matches_a_real_cpu_step_within_5_percent(method, checkpointing)
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_analytic_within_10_percent_of_dry_run_at_half_a_billion(method, checkpointing):
     setup = TrainSetup(method=method, batch_size=1, seq_len=512, gradient_checkpointing=checkpointing, device="cuda")
-    exact = dry_run(model_configs()["qwen2.5-0.5b"], setup)
+    exact = dry_run(model_configs()["qwen2.5-0.5b"], Plan.from_setup("qwen2.5-0.5b", setup))
     analytic = estimate_memory(model_by_id("qwen2.5-0.5b"), setup)
     assert analytic.peak_allocated == pytest.approx(exact["peak_allocated"], rel=0.10), exact
 

@@ -39,6 +39,9 @@ def build(folder, method: str, dtype, checkpointing: bool):
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
     if method == "lora":
         model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=0.0))
+    elif method == "dora":  # DoRA (Liu et al. 2024): PEFT's LoRA with a learned magnitude per output
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=0.0,
+                                                           use_dora=True))
     elif method == "prompt_tuning":
         model = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=10))
     if checkpointing:
@@ -51,6 +54,8 @@ def build(folder, method: str, dtype, checkpointing: bool):
 
 CASES = [(m, c, "fp32", 4, 128) for m in ("full", "lora", "prompt_tuning") for c in (False, True)]
 CASES += [("lora", False, "bf16", 2, 64), ("full", True, "bf16", 2, 64)]
+CASES += [("dora", False, "fp32", 4, 128), ("dora", True, "fp32", 4, 128), ("dora", False, "bf16", 2, 64),
+          ("dora", True, "bf16", 2, 64)]
 
 
 @pytest.mark.slow

@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+from estimators.methods import REGISTRY  # noqa: E402
+from estimators.plan import Plan  # noqa: E402
 from tuners import launch, store  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -49,16 +51,21 @@ def tiny(tmp_path_factory):
     return root
 
 
-def run_trial(tiny, method, steps=8, **extra):
-    request = {"model": str(tiny / "model"), "data": str(tiny / "train.jsonl"), "method": method, "steps": steps,
-               "batch_size": 2, "seq_len": 32, "precision": "fp32", "lora_rank": 4, "num_virtual_tokens": 4,
-               "adapter_size": 8, "record_changes": True, "options": {"lr": 5e-3 if method != "prompt_tuning" else 0.3}}
-    if method == "qlora":
-        request["precision"] = "bf16"
-    if method == "distillation":
-        request["teacher"] = str(tiny / "teacher")
-    request.update(extra)
-    run_id, run_dir = launch.start(request)
+def plan_for(tiny, method, data=None, model=None, **settings):
+    """A plan for the tiny model as tests run it: small shapes, fp32 (QLoRA computes in bf16)."""
+    values = {"batch_size": 2, "seq_len": 32, "precision": "bf16" if method == "qlora" else "fp32",
+              "lr": 5e-3 if method != "prompt_tuning" else 0.3}
+    values.update({"lora_rank": 4} if "lora_rank" in REGISTRY[method].setting_names else {})
+    values.update({"num_virtual_tokens": 4} if method == "prompt_tuning" else {})
+    values.update({"adapter_size": 8} if method == "adapters" else {})
+    values.update({"teacher": str(tiny / "teacher")} if method == "distillation" else {})
+    values.update(settings)
+    return Plan.create(model or str(tiny / "model"), method, values, data={"path": data or str(tiny / "train.jsonl")})
+
+
+def run_trial(tiny, method, steps=8, data=None, model=None, **settings):
+    plan = plan_for(tiny, method, data, model, **settings)
+    run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": steps, "record_changes": True})
     return launch.follow(run_id, timeout=300), run_dir
 
 
@@ -70,6 +77,7 @@ TRAINABLE = {
     "prompt_tuning": lambda n: "prompt_encoder" in n,
     "adapters": lambda n: ".adapter." in n,
     "distillation": lambda n: True,
+    "dora": lambda n: "lora_" in n,
 }
 
 
@@ -90,11 +98,11 @@ def test_method_trains_the_right_parameters(home, tiny, method):
         assert len(moved) / len(changed) > 0.9
     assert res["measured"]["trainable_params"] > 0
     assert res["estimate"]["params"]["trainable"] == res["measured"]["trainable_params"] or method == "qlora"
-    assert (run_dir / "train.py").exists() and (run_dir / "events.jsonl").exists()
+    assert (run_dir / "project" / "train.py").exists() and (run_dir / "events.jsonl").exists()
     assert store.get(res["run_id"])["status"] == "completed"
 
 
-@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "qlora", "adapters"])
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "qlora", "adapters", "dora"])
 def test_exported_artifact_reloads_with_same_outputs(home, tiny, method):
     res, run_dir = run_trial(tiny, method, steps=4)
     assert res["status"] == "completed", res["error"]
@@ -110,8 +118,8 @@ def test_exported_artifact_reloads_with_same_outputs(home, tiny, method):
         if method == "qlora":  # the runner's preparation upcasts the non-quantized weights to fp32
             base = peft.prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
         if method == "adapters":
-            from tuners.methods.adapters import load_adapters
-            model = load_adapters(base, run_dir / "adapter")
+            from tuners.runtime import load_artifact
+            model = load_artifact(base, run_dir / "adapter")
         else:
             model = peft.PeftModel.from_pretrained(base, run_dir / "adapter")
     model.eval()
@@ -160,9 +168,7 @@ def test_simulated_oom_is_recorded_beside_the_estimate(home, tiny, monkeypatch):
 
 
 def test_cancel_mid_run(home, tiny):
-    request = {"model": str(tiny / "model"), "data": str(tiny / "train.jsonl"), "method": "lora", "steps": 100000,
-               "batch_size": 2, "seq_len": 32, "precision": "fp32"}
-    run_id, run_dir = launch.start(request)
+    run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000})
     deadline = time.time() + 120
     while not any(e["event"] == "step" for e in store.events(run_dir)):
         assert time.time() < deadline, "the run never reached a step"
@@ -201,14 +207,17 @@ def test_cli_trial_json_and_runs(home, tiny):
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_generated_script_runs_as_is(home, tiny, tmp_path):
+def test_trial_project_trains_the_plan_not_the_trial(home, tiny, tmp_path):
+    """The trial's downloadable project carries the user's plan; run as-is it trains and saves."""
     res, run_dir = run_trial(tiny, "lora", steps=3)
+    project = run_dir / "project"
+    assert json.loads((project / "plan.json").read_text())["settings"] == res["plan"]["settings"]
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(run_dir / "train.py"), "--model", str(tiny / "model"),
-                        "--tokenizer", str(run_dir / "tokenizer"), "--data", str(tiny / "train.jsonl"),
-                        "--output", str(out), "--max-steps", "2"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(project / "train.py"), "--model", str(tiny / "model"),
+                        "--tokenizer", str(run_dir / "tokenizer"), "--output", str(out), "--max-steps", "2"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "step 2 loss" in r.stdout and (out / "adapter_config.json").exists()
+    assert "step 2/2 loss" in r.stdout and (out / "adapter_config.json").exists()
 
 
 def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):
@@ -222,8 +231,7 @@ def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):
 
 
 def test_prompt_tuning_initialised_from_text(home, tiny):
-    res, run_dir = run_trial(tiny, "prompt_tuning", steps=3,
-                             options={"lr": 0.3, "prompt_init": "text", "prompt_init_text": "Say the colour."})
+    res, run_dir = run_trial(tiny, "prompt_tuning", steps=3, prompt_init="text", prompt_init_text="Say the colour.")
     assert res["status"] == "completed", res["error"]
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert config["prompt_tuning_init"] == "TEXT" and config["prompt_tuning_init_text"] == "Say the colour."
@@ -235,3 +243,27 @@ def test_mixed_precision_full_trial(home, tiny):
     assert all(v == v for v in res["measured"]["losses"])
     assert res["estimate"]["setup"]["mixed_precision"] is True
     print("mixed precision measured/estimated peak:", res["ratios"]["peak_allocated"])
+
+
+def test_recommended_plan_runs_as_a_trial_with_exactly_its_settings(home, tiny, tmp_path):
+    """recommend --json -> a method's plan -> trial --plan: the run's settings are the plan's, and
+    every change for this machine is listed in adaptations."""
+    env = {**os.environ, "TUNING_ADVISOR_HOME": str(home)}
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"task": "chat", "goals": ["style"], "num_examples": 500, "domain_distance": "close",
+                                   "model": "smollm2-135m", "gpu": "l4", "avg_tokens_per_example": 100}))
+    r = subprocess.run([sys.executable, "-m", "advisor", "recommend", "--answers", str(answers), "--json"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    plan = next(a["plan"] for a in json.loads(r.stdout)["recommendations"] if a["method"] == "dora")
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = subprocess.run([sys.executable, "-m", "advisor", "trial", "--plan", str(tmp_path / "plan.json"), "--data",
+                        str(tiny / "train.jsonl"), "--scale-down", "--steps", "3", "--json"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert res["status"] == "completed" and res["settings"] == plan["settings"]
+    assert res["estimate"]["setup"]["batch_size"] == plan["settings"]["batch_size"]
+    assert any("scaled down" in a for a in res["adaptations"]) and any("CPU" in a for a in res["adaptations"])
+    project_plan = json.loads((ROOT / res["project"] / "plan.json").read_text())
+    assert project_plan["settings"] == plan["settings"] and project_plan["hardware"]["gpu"] == "l4"

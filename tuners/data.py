@@ -2,100 +2,30 @@
 the output part only, and order batches longest-first (an out-of-memory shows at step one)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from estimators.errors import InputError
+from tuners import runtime
 
-FORMATS = {"input_output": ("input", "output"), "prompt_completion": ("prompt", "completion"),
-           "messages": ("messages",), "text": ("text",)}
-
-
-@dataclass(frozen=True)
-class Example:
-    prompt: str
-    """The part the model conditions on (no loss); empty for plain text."""
-    completion: str
-    """The part the loss is computed on."""
+FORMATS = runtime.FORMATS
+Example = runtime.Example
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"data file '{path}' not found (give a .jsonl, .csv or .parquet file)")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".json"):
-            text = path.read_text(encoding="utf-8")
-            if suffix == ".json" and text.lstrip().startswith("["):
-                rows = json.loads(text)
-            else:
-                rows = []
-                for n, line in enumerate(text.splitlines(), 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise InputError(f"data file '{path.name}' line {n} is not valid JSON ({exc.msg}); "
-                                             "each line must be one JSON object") from None
-        elif suffix in (".csv", ".parquet"):
-            import pandas as pd
-
-            frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-            rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        else:
-            raise InputError(f"data file '{path.name}' has an unsupported type '{suffix}' (use .jsonl, .csv or .parquet)")
-    except InputError:
-        raise
-    except UnicodeDecodeError:
-        raise InputError(f"data file '{path.name}' is not UTF-8 text") from None
-    except Exception as exc:  # pandas/pyarrow parse errors
-        raise InputError(f"data file '{path.name}' could not be parsed: {str(exc).splitlines()[0]}") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InputError(f"data file '{path.name}' must hold one JSON object per row")
-    if not rows:
-        raise InputError(f"data file '{path.name}' has no rows")
-    return rows
+def _input_errors(fn):
+    """The runtime raises DataError (it runs standalone too); here it is our one-line InputError."""
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except runtime.DataError as exc:
+            raise InputError(str(exc)) from None
+    return wrapped
 
 
-def detect_format(rows: list[dict], name: str = "data") -> str:
-    keys = set().union(*(r.keys() for r in rows[:100]))
-    for fmt, cols in FORMATS.items():
-        if set(cols) <= keys:
-            return fmt
-    raise InputError(f"{name}: no known columns in {sorted(keys)[:8]} (expected input/output, prompt/completion, "
-                     "messages or text)")
-
-
-def _render_messages(messages) -> Example | None:
-    """Chat rows: every turn up to the last assistant turn is the prompt; the last assistant turn is learned."""
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        return None
-    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
-    if last is None:
-        return None
-    prompt = "".join(f"<|{m.get('role', 'user')}|>\n{m.get('content') or ''}\n" for m in messages[:last])
-    return Example(prompt + "<|assistant|>\n", str(messages[last].get("content") or ""))
-
-
-def to_examples(rows: list[dict], fmt: str) -> list[Example | None]:
-    """One Example per row; None where the row is empty or malformed."""
-    out = []
-    for r in rows:
-        if fmt == "messages":
-            out.append(_render_messages(r.get("messages")))
-            continue
-        if fmt == "text":
-            prompt, completion = "", r.get("text")
-        else:
-            a, b = FORMATS[fmt]
-            prompt, completion = r.get(a), r.get(b)
-        if completion is None or not str(completion).strip():
-            out.append(None)
-        else:
-            out.append(Example("" if prompt is None else str(prompt), str(completion)))
-    return out
+read_rows = _input_errors(runtime.read_rows)
+detect_format = _input_errors(runtime.detect_format)
+to_examples = runtime.to_examples
+encode = runtime.encode
 
 
 @dataclass
@@ -189,38 +119,13 @@ def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | No
     return report
 
 
-def encode(examples: list[Example], tokenizer, seq_len: int) -> list[dict]:
-    """input_ids and labels per example; labels are -100 on the prompt (no loss there) and after truncation."""
-    eos = tokenizer.eos_token_id
-    out = []
-    for e in examples:
-        p = tokenizer(e.prompt, add_special_tokens=False)["input_ids"] if e.prompt else []
-        c = tokenizer(e.completion, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
-        ids = (p + c)[:seq_len]
-        labels = ([-100] * len(p) + c)[:seq_len]
-        if all(x == -100 for x in labels):  # prompt alone fills the window: learn the tail instead
-            labels = ids[:]
-        out.append({"input_ids": ids, "labels": labels})
-    return out
-
-
 def batches(encoded: list[dict], batch_size: int, seq_len: int, pad_id: int, steps: int):
     """Yields ``steps`` padded batches of torch tensors, longest examples first, cycling over the data.
 
     Every batch is padded to ``seq_len`` so each step has the shape the estimate assumes."""
-    import torch
-
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]["input_ids"]))
     pos = 0
     for _ in range(steps):
         idx = [order[(pos + k) % len(order)] for k in range(batch_size)]
         pos = (pos + batch_size) % len(order)
-        ids = torch.full((batch_size, seq_len), pad_id, dtype=torch.long)
-        labels = torch.full((batch_size, seq_len), -100, dtype=torch.long)
-        mask = torch.zeros((batch_size, seq_len), dtype=torch.long)
-        for row, i in enumerate(idx):
-            n = len(encoded[i]["input_ids"])
-            ids[row, :n] = torch.tensor(encoded[i]["input_ids"])
-            labels[row, :n] = torch.tensor(encoded[i]["labels"])
-            mask[row, :n] = 1
-        yield {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        yield runtime.collate([encoded[i] for i in idx], pad_id, seq_len)

@@ -20,12 +20,14 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 
 from estimators.errors import InputError
-from estimators.setup import TrainSetup
+from estimators.methods import REGISTRY
+from estimators.plan import Plan
 from estimators.spec import clean_config
 
-SUPPORTED = ("full", "lora", "prompt_tuning", "adapters")
+SUPPORTED = tuple(m for m, spec in REGISTRY.items() if spec.exact_check)
 
 
 @contextmanager
@@ -52,19 +54,22 @@ def _fake_friendly():
         mu.find_packed_sequence_indices = find_packed
 
 
-def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
-    """Peak live tensor bytes of a steady-state step (after a warm-up step) for ``setup`` on the
-    architecture in ``config``, without allocating it. Returns peak, phase and timing."""
+def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> dict:
+    """Peak live tensor bytes of a steady-state step (after a warm-up step) for ``plan`` on the
+    architecture in ``config``, without allocating it, as a GPU (``device="cuda"``: foreach optimizer
+    temporaries) or this CPU would run it. Returns peak, phase and timing."""
     import torch
     import transformers
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from estimators.spec import spec_from_config
+    from tuners import methods, runtime
     from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
-    from tuners.methods import METHODS
     from tuners.models import auto_class
-    from tuners.trial import make_optimizer
+    from tuners.runtime import make_optimizer
 
+    setup = plan.setup(device)
     if setup.method not in SUPPORTED:
         raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")
     if setup.num_gpus > 1:
@@ -92,11 +97,9 @@ def dry_run(config: dict, setup: TrainSetup, seed: int = 0) -> dict:
             raise
         finally:
             torch.set_default_dtype(previous)
-        model = METHODS[setup.method].prepare(model, setup, {"prompt_init": "random"})
-        if setup.gradient_checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            if setup.frozen_base:
-                model.enable_input_require_grads()
+        settings = {**plan.settings, "prompt_init": "random"} if "prompt_init" in plan.settings else plan.settings
+        recipe = methods.recipe(replace(plan, settings=settings), spec_from_config(config))
+        model = runtime.prepare(model, recipe, settings)
         model.train()
         # On a GPU torch's optimizers run "foreach" (list-wide temporaries): reproduce that choice.
         optimizer = make_optimizer(setup.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-4,

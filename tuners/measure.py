@@ -1,11 +1,11 @@
 """Measure one steady-state training step: peak live tensor bytes and where the peak fell."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
+from tuners import runtime
 from tuners.memtrack import LiveTensorTracker
 
 
@@ -20,22 +20,8 @@ class StepMemory:
 
 
 def train_step(model, optimizer, batch: dict, on_phase=lambda name: None, loss_fn=None, autocast=None):
-    """One optimizer step: forward, backward, update, gradients freed (``set_to_none``).
-
-    ``loss_fn(model, batch)`` defaults to the model's own loss; ``autocast=(device, dtype)`` runs the
-    forward under ``torch.autocast`` (mixed precision). ``on_phase`` marks the phases for a tracker.
-    Returns the detached loss tensor."""
-    on_phase("forward")
-    with torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext():
-        loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
-    on_phase("backward")
-    loss.backward()
-    value = loss.detach()  # a tensor: fake steps (dry runs) have no value to read
-    del loss
-    on_phase("optimizer")
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return value
+    """One optimizer step (the runtime's, which trial runs and exported scripts use)."""
+    return runtime.train_step(model, optimizer, batch, on_phase, loss=loss_fn, autocast=autocast)
 
 
 def measure_step_memory(model, optimizer, batch: dict, warmup: bool = True) -> StepMemory:

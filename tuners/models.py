@@ -94,15 +94,14 @@ def scale_down(cfg: dict, layers: int = SCALED_LAYERS, hidden: int = SCALED_HIDD
 
 
 def auto_class(cfg: dict):
-    import transformers
+    """The runtime's auto class; BERT-style encoders have no LM head to tune in a trial."""
+    from tuners import runtime
 
     arch = (cfg.get("architectures") or [""])[0]
-    if cfg.get("model_type") == "t5" or cfg.get("is_encoder_decoder"):
-        return transformers.AutoModelForSeq2SeqLM
     if cfg.get("model_type") in ("bert", "roberta") or "MaskedLM" in arch:
         raise InputError("trial runs train generative models; BERT-style encoders need a task head "
                          "(estimate works for them; use a decoder or T5 model for a trial)")
-    return transformers.AutoModelForCausalLM
+    return runtime.auto_class(cfg)
 
 
 def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0) -> ModelSource:
@@ -142,22 +141,6 @@ def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0) -> ModelSou
     del model
     note = f"{what}, random weights" + (", scaled down to a small copy of the architecture" if scale else "")
     return ModelSource(folder, json.loads((folder / "config.json").read_text()), True, scale, note)
-
-
-def load(source: ModelSource, dtype: str, attention: str, quantization_config=None, trust_remote_code: bool = False):
-    import torch
-
-    cls = auto_class(source.config)
-    kwargs = {"dtype": {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype],
-              "attn_implementation": attention, "trust_remote_code": trust_remote_code}
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return cls.from_pretrained(source.folder, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"could not load the model from {source.folder}: {str(exc).splitlines()[0]}") from None
 
 
 def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path):

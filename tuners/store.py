@@ -37,6 +37,7 @@ def _connect() -> sqlite3.Connection:
 
 
 def new_run(request: dict) -> tuple[str, Path]:
+    plan = request.get("plan") or request  # a trial request carries its plan
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     run_dir = home() / "runs" / run_id
     run_dir.mkdir(parents=True)
@@ -45,7 +46,7 @@ def new_run(request: dict) -> tuple[str, Path]:
     with _connect() as con:
         con.execute("INSERT INTO runs (id, created, updated, status, method, model, run_dir, request) "
                     "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                    (run_id, now, now, request.get("method"), request.get("model"), str(run_dir), json.dumps(request)))
+                    (run_id, now, now, plan.get("method"), plan.get("model"), str(run_dir), json.dumps(request)))
     return run_id, run_dir
 
 
@@ -168,3 +169,12 @@ def calibration_for(device: str | None, method: str, precision: str):
         return cal if cal is not None and cal.efficiency > 0 else None
     except (sqlite3.Error, TypeError, ValueError):
         return None
+
+
+def calibration_stamp() -> float:
+    """Changes when a trial records a calibration (for caches of estimates): the store's mtime."""
+    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor") / "runs.db"
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

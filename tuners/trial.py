@@ -15,7 +15,6 @@ Speed: the mean of the un-instrumented steps after that.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -29,14 +28,12 @@ from pathlib import Path
 from estimators.catalog import gpus
 from estimators.errors import InputError
 from estimators.estimate import estimate
+from estimators.methods import get
+from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import spec_from_config
 from tuners import store
 
-DEFAULT_LR = {"full": 1e-4, "distillation": 1e-4, "lora": 2e-4, "qlora": 2e-4, "adapters": 1e-3, "prompt_tuning": 3e-2}
-SETUP_KEYS = ("method", "batch_size", "seq_len", "precision", "mixed_precision", "optimizer", "gradient_checkpointing",
-              "attention", "lora_rank", "lora_targets", "quant_bits", "double_quant", "num_virtual_tokens",
-              "adapter_size", "teacher_quant_bits", "grad_accum", "examples", "tokens_per_example", "epochs")
 # torch.cuda.get_device_name() fragments -> GPU catalog ids, to estimate time on the device we run on.
 _DEVICE_NAMES = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("A100-SXM4-40GB", "a100-40gb"),
                  ("A100", "a100-80gb"), ("L40S", "l40s"), ("L4", "l4"), ("A10G", "a10g"), ("T4", "t4"),
@@ -79,70 +76,71 @@ def catalog_gpu_for(device_name: str):
     return None
 
 
-def build_setup(request: dict, device: str) -> TrainSetup:
-    kwargs = {k: request[k] for k in SETUP_KEYS if request.get(k) is not None}
-    return TrainSetup(device=device, **kwargs)
-
-
-def make_optimizer(name: str, params, lr: float, foreach: bool | None = None):
-    """``foreach=None`` lets torch choose (foreach on CUDA, per tensor on CPU); True forces CUDA's choice."""
-    import torch
-
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, foreach=foreach)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=foreach)
-    if name == "adamw_8bit":
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(params, lr=lr)
-    from transformers.optimization import Adafactor
-
-    return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
+def adapt(plan: Plan, device: str, scale_down: bool) -> tuple[Plan, list[str]]:
+    """The plan as this machine runs it, and every change that took (DESIGN.md: ``adaptations``)."""
+    notes, hardware = [], {}
+    h = plan.hardware
+    if device == "cpu":
+        notes.append("no CUDA device: the steps run on this machine's CPU (memory is the peak of live tensor "
+                     "bytes; speed is the CPU's)")
+    if h["num_gpus"] > 1:
+        hardware.update(num_gpus=1, sharding="none")
+        notes.append(f"one process instead of {h['num_gpus']} GPUs ({h['sharding']}): use --nproc to run sharded")
+    if h["cpu_offload"]:
+        hardware["cpu_offload"] = False
+        notes.append("optimizer offload to CPU is not run in a single-process trial")
+    if scale_down:
+        notes.append("scaled down: a small copy of the architecture (same family, fewer and narrower layers)")
+    return (plan.edit(hardware=hardware) if hardware else plan), notes
 
 
 def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     import torch
 
     from tuners import data as data_mod
-    from tuners import models
-    from tuners.export import write_script
-    from tuners.measure import train_step
+    from tuners import methods, models, runtime
+    from tuners.export import write_project
     from tuners.memtrack import LiveTensorTracker
-    from tuners.methods import METHODS
 
+    # --- validate: the plan, the steps, the data --------------------------------------------------
     started = time.time()
     timeout = request.get("timeout")
     steps = int(request.get("steps") or 20)
     if steps < 3:
         raise InputError("a trial needs at least 3 steps (one warm-up, one measured, one timed): raise --steps")
+    plan = Plan.from_json(request["plan"])
+    data_path = request.get("data") or plan.data.get("path")
+    if not data_path:
+        raise InputError("the plan has no data file: give --data FILE (JSONL, CSV or Parquet)")
     device = "cuda" if torch.cuda.is_available() and not request.get("cpu") else "cpu"
-    setup = build_setup(request, device)
-    method = METHODS[setup.method]
-    options = dict(request.get("options") or {})
+    scale = bool(request.get("scale_down"))
+    trial_plan, adaptations = adapt(plan, device, scale)
+    setup = trial_plan.setup(device)
+    s = trial_plan.settings
     device_name = f"cuda:0 {torch.cuda.get_device_name(0)}" if device == "cuda" else "cpu"
     store.update(run_id, device=device_name)
     baseline_rss = _rss_bytes()
 
-    # --- data, tokenizer, model ---------------------------------------------------------------
-    examples, fmt, _, _ = data_mod.load_examples(request["data"])
-    source = models.materialize(request["model"], run_dir, bool(request.get("scale_down")))
+    # --- set up: data, tokenizer, model, method ---------------------------------------------------
+    examples, fmt, _, _ = data_mod.load_examples(data_path)
+    source = models.materialize(plan.model, run_dir, scale)
     tokenizer = models.tokenizer_for(source, [e.prompt + e.completion for e in examples], run_dir)
-    report, examples = data_mod.validate(request["data"], tokenizer, setup.seq_len)
+    report, examples = data_mod.validate(data_path, tokenizer, setup.seq_len)
     emit("data", report=report.to_dict(), model=source.description)
     if not (setup.examples and setup.tokens_per_example):  # whole-run figures for the file itself
         mean = sum(min(n, setup.seq_len) for n in report.token_lengths) / len(report.token_lengths)
-        setup = dataclasses.replace(setup, examples=len(examples), tokens_per_example=max(1, round(mean)))
-    spec = spec_from_config(source.config, model_id=request["model"])
-    teacher_source = teacher_spec = teacher = None
-    if setup.method == "distillation":
-        if not request.get("teacher"):
-            raise InputError("distillation needs a teacher: give --teacher M (a larger model with the same tokenizer)")
-        teacher_source = models.materialize(request["teacher"], run_dir / "teacher", bool(request.get("scale_down")), seed=1)
-        teacher_spec = spec_from_config(teacher_source.config, model_id=request["teacher"])
+        trial_plan = trial_plan.edit(data={"num_examples": len(examples), "tokens_per_example": max(1, round(mean))})
+        setup = trial_plan.setup(device)
+    spec = spec_from_config(source.config, model_id=plan.model)
+    recipe = methods.recipe(trial_plan, spec)
+    teacher_spec = teacher = None
+    if recipe.get("teacher"):
+        teacher_source = models.materialize(recipe["teacher"]["model"], run_dir / "teacher", scale, seed=1)
+        teacher_spec = spec_from_config(teacher_source.config, model_id=s["teacher"])
         if teacher_spec.vocab != spec.vocab:
             raise InputError(f"teacher vocab {teacher_spec.vocab} differs from student vocab {spec.vocab}: "
                              "distillation needs a shared tokenizer (C6.7)")
+        recipe["teacher"]["model"] = str(teacher_source.folder)
 
     if device == "cuda":
         gpu = catalog_gpu_for(device_name)
@@ -150,52 +148,36 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         from tuners.hardware import cpu_device
 
         gpu = cpu_device()  # measured matmul peak, so CPU trials get a throughput estimate too
-    if request.get("gpu") and device == "cuda":
-        gpu = gpus().get(request["gpu"], gpu)
-    est = estimate(spec, setup, gpu, teacher_spec, price_per_hour=request.get("price_per_hour"))
+    calibration = store.calibration_for(gpu.id if gpu else None, setup.method, setup.precision)
+    est = estimate(spec, setup, gpu, teacher_spec, price_per_hour=plan.hardware.get("price_per_hour"),
+                   calibration=calibration)
     (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
     store.update(run_id, estimate=est.to_json())
 
-    load_dtype = "fp32" if setup.mixed_precision else setup.precision
-    extra = method.load_kwargs(setup)
-    if extra.get("quantization_config") is not None and device == "cuda":
-        extra["device_map"] = {"": 0}
-    model = models.load(source, load_dtype, setup.attention, extra.get("quantization_config"),
-                        trust_remote_code=bool(request.get("trust_remote_code")))
-    if device == "cuda" and "device_map" not in extra:
-        model.to("cuda")
-    options.setdefault("tokenizer_path", str(run_dir / "tokenizer") if (run_dir / "tokenizer").exists()
-                       else str(source.folder))
-    model = method.prepare(model, setup, options)
-    if setup.gradient_checkpointing and setup.method != "qlora":
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        if setup.frozen_base:
-            model.enable_input_require_grads()
+    model = runtime.load_model(source.folder, recipe, s, device, trust_remote_code=bool(request.get("trust_remote_code")))
+    tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else source.folder
+    model = runtime.prepare(model, recipe, s, tokenizer_path=tokenizer_path)
     model.train()
-    state = {"setup": setup, "options": options}
-    if teacher_source is not None:
-        teacher = models.load(teacher_source, load_dtype, setup.attention).to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        state["teacher"] = teacher
+    if recipe.get("teacher"):
+        teacher = runtime.load_model(recipe["teacher"]["model"], {"quantization": recipe["teacher"]["quantization"]},
+                                     s, device).eval()
+        teacher.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable, n_total = sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters())
-    lr = float(options.get("lr") or DEFAULT_LR[setup.method])
-    optimizer = make_optimizer(setup.optimizer, trainable, lr)
+    optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()} if request.get("record_changes") else None
-
     encoded = data_mod.encode(examples, tokenizer, setup.seq_len)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)
+    loss = runtime.loss_fn(recipe, teacher)
+    autocast = (device, runtime.torch_dtype(s["precision"])) if s["mixed_precision"] else None
 
     def one_step(batch, tracker=None):
-        return float(train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
-                                loss_fn=lambda m, b: method.loss(m, b, state),
-                                autocast=(device, autocast_dtype) if setup.mixed_precision else None))
+        return float(runtime.train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
+                                        loss=loss, autocast=autocast))
 
-    # --- the loop ------------------------------------------------------------------------------
-    emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=lr,
-         random_weights=source.random_weights, scaled_down=source.scaled_down)
+    # --- train: a few real steps, measured -------------------------------------------------------
+    emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=s["lr"],
+         random_weights=source.random_weights, scaled_down=source.scaled_down, adaptations=adaptations)
     losses, timed, peak_tracked, peak_phase = [], [], None, None
     tokens_per_step = setup.batch_size * setup.tokens_per_sequence  # processed tokens (prompt tuning's included)
     for step, batch in enumerate(data_mod.batches(encoded, setup.batch_size, setup.seq_len, pad, steps), 1):
@@ -226,7 +208,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemory(f"out of memory at step {step} (batch {setup.batch_size} × {setup.seq_len} tokens): "
-                                  "try --gradient-checkpointing, a smaller --batch-size or --seq-len, or qlora") from exc
+                                  "try gradient checkpointing, a smaller batch or sequence length, or qlora") from exc
             raise
         seconds = time.perf_counter() - t0
         if not math.isfinite(value):
@@ -237,7 +219,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         memory = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_tracked)
         emit("step", step=step, steps=steps, loss=value, seconds=seconds, tokens=tokens_per_step, memory=memory)
 
-    # --- report --------------------------------------------------------------------------------
+    # --- report: measured beside estimated, the artifact and the project -------------------------
     step_seconds = sum(timed) / len(timed)
     if device == "cuda":
         free, total = torch.cuda.mem_get_info()
@@ -250,11 +232,10 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     tps = tokens_per_step / step_seconds
     measured = {"peak_allocated": peak_alloc, "peak_device": peak_device, "step_seconds": step_seconds,
                 "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
-                "total_params": n_total, **extra_measured}
-    per_example = setup.tokens_per_example + (setup.num_virtual_tokens if setup.method == "prompt_tuning" else 0)
-    total_tokens = setup.examples * per_example * setup.epochs
+                "total_params": n_total, "per_rank": [{"rank": 0, "peak_allocated": peak_alloc}], **extra_measured}
+    total_tokens = setup.examples * (setup.tokens_per_example + setup.m.virtual_tokens(setup)) * setup.epochs
     seconds = total_tokens / tps
-    price = request.get("price_per_hour")
+    price = plan.hardware.get("price_per_hour")
     if price is None and gpu is not None and device == "cuda":
         price = gpu.price_per_hour_usd
     extrapolated = {"tokens": int(total_tokens), "seconds": seconds,
@@ -266,8 +247,10 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     ratios = {"peak_allocated": peak_alloc / ej["memory"]["peak_allocated"] if peak_alloc else None}
     if ej["throughput"]["tokens_per_second"]:
         ratios["tokens_per_second"] = tps / ej["throughput"]["tokens_per_second"]
-    artifact = method.save(model, run_dir / "adapter", state)
-    script = write_script(run_dir / "train.py", request, setup, options)
+    artifact = None
+    if get(plan.method).artifact == "adapter":  # a whole model is gigabytes: the exported project trains and saves it
+        artifact = runtime.save_artifact(model, run_dir / "adapter", recipe)
+    project = write_project(plan, run_dir / "project")
     if before is not None:  # test hook: which parameters moved, and outputs to compare a reloaded adapter with
         changed = {n: not torch.equal(before[n].to(p.device), p.detach()) for n, p in model.named_parameters()}
         (run_dir / "changed.json").write_text(json.dumps(changed))
@@ -280,8 +263,10 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     if source.random_weights:
         notes.append("random weights: memory and speed are meaningful, the loss is not")
     return {"measured": measured, "extrapolated": extrapolated, "ratios": ratios, "estimate": ej,
-            "device": device_name, "artifact": str(artifact) if artifact else None, "script": str(script),
-            "data": report.to_dict(), "notes": notes, "trainable_params": n_trainable, "total_params": n_total}
+            "device": device_name, "artifact": str(artifact) if artifact else None, "project": str(project),
+            "script": str(project / "train.py"), "settings": dict(s), "adaptations": adaptations,
+            "plan": trial_plan.to_json(), "data": report.to_dict(), "notes": notes,
+            "trainable_params": n_trainable, "total_params": n_total}
 
 
 def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float, cuda_measured: dict | None) -> None:

@@ -97,11 +97,12 @@ def render() -> dict:
         out["gpu"] = sb.selectbox("GPU", gids, index=gids.index("a100-80gb"), key="gpu",
                                   format_func=lambda g: f"{gpus()[g].name} — {gpus()[g].memory_bytes / 1024**3:.0f} GiB")
     else:
+        name = sb.text_input("Name", "My GPU", key="custom_name").strip() or "custom GPU"
         mem = sb.number_input("Memory (GiB)", 1.0, 1024.0, 24.0, key="custom_mem")
         tflops = sb.number_input("Dense bf16 TFLOP/s", 1.0, 10000.0, 100.0, key="custom_tflops")
         price = sb.number_input("Price per GPU-hour (USD)", 0.0, 1000.0, 1.0, key="custom_price")
         out["gpu"] = "custom"
-        out["gpu_spec"] = custom_gpu(mem, tflops, price)
+        out["gpu_spec"] = custom_gpu(mem, tflops, price, name=name)
     out["num_gpus"] = int(sb.number_input("Number of GPUs", 1, 1024, 1, key="num_gpus"))
     hours = sb.number_input("Time budget, hours (0 = none)", 0.0, 1e6, 0.0, key="max_hours")
     cost = sb.number_input("Money budget, USD (0 = none)", 0.0, 1e9, 0.0, key="max_cost")

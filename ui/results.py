@@ -1,14 +1,19 @@
 """Recommendation panel and charts."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from advisor.criteria import explain
 from advisor.explore import memory_rows, time_cost_curve, what_if
-from estimators.catalog import load_model
+from estimators import methods as methods_registry
 from estimators.errors import InputError
+from estimators.methods import REGISTRY
+from estimators.plan import Plan
 
 GIB = 1024**3
 
@@ -31,6 +36,18 @@ def verdict(a: dict) -> str:
     return "fits" if a["within_budget"] else "over budget"
 
 
+def label(method: str) -> str:
+    return methods_registry.label(method)
+
+
+def fmt_usd(x) -> str:
+    return "—" if x is None else f"${x:,.2f}"
+
+
+def settings_table(settings: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"setting": k.replace("_", " "), "value": str(v)} for k, v in settings.items()])
+
+
 def render_recommendation(rec: dict) -> None:
     if rec["dont_tune"]:
         with st.container(border=True):
@@ -38,19 +55,20 @@ def render_recommendation(rec: dict) -> None:
                        "Index your documents and give the model the relevant passages at inference time. "
                        "The methods below only matter if you also need to shape the answers' format.")
     st.info(rec["summary"])
-    table = pd.DataFrame([{"rank": i + 1, "method": a["method"], "score": a["score"], "verdict": verdict(a),
+    table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
                            "time": fmt_hours(((a["estimate"] or {}).get("time") or {}).get("seconds")),
-                           "cost (USD)": (a["estimate"] or {}).get("cost_usd")}
+                           "cost": fmt_usd((a["estimate"] or {}).get("cost_usd"))}
                           for i, a in enumerate(rec["recommendations"])])
     st.dataframe(table, hide_index=True, width="stretch", key="rec_table")
     for a in rec["recommendations"]:
         with st.container(border=True):
             icon = {"fits": "✅", "over budget": "💸", "does not fit": "⛔"}[verdict(a)]
-            st.markdown(f"#### {icon} {a['method']} · score {a['score']:.2f} · {verdict(a)}"
-                        + (f" · student {a['model']}" if a["method"] == "distillation" else ""))
+            st.markdown(f"#### {icon} {label(a['method'])} · score {a['score']:.2f} · {verdict(a)}"
+                        + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher else ""))
             if a["settings"]:
-                st.caption("Settings: " + ", ".join(f"{k}={v}" for k, v in a["settings"].items()))
+                with st.expander("Settings of this plan"):
+                    st.dataframe(settings_table(a["settings"]), hide_index=True, key=f"settings_{a['method']}")
             if (a["estimate"] or {}).get("calibrated"):
                 st.caption(f"⚙️ Estimate {a['estimate']['calibrated']}.")
             for r in a["reasons"]:
@@ -60,13 +78,19 @@ def render_recommendation(rec: dict) -> None:
                 st.markdown(f"⚠️ {c}")
 
 
+def plans(rec: dict) -> dict[str, Plan]:
+    """Each estimated method's plan, best first."""
+    return {a["method"]: Plan.from_json(a["plan"]) for a in rec["recommendations"] if a.get("plan") and a["estimate"]}
+
+
 def render_charts(answers: dict, rec: dict, gpu) -> None:
-    ranked = [a for a in rec["recommendations"] if a["estimate"]]
-    if not ranked:
+    by_method = plans(rec)
+    if not by_method:
         st.error("No method could be estimated for this model.")
         return
+    ranked = [a for a in rec["recommendations"] if a["method"] in by_method]
     st.markdown("**Memory per GPU at each method's chosen settings** (dashed: the GPU's memory)")
-    parts = [row for a in ranked for row in memory_rows(a["method"], a["estimate"])]
+    parts = [row for a in ranked for row in memory_rows(label(a["method"]), a["estimate"])]
     fig = px.bar(pd.DataFrame(parts), x="method", y="GiB", color="component")
     fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=f"{gpu.name}")
     st.plotly_chart(fig, key="memory_chart")
@@ -75,88 +99,116 @@ def render_charts(answers: dict, rec: dict, gpu) -> None:
     epochs = st.slider("Epochs", 1, 10, int(answers.get("epochs", 2)), key="chart_epochs")
     base_n = answers["num_examples"]
     sizes = sorted({max(1, int(base_n * f)) for f in (0.25, 0.5, 1, 2, 4, 8)})
-    spec = load_model(answers["model"])
     rows = []
-    for a in ranked:
-        if a["method"] == "distillation":
-            continue  # its student differs: shown in the table above
-        rows += time_cost_curve(spec, a["method"], a["settings"], gpu, sizes, epochs, answers["avg_tokens_per_example"])
+    for method, plan in by_method.items():
+        rows += [{**r, "method": label(method)} for r in time_cost_curve(plan, sizes, epochs)]
     frame = pd.DataFrame(rows)
     left, right = st.columns(2)
     left.plotly_chart(px.line(frame, x="examples", y="hours", color="method", markers=True, log_x=True),
                       key="time_chart")
     if frame["cost_usd"].notna().any():
-        right.plotly_chart(px.line(frame, x="examples", y="cost_usd", color="method", markers=True, log_x=True),
-                           key="cost_chart")
+        right.plotly_chart(px.line(frame, x="examples", y="cost_usd", color="method", markers=True, log_x=True,
+                                   labels={"cost_usd": "cost (USD)"}), key="cost_chart")
+    render_what_if(by_method, gpu)
 
-    st.markdown("**What if?** Change one method's settings and see memory, time and cost move.")
-    methods = [a["method"] for a in ranked if a["method"] != "distillation"]
-    method = st.selectbox("Method", methods, key="whatif_method")
-    base = next(a for a in ranked if a["method"] == method)["settings"]
+
+def render_what_if(by_method: dict, gpu) -> None:
+    """Opens on the selected method's plan (the table's numbers); every change edits that plan and
+    re-estimates memory, time and cost. Widget keys carry the method, so each method keeps its own edits."""
+    st.markdown("**What if?** Start from a method's plan, change its settings, and see memory, time and cost move.")
+    method = st.selectbox("Method", list(by_method), format_func=label, key="whatif_method")
+    plan = by_method[method]
+    s, h = plan.settings, plan.hardware
     c1, c2, c3 = st.columns(3)
+
     def choices(values, current):  # the current setting is always one of the slider's stops
         return sorted(set(values) | {current})
 
-    changes = {
-        "batch_size": int(c1.select_slider("Micro-batch", choices([1, 2, 4, 8, 16, 32, 64], base["batch_size"]),
-                                           value=base["batch_size"], key="wi_batch")),
+    settings = {
+        "batch_size": int(c1.select_slider("Micro-batch", choices([1, 2, 4, 8, 16, 32, 64], s["batch_size"]),
+                                           value=s["batch_size"], key=f"wi_batch_{method}")),
         "seq_len": int(c2.select_slider("Sequence length", choices([128, 256, 512, 1024, 2048, 4096, 8192, 16384],
-                                                                   base["seq_len"]),
-                                        value=base["seq_len"], key="wi_seq")),
-        "gradient_checkpointing": c3.checkbox("Gradient checkpointing", base["gradient_checkpointing"], key="wi_ckpt"),
-        "precision": c1.radio("Precision", ("bf16", "fp16", "fp32"), horizontal=True, key="wi_precision",
-                              index=("bf16", "fp16", "fp32").index(base["precision"])),
-        "num_gpus": int(c2.number_input("GPUs", 1, 1024, base["num_gpus"], key="wi_gpus")),
+                                                                   s["seq_len"]),
+                                        value=s["seq_len"], key=f"wi_seq_{method}")),
+        "gradient_checkpointing": c3.checkbox("Gradient checkpointing", s["gradient_checkpointing"],
+                                              key=f"wi_ckpt_{method}"),
+        "precision": c1.radio("Precision", ("bf16", "fp16", "fp32"), horizontal=True, key=f"wi_precision_{method}",
+                              index=("bf16", "fp16", "fp32").index(s["precision"])),
+        "optimizer": c2.selectbox("Optimizer", ("adamw", "adamw_8bit", "sgd", "adafactor"), key=f"wi_opt_{method}",
+                                  index=("adamw", "adamw_8bit", "sgd", "adafactor").index(s["optimizer"])),
     }
-    if method in ("lora", "qlora"):
-        changes["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256],
-                                                                         base.get("lora_rank", 16)),
-                                                    value=base.get("lora_rank", 16), key="wi_rank"))
-    if changes["num_gpus"] > 1:
-        changes["sharding"] = c3.selectbox("Sharding", ("none", "zero1", "zero2", "zero3", "fsdp"), key="wi_shard")
-    if method == "qlora" and changes["precision"] == "fp32":
-        st.error("QLoRA computes in 16 bits: choose bf16 or fp16.")
-        return
+    if "lora_rank" in s:
+        settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
+                                                     value=s["lora_rank"], key=f"wi_rank_{method}"))
+    hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
+    if hardware["num_gpus"] > 1:
+        shardings = ("none", "zero1", "zero2", "zero3", "fsdp")
+        hardware["sharding"] = c3.selectbox("Sharding", shardings, index=shardings.index(h["sharding"]),
+                                            key=f"wi_shard_{method}")
     try:
-        est = what_if(spec, method, base, gpu, **changes)
+        edited = what_if(plan, settings, hardware)
     except InputError as exc:
         st.error(str(exc))
         return
+    est = edited.estimate
+    st.session_state["whatif_plan"] = edited.to_json()
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else "does not fit",
               delta_color="normal" if est["fits"] else "inverse")
     m2.metric("Peak at", est["memory"]["peak_phase"].replace("_", " "))
     m3.metric("Time", fmt_hours(est["time"]["seconds"]))
-    m4.metric("Cost", "—" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}")
+    m4.metric("Cost", fmt_usd(est["cost_usd"]))
     st.caption(f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
                "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
-    fig = px.bar(pd.DataFrame(memory_rows(method, est)), x="component", y="GiB")
-    fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash")
+    fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="method", y="GiB", color="component")
+    fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
     st.plotly_chart(fig, key="whatif_chart")
-    exact_check(spec, method, est)
+    left, right = st.columns(2)
+    left.download_button("Download this plan (plan.json)", json.dumps(edited.to_json(), indent=2), "plan.json",
+                         key="dl_plan", help="tuning-advisor estimate|trial|export --plan plan.json")
+    right.download_button("Download a runnable project (zip)", project_zip(edited), f"{method}-project.zip",
+                          key="dl_project", help="train.py, plan.json, launch.sh, requirements.txt, README.md")
+    exact_check(edited)
 
 
-def exact_check(spec, method: str, est: dict) -> None:
-    """Runs one real training step of these settings on fake tensors (no memory used) on request."""
-    from tuners.dryrun import SUPPORTED
+@st.cache_data(show_spinner=False)
+def _project_zip(plan_json: str) -> bytes:
+    import io
+    import tempfile
+    import zipfile
 
-    if method not in SUPPORTED:
-        st.caption(f"The exact check covers {', '.join(SUPPORTED)}; for {method} launch a trial run.")
+    from tuners.export import write_project  # files only: no torch
+
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_project(Plan.from_json(json.loads(plan_json)), Path(tmp) / "project")
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(folder.iterdir()):
+                z.write(f, f"project/{f.name}")
+    return buf.getvalue()
+
+
+def project_zip(plan: Plan) -> bytes:
+    return _project_zip(json.dumps(plan.to_json(), sort_keys=True))
+
+
+def exact_check(plan: Plan) -> None:
+    """Runs one real training step of this plan on fake tensors (no memory used) on request."""
+    if not REGISTRY[plan.method].exact_check:
+        st.caption(f"The exact check does not cover {label(plan.method)}: launch a trial run to measure it.")
         return
     if not st.button("Exact check: run one step on fake tensors", key="exact_check",
                      help="Builds the real model and runs a real step without allocating memory; seconds to a "
                           "minute for billions of parameters."):
         return
-    from estimators.setup import TrainSetup
     from tuners.dryrun import dry_run  # imports torch: only now
 
-    setup = TrainSetup(**{k: v for k, v in est["setup"].items() if k in TrainSetup.__dataclass_fields__})
     try:
         with st.spinner("Running one step on fake tensors…"):
-            d = dry_run(spec.config, setup)
+            d = dry_run(plan.spec().config, plan)
     except InputError as exc:
         st.error(str(exc))
         return
-    diff = est["memory"]["peak_allocated"] / d["peak_allocated"] - 1
-    st.success(f"Exact peak allocated: {fmt_bytes(d['peak_allocated'])} at {d['peak_phase']} "
+    diff = plan.estimate["memory"]["peak_allocated"] / d["peak_allocated"] - 1
+    st.success(f"Exact peak allocated: {fmt_bytes(d['peak_allocated'])} at {d['peak_phase'].replace('_', ' ')} "
                f"({d['seconds']:.1f} s). The estimate above differs by {diff:+.1%}.")

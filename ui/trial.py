@@ -11,9 +11,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from estimators.setup import METHODS
+from estimators.errors import InputError
+from estimators.plan import Plan
 from tuners import launch, store
-from ui.results import fmt_bytes, fmt_hours
+from ui.results import fmt_bytes, fmt_hours, fmt_usd, label, plans
 
 HAS_GPU = shutil.which("nvidia-smi") is not None  # a cheap hint; the runner decides for itself
 SAMPLE_ROWS = [{"input": f"Rewrite in our brand voice: order {i} has shipped.",
@@ -37,9 +38,17 @@ def _zip(folder: Path) -> bytes:
 
 
 def render_launch(answers: dict, rec: dict) -> None:
-    ranked = [a["method"] for a in rec["recommendations"]]
+    by_method = plans(rec)
+    if not by_method:
+        st.error("No method could be estimated for this model, so there is no plan to try.")
+        return
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("Method", [m for m in ranked if m in METHODS], key="trial_method")
+    method = c1.selectbox("Method", list(by_method), format_func=label, key="trial_method")
+    plan = by_method[method]
+    edited = st.session_state.get("whatif_plan")
+    if edited and edited["method"] == method and Plan.from_json(edited).settings != plan.settings:
+        if c1.radio("Plan", ("as recommended", "as edited in What if"), key="trial_plan_source") != "as recommended":
+            plan = Plan.from_json(edited)
     source = c2.radio("Model", ("Questionnaire model, random weights", "Local model folder"), key="trial_source")
     folder, scale = "", False
     if source == "Local model folder":
@@ -48,29 +57,26 @@ def render_launch(answers: dict, rec: dict) -> None:
         scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", value=not HAS_GPU,
                             key="trial_scale")
     steps = int(c3.number_input("Trial steps", 3, 10000, 10, key="trial_steps"))
-    batch = int(c3.number_input("Trial micro-batch", 1, 256, 2, key="trial_batch"))
-    seq_len = int(c3.number_input("Trial sequence length", 16, 32768, 128, key="trial_seq"))
-    precision = c1.radio("Precision", ("bf16", "fp32"), index=0 if HAS_GPU else 1, horizontal=True,
-                         key="trial_precision", help="bf16 is slow on most CPUs; fp32 is the quick CPU check")
+    s = plan.settings
+    with c3.expander("Adjust for this machine (changes the plan for this run)"):
+        batch = int(st.number_input("Micro-batch", 1, 65536, s["batch_size"], key=f"trial_batch_{method}"))
+        seq_len = int(st.number_input("Sequence length", 16, 10_000_000, s["seq_len"], key=f"trial_seq_{method}"))
     data = answers.get("data_path") or sample_data()
     c1.caption(f"Data: {Path(data).name}" + ("" if answers.get("data_path") else " (a built-in sample; upload yours "
                                                                                     "in the questionnaire)"))
+    st.caption(f"Runs the plan: {label(method)}, micro-batch {batch} × {seq_len} tokens, {s['precision']}"
+               + (", gradient checkpointing" if s["gradient_checkpointing"] else "") + f", {s['optimizer']}.")
     if st.button("Launch trial run", type="primary", key="trial_launch"):
         if source == "Local model folder" and not folder:
             st.error("Give the model folder's path, or use the questionnaire model with random weights.")
             return
-        advice = next(a for a in rec["recommendations"] if a["method"] == method)
-        request = {"method": method, "data": data, "steps": steps, "batch_size": batch, "seq_len": seq_len,
-                   "precision": "bf16" if method == "qlora" else precision, "scale_down": scale,
-                   "model": folder or answers["model"], "examples": answers["num_examples"],
-                   "tokens_per_example": answers["avg_tokens_per_example"], "epochs": answers.get("epochs", 2),
-                   "gpu": answers["gpu"] if answers["gpu"] != "custom" else None}
-        for key in ("lora_rank", "num_virtual_tokens", "adapter_size", "quant_bits"):
-            if key in advice["settings"]:
-                request[key] = advice["settings"][key]
-        if method == "distillation":
-            request["teacher"], request["model"] = answers["model"], folder or advice["model"]
-        run_id, _ = launch.start(request)
+        try:
+            run_plan = plan.edit(settings={"batch_size": batch, "seq_len": seq_len}, data={"path": data},
+                                 model=folder or None)
+        except InputError as exc:
+            st.error(str(exc))
+            return
+        run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale})
         st.session_state["run_id"] = run_id
         st.success(f"Started run {run_id}; it keeps running if you close this tab.")
 
@@ -83,7 +89,7 @@ def render_run(run_id: str, live: bool) -> None:
     events = store.events(row["run_dir"])
     steps = [e for e in events if e["event"] == "step"]
     total = (row["request"] or {}).get("steps") or 1
-    st.markdown(f"**Run {run_id}** · {row['method']} · {row['status']} · {row['device'] or 'starting…'}")
+    st.markdown(f"**Run {run_id}** · {label(row['method'])} · {row['status']} · {row['device'] or 'starting…'}")
     if row["status"] in ("queued", "running"):
         st.progress(len(steps) / total, text=f"step {len(steps)} of {total}")
         if live and st.button("Cancel run", key=f"cancel_{run_id}"):
@@ -115,8 +121,8 @@ def render_comparison(row: dict) -> None:
          "measured / estimated": round(m["tokens_per_second"] / est_tps, 3) if est_tps else None},
         {"quantity": "whole run time", "estimated": fmt_hours(e["time"]["seconds"]), "measured": fmt_hours(x["seconds"]),
          "measured / estimated": None},
-        {"quantity": "whole run cost", "estimated": "—" if e["cost_usd"] is None else f"${e['cost_usd']:,.2f}",
-         "measured": "—" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}", "measured / estimated": None},
+        {"quantity": "whole run cost", "estimated": fmt_usd(e["cost_usd"]), "measured": fmt_usd(x["cost_usd"]),
+         "measured / estimated": None},
     ])
     st.markdown("**Estimated vs measured**")
     st.dataframe(table, hide_index=True, key=f"cmp_{row['id']}")
@@ -128,9 +134,11 @@ def render_comparison(row: dict) -> None:
     if (run_dir / "adapter").is_dir():
         c1.download_button("Download adapter (zip)", _zip(run_dir / "adapter"), f"{row['id']}-adapter.zip",
                            key=f"dl_adapter_{row['id']}")
-    if (run_dir / "train.py").exists():
-        c2.download_button("Download training script", (run_dir / "train.py").read_text(), "train.py",
-                           key=f"dl_script_{row['id']}")
+    if (run_dir / "project").is_dir():
+        c2.download_button("Download the plan as a runnable project (zip)", _zip(run_dir / "project"),
+                           f"{row['id']}-project.zip", key=f"dl_project_{row['id']}",
+                           help="train.py, plan.json, launch.sh, requirements.txt, README.md — the plan you chose, "
+                                "not this machine's trial settings")
 
 
 def render_current() -> None:
@@ -153,7 +161,7 @@ def render_history() -> None:
     if not rows:
         st.caption("No runs yet. Launch one above; runs are kept across app restarts.")
         return
-    table = pd.DataFrame([{"run": r["id"], "status": r["status"], "method": r["method"],
+    table = pd.DataFrame([{"run": r["id"], "status": r["status"], "method": label(r["method"] or ""),
                            "model": Path(str(r["model"])).name, "device": r["device"],
                            "estimated peak": fmt_bytes((r["estimate"] or {}).get("memory", {}).get("peak_allocated")),
                            "measured peak": fmt_bytes((r["measured"] or {}).get("peak_allocated")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from estimators.errors import InputError
 from estimators.methods import adapters, distillation, dora, full, lora, prompt_tuning, qlora
 from estimators.methods.base import (MethodSpec, Setting, lora_linears, lora_params, lora_target_modules,  # noqa: F401
-                                     quantized_params)
+                                     quantized_params)  # re-exported: the registry's public helpers
 from estimators.spec import ModelSpec
 
 # Display order (the UI's and the CLI's): cheapest to most expensive.

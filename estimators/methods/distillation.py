@@ -5,7 +5,7 @@ SPEC = MethodSpec(
     id="distillation", label="Distillation", summary="a smaller student learns from the model as teacher",
     trains_base=True,
     settings=(
-        Setting("teacher", None, "the teacher: a catalog id, config.json or model folder sharing the tokenizer", str),
+        Setting("teacher", None, "distillation needs a teacher: give --teacher M, a larger model sharing the tokenizer", str),
         Setting("teacher_quant_bits", None, "store the frozen teacher in 4 or 8 bits (default: training precision)",
                 int, choices=(4, 8), optional=True),
         Setting("temperature", 2.0, "softmax temperature of the distillation term", float, low=0.05, high=100),

@@ -1,20 +1,7 @@
-"""Full fine tuning: every weight trains."""
+"""Full fine-tuning: every weight trains; the artifact is the whole model."""
+ID = "full"
 
 
-def load_kwargs(setup) -> dict:
-    return {}
-
-
-def prepare(model, setup, options):
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
-def loss(model, batch, state):
-    return model(**batch).loss
-
-
-def save(model, folder, state):
-    """A whole model is gigabytes: a trial does not write it (the exported script trains and saves it)."""
-    return None
+def recipe(settings, spec) -> dict:
+    return {"trains": "all", "quantization": None, "prepare_kbit": False, "peft": None, "adapters": None,
+            "teacher": None, "save": "model"}

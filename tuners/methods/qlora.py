@@ -1,32 +1,17 @@
-"""QLoRA (Dettmers et al. 2023): LoRA over a base stored in 4-bit NF4 with double quantization
-(bitsandbytes), prepared with PEFT's ``prepare_model_for_kbit_training``."""
+"""QLoRA: LoRA over a base bitsandbytes stores in 4-bit NF4 (or 8-bit), prepared with PEFT's
+``prepare_model_for_kbit_training`` (which also enables checkpointing when the plan asks)."""
 from tuners.methods import lora
 
-
-def load_kwargs(setup) -> dict:
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    compute = torch.float16 if setup.precision == "fp16" else torch.bfloat16
-    if setup.quant_bits == 8:
-        return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
-    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=setup.double_quant,
-                                                      bnb_4bit_compute_dtype=compute)}
+ID = "qlora"
 
 
-def prepare(model, setup, options):
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=setup.gradient_checkpointing,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-    return get_peft_model(model, lora.lora_config(setup, lora.task_type(model)))
-
-
-def loss(model, batch, state):
-    return model(**batch).loss
+def quantization(bits: int, double_quant: bool, precision: str) -> dict:
+    if bits == 8:
+        return {"load_in_8bit": True}
+    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": bool(double_quant),
+            "bnb_4bit_compute_dtype": "float16" if precision == "fp16" else "bfloat16"}
 
 
-def save(model, folder, state):
-    model.save_pretrained(folder)
-    return folder
+def recipe(settings, spec) -> dict:
+    return {**lora.recipe(settings, spec), "prepare_kbit": True,
+            "quantization": quantization(settings["quant_bits"], settings["double_quant"], settings["precision"])}
