@@ -152,16 +152,17 @@ def render_what_if(by_method: dict, gpu) -> None:
         return
     est = edited.estimate
     st.session_state["whatif_plan"] = edited.to_json()
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3 = st.columns(3)
     m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else "does not fit",
               delta_color="normal" if est["fits"] else "inverse")
-    m2.metric("Peak at", est["memory"]["peak_phase"].replace("_", " "))
-    m3.metric("Time", fmt_hours(est["time"]["seconds"]))
-    m4.metric("Cost", fmt_usd(est["cost_usd"]))
-    st.caption(f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
-               "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
-    fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="method", y="GiB", color="component")
-    fig.add_hline(y=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
+    m2.metric("Time", fmt_hours(est["time"]["seconds"]))
+    m3.metric("Cost", fmt_usd(est["cost_usd"]))
+    st.caption(f"The peak falls at the {est['memory']['peak_phase'].replace('_', ' ')} moment of a step. "
+               + (f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
+                  "Default efficiency: run a trial on this GPU to calibrate time and overhead."))
+    fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="GiB", y="method", color="component",
+                 orientation="h", height=260)
+    fig.add_vline(x=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
     st.plotly_chart(fig, key="whatif_chart")
     left, right = st.columns(2)
     left.download_button("Download this plan (plan.json)", json.dumps(edited.to_json(), indent=2), "plan.json",

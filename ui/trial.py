@@ -59,8 +59,8 @@ def render_launch(answers: dict, rec: dict) -> None:
     steps = int(c3.number_input("Trial steps", 3, 10000, 10, key="trial_steps"))
     s = plan.settings
     with c3.expander("Adjust for this machine (changes the plan for this run)"):
-        batch = int(st.number_input("Micro-batch", 1, 65536, s["batch_size"], key=f"trial_batch_{method}"))
-        seq_len = int(st.number_input("Sequence length", 16, 10_000_000, s["seq_len"], key=f"trial_seq_{method}"))
+        batch = int(st.number_input("Trial micro-batch", 1, 65536, s["batch_size"], key=f"trial_batch_{method}"))
+        seq_len = int(st.number_input("Trial sequence length", 16, 10_000_000, s["seq_len"], key=f"trial_seq_{method}"))
     data = answers.get("data_path") or sample_data()
     c1.caption(f"Data: {Path(data).name}" + ("" if answers.get("data_path") else " (a built-in sample; upload yours "
                                                                                     "in the questionnaire)"))
