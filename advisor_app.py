@@ -1,5 +1,7 @@
 """Tuning Advisor — the Streamlit app. It wires widgets to advisor/, estimators/ and tuners/ (see ui/);
-it computes nothing itself and imports no torch: trial runs happen in processes of their own."""
+it computes nothing itself and imports no torch: trial runs happen in processes of their own.
+
+Only the view on screen is computed (a view switch, not tabs that all run on every change)."""
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -9,16 +11,39 @@ from advisor.recommend import recommend
 from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
 from tuners import store
+from tuners.data import histogram
 from ui import questionnaire, results, trial
 
 st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
+VIEWS = ("Recommendation", "Charts", "Trial run", "History")
 
 
-@st.cache_data(show_spinner="Ranking methods…")
-def cached_recommendation(answers_json: dict, gpu_key, calibration_stamp, data_path) -> dict:
+@st.cache_data(show_spinner="Ranking methods…", max_entries=64)
+def cached_recommendation(answers_json: dict, gpu_key, calibration_stamp, data: dict) -> dict:
     gpu = None if gpu_key is None else questionnaire.custom_gpu(*gpu_key)
     return recommend(Answers.from_dict(answers_json), gpu, calibration=store.calibration_for,
-                     data={"path": data_path}).to_json()
+                     data=data).to_json()
+
+
+def render_data(report: dict, rec: dict) -> None:
+    """The data file against the recommended plan's sequence length."""
+    plan = next((a["plan"] for a in rec["recommendations"] if a.get("plan")), None)
+    seq_len = plan["settings"]["seq_len"] if plan else report["seq_len"]
+    lengths = report["lengths"]
+    truncated = sum(n > seq_len for n in lengths) / max(len(lengths), 1)
+    t = report["token_lengths"]
+    with st.expander(f"Data: {report['usable_rows']:,} usable rows ({report['format']}); tokens mean {t['mean']:,.0f}, "
+                     f"p50 {t['p50']:,}, p95 {t['p95']:,}, max {t['max']:,}; {truncated:.0%} longer than the plan's "
+                     f"sequence length {seq_len:,}", expanded=True):
+        st.caption(f"Tokens counted with {report['tokenizer']}.")
+        fig = px.bar(pd.DataFrame(histogram(lengths, seq_len)), x="bin", y="count", color="fits",
+                     title=f"Tokens per example (the plan's sequence length: {seq_len:,})",
+                     color_discrete_map={"within seq_len": "#1f77b4", "truncated": "#d62728"},
+                     category_orders={"fits": ["within seq_len", "truncated"]})
+        st.plotly_chart(fig, key="data_hist")
+        for p in report["problems"]:
+            if "longer than seq_len" not in p:  # the truncation share is stated above, against the plan
+                st.warning(p)
 
 
 st.title("Tuning Advisor")
@@ -37,8 +62,11 @@ gpu_key = None if custom is None else (custom.memory_bytes / 1024**3, custom.tfl
                                         custom.name)
 if custom is not None:
     answers["gpu"] = "a100-80gb"  # a valid id for answer validation only; the custom GPU is what gets used
+report = form["data_report"]
+data = {} if report is None else {"path": form["data_path"], "format": report["format"],
+                                  "token_lengths": report["token_lengths"]}
 try:
-    rec = cached_recommendation(answers, gpu_key, store.calibration_stamp(), form["data_path"])
+    rec = cached_recommendation(answers, gpu_key, store.calibration_stamp(), data)
     gpu = custom or gpu_by_id(answers["gpu"])
 except InputError as exc:
     st.error(f"{exc}")
@@ -47,26 +75,15 @@ if custom is not None:
     answers["gpu"] = "custom"
 answers["data_path"] = form["data_path"]  # the trial uses the uploaded data
 
-tab_rec, tab_charts, tab_trial, tab_history = st.tabs(["Recommendation", "Charts", "Trial run", "History"])
-with tab_rec:
-    if form["data_path"]:
-        try:
-            report = questionnaire.data_report(form["data_path"], max(128, answers["avg_tokens_per_example"]))
-            with st.expander(f"Data: {report['usable_rows']} usable rows ({report['format']}), mean "
-                             f"{report['mean_tokens']} tokens, {report['truncated_share']:.0%} truncated", expanded=True):
-                fig = px.bar(pd.DataFrame(report["histogram"]), x="bin", y="count", color="fits",
-                             title=f"Tokens per example (seq_len {report['seq_len']})",
-                             color_discrete_map={"within seq_len": "#1f77b4", "truncated": "#d62728"})
-                st.plotly_chart(fig, key="data_hist")
-                for p in report["problems"]:
-                    st.warning(p)
-        except InputError as exc:
-            st.error(f"{exc}")
+view = st.radio("View", VIEWS, horizontal=True, key="view", label_visibility="collapsed")
+if view == "Recommendation":
+    if report is not None:
+        render_data(report, rec)
     results.render_recommendation(rec)
-with tab_charts:
+elif view == "Charts":
     results.render_charts(answers, rec, gpu)
-with tab_trial:
+elif view == "Trial run":
     trial.render_launch(answers, rec)
     trial.render_current()
-with tab_history:
+else:
     trial.render_history()

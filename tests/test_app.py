@@ -1,4 +1,5 @@
 """The Streamlit app through AppTest: defaults, reacting to answers, bad input, a real trial run, history."""
+import json
 import os
 import time
 
@@ -37,7 +38,8 @@ def test_defaults_render_a_recommendation(home):
     assert at.info[0].value.startswith("Recommended:")
     table = frame_with(at, "verdict")
     assert len(table) == len(REGISTRY) and set(table["verdict"]) <= {"fits", "does not fit", "over budget"}
-    assert [t.label for t in at.tabs] == ["Recommendation", "Charts", "Trial run", "History"]
+    assert at.radio(key="view").options == ["Recommendation", "Charts", "Trial run", "History"]
+    assert not at.metric  # only the view on screen is computed: the what-if is not
 
 
 def test_changing_gpu_or_model_changes_the_verdict(home):
@@ -84,6 +86,7 @@ def test_what_if_opens_on_each_methods_plan_with_time_and_cost(home):
     at = app().run()
     table = frame_with(at, "verdict").set_index("method")
     first = frame_with(at, "verdict").iloc[0]["method"]
+    at.radio(key="view").set_value("Charts").run()
     assert metric(at, "Memory / GPU") == table.loc[first, "memory / GPU"]
     assert metric(at, "Time") == table.loc[first, "time"] != "—"
     assert metric(at, "Cost") == table.loc[first, "cost"] and metric(at, "Cost").startswith("$")
@@ -114,6 +117,7 @@ def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
                                    intermediate_size=128, vocab_size=512)
     transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
     at = app().run()
+    at.radio(key="view").set_value("Trial run").run()
     at.selectbox(key="trial_method").set_value("lora")
     at.radio(key="trial_source").set_value("Local model folder").run()
     at.text_input(key="trial_folder").input(str(tmp_path / "tiny"))
@@ -131,9 +135,11 @@ def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
     assert any(m.value.startswith("**Estimated vs measured**") for m in at.markdown), [e.value for e in at.error]
     cmp = frame_with(at, "quantity")
     assert list(cmp["quantity"])[:2] == ["peak allocated", "tokens per second"]
-    assert 0.5 < cmp.iloc[0]["measured / estimated"] < 2
+    assert 0.5 < float(cmp.iloc[0]["measured / estimated"].rstrip("×")) < 2
+    assert "None" not in cmp.to_string()
 
     fresh = app().run()  # a new app session: the history comes from the store
+    fresh.radio(key="view").set_value("History").run()
     history = frame_with(fresh, "run")
     assert run_id in list(history["run"]) and history.iloc[0]["status"] == "completed"
 
@@ -150,3 +156,69 @@ def test_app_renders_without_importing_torch(home):
                        env={**os.environ, "TUNING_ADVISOR_HOME": str(home)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_a_data_file_fills_the_plans_data_facts(home, tmp_path):
+    """A data file replaces the typed counts: the plans carry its example count, token lengths and path,
+    and the sequence length follows the data (its 95th percentile), with the tokenizer named."""
+    rows = [{"input": "word " * (20 + i % 50), "output": "answer " * (5 + i % 9)} for i in range(150)]
+    rows.append({"input": "x", "output": ""})  # one unusable row
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    at = app().run()
+    at.radio(key="data_mode").set_value("File path").run()
+    at.text_input(key="data_file").input(str(path)).run()
+    assert not at.exception and not at.error
+    assert not [n for n in at.number_input if n.key == "num_examples"]  # the file's counts replace the inputs
+    at.radio(key="view").set_value("Charts").run()
+    plan = at.session_state["whatif_plan"]
+    assert plan["data"]["num_examples"] == 150 and plan["data"]["path"] == str(path)
+    lengths = plan["data"]["token_lengths"]
+    assert lengths["p50"] < lengths["p95"] <= lengths["max"] and plan["data"]["tokens_per_example"] > 20
+    assert plan["settings"]["seq_len"] == max(128, -(-lengths["p95"] // 128) * 128)
+    at.radio(key="view").set_value("Recommendation").run()
+    label = next(e.label for e in at.expander if e.label.startswith("Data:"))
+    assert "150 usable rows" in label and f"sequence length {plan['settings']['seq_len']}" in label
+
+
+def test_every_bad_line_is_reported_in_one_message(home, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(["{oops"] * 25 + ['{"text": "fine"}']))
+    at = app().run()
+    at.radio(key="data_mode").set_value("File path").run()
+    at.text_input(key="data_file").input(str(path)).run()
+    message = next(e.value for e in at.error if "not valid JSON" in e.value)
+    assert "25 lines" in message and "and 5 more" in message and "20" in message
+
+
+@pytest.mark.slow
+def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from estimators.plan import Plan
+    from tuners import launch, store
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=128, vocab_size=512)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"line {i} of the data"}) for i in range(16)))
+    plan = Plan.create(str(tmp_path / "tiny"), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
+                       data={"path": str(data)})
+    run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": 100000})
+    deadline = time.time() + 120
+    while not any(e["event"] == "step" for e in store.events(run_dir)):
+        assert time.time() < deadline, "the run never reached a step"
+        time.sleep(0.5)
+    at = app().run()  # a new session (a reload, another tab): the live run is shown, with its cancel button
+    at.radio(key="view").set_value("Trial run").run()
+    assert any(m.value.startswith(f"**Run {run_id}**") for m in at.markdown)
+    assert any("still running" in w.value for w in at.warning)  # and a second launch asks first
+    at.button(key=f"cancel_{run_id}").click().run()
+    res = launch.follow(run_id, timeout=60)
+    assert res["status"] == "cancelled"
+    at.radio(key="view").set_value("History").run()
+    history = frame_with(at, "run").set_index("run")
+    assert history.loc[run_id, "status"] == "cancelled" and history.loc[run_id, "device"] == "cpu"

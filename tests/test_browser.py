@@ -80,6 +80,7 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
         sidebar.get_by_text("Upload a file").click()
         sidebar.locator("input[type='file']").set_input_files(str(data))
         page.get_by_text("usable rows (prompt_completion)").wait_for(timeout=60_000)
+        sidebar.get_by_text("From the file: 24 usable examples").wait_for(timeout=30_000)  # the plan's data facts
         model_box = sidebar.get_by_label("Model (type to search)")
         model_box.click()
         page.keyboard.type("qwen2.5-7b")
@@ -88,11 +89,13 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
         page.get_by_text("Recommended:").wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "1-recommendation.png"), full_page=True)
 
-        page.get_by_role("tab", name="Charts").click()
+        page.get_by_role("radio", name="Charts").click(force=True)
         page.locator(".js-plotly-plot >> visible=true").first.wait_for(timeout=30_000)
+        page.get_by_text("What if?").wait_for(timeout=30_000)
+        page.get_by_text("Memory / GPU").wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "2-charts.png"), full_page=True)
 
-        page.get_by_role("tab", name="Trial run").click()
+        page.get_by_role("radio", name="Trial run").click(force=True)
         page.get_by_text("Local model folder").click()
         folder = page.get_by_label("Folder with config.json and weights")
         folder.fill(str(model_dir))
@@ -109,5 +112,13 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
         page.get_by_text("Estimated vs measured").wait_for(timeout=180_000)
         page.get_by_role("button", name="Download the plan as a runnable project (zip)").wait_for(timeout=10_000)
         page.screenshot(path=str(shots / "3-trial.png"), full_page=True)
+        assert "run=" in page.url  # the address names the run: a reload comes back to it
+        page.reload()
+        page.get_by_text("Recommended:").wait_for(timeout=60_000)
+        page.get_by_role("radio", name="Trial run").click(force=True)
+        page.get_by_text("Estimated vs measured").wait_for(timeout=60_000)
         browser.close()
     assert len(list(shots.glob("*.png"))) == 3
+    if os.environ.get("TUNING_ADVISOR_SCREENSHOTS"):  # refresh the README's pictures from the real app
+        for shot in shots.glob("*.png"):
+            shutil.copy(shot, os.environ["TUNING_ADVISOR_SCREENSHOTS"])

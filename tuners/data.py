@@ -42,17 +42,11 @@ class DataReport:
     truncated_share: float
     problems: list
 
+    tokenizer: str = "the model's own"
+    """Which tokenizer counted the tokens (the model's own, or an approximation)."""
+
     def histogram(self, bins: int = 10) -> list[dict]:
-        if not self.token_lengths:
-            return []
-        hi = max(max(self.token_lengths), self.seq_len)
-        width = max(1, -(-hi // bins))
-        counts = [0] * bins
-        for n in self.token_lengths:
-            counts[min(n // width, bins - 1)] += 1
-        return [{"from": i * width, "to": (i + 1) * width, "bin": f"{i * width}–{(i + 1) * width}", "count": c,
-                 "fits": "truncated" if i * width >= self.seq_len else "within seq_len"}
-                for i, c in enumerate(counts)]
+        return histogram(self.token_lengths, self.seq_len, bins)
 
     def to_dict(self) -> dict:
         lengths = sorted(self.token_lengths)
@@ -60,7 +54,34 @@ class DataReport:
                 "duplicate_rows": self.duplicate_rows, "usable_rows": self.usable_rows, "seq_len": self.seq_len,
                 "truncated_share": round(self.truncated_share, 4),
                 "mean_tokens": round(sum(lengths) / len(lengths), 1) if lengths else 0,
-                "max_tokens": lengths[-1] if lengths else 0, "histogram": self.histogram(), "problems": self.problems}
+                "max_tokens": lengths[-1] if lengths else 0, "token_lengths": length_summary(lengths),
+                "tokenizer": self.tokenizer, "histogram": self.histogram(), "problems": self.problems}
+
+
+def length_summary(lengths: list[int]) -> dict:
+    """mean, p50, p95 and max of token lengths (the plan's ``data.token_lengths``)."""
+    if not lengths:
+        return {}
+    ordered = sorted(lengths)
+
+    def pct(q):
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"mean": round(sum(ordered) / len(ordered), 1), "p50": pct(0.5), "p95": pct(0.95), "max": ordered[-1]}
+
+
+def histogram(lengths: list[int], seq_len: int, bins: int = 10) -> list[dict]:
+    """Token-length bins, each marked as fitting ``seq_len`` or truncated by it."""
+    if not lengths:
+        return []
+    hi = max(max(lengths), seq_len)
+    width = max(1, -(-hi // bins))
+    counts = [0] * bins
+    for n in lengths:
+        counts[min(n // width, bins - 1)] += 1
+    return [{"from": i * width, "to": (i + 1) * width, "bin": f"{i * width}–{(i + 1) * width}", "count": c,
+             "fits": "truncated" if i * width >= seq_len else "within seq_len"}
+            for i, c in enumerate(counts)]
 
 
 def load_examples(path: str | Path) -> tuple[list[Example], str, list[Example | None], list[dict]]:
@@ -116,6 +137,8 @@ def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | No
     tok = Tokenizer.from_file(str(tokenizer_file)) if tokenizer_file else \
         train_bpe([e.prompt + e.completion for e in usable], 8192)
     report, _ = validate(path, lambda text: {"input_ids": tok.encode(text).ids}, seq_len)
+    if not tokenizer_file:
+        report.tokenizer = "approximate: a BPE trained on this data (the model has no tokenizer here)"
     return report
 
 

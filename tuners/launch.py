@@ -31,6 +31,7 @@ def cancel(run_id: str) -> bool:
     row = store.get(run_id)
     if row is None or row["status"] not in ("queued", "running") or not row["pid"]:
         return False
+    store.update(run_id, error=store.CANCEL_REQUESTED)  # a process gone before its handler ran is still 'cancelled'
     try:
         os.killpg(row["pid"], signal.SIGTERM)
     except ProcessLookupError:

@@ -51,14 +51,18 @@ def read_rows(path) -> list[dict]:
             if suffix == ".json" and text.lstrip().startswith("["):
                 rows = json.loads(text)
             else:
-                rows = []
+                rows, bad = [], []
                 for n, line in enumerate(text.splitlines(), 1):
                     if line.strip():
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as exc:
-                            raise DataError(f"data file '{path.name}' line {n} is not valid JSON ({exc.msg}); "
-                                            "each line must be one JSON object") from None
+                            bad.append((n, exc.msg))
+                if bad:  # every bad line, in one message: the first 20 by number, then a count
+                    shown = ", ".join(str(n) for n, _ in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+                    first = f"line {bad[0][0]} is not valid JSON ({bad[0][1]})" if len(bad) == 1 else \
+                        f"{len(bad)} lines are not valid JSON (lines {shown}; the first: {bad[0][1]})"
+                    raise DataError(f"data file '{path.name}' {first}; each line must be one JSON object")
         elif suffix in (".csv", ".parquet"):
             import pandas as pd
 

@@ -86,12 +86,23 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+CANCEL_REQUESTED = "cancelled by the user"
+
+
 def _reap(con, rows: list[dict]) -> None:
+    """A live-looking run whose process is gone ends as cancelled (when a cancel was asked for) or failed."""
     for r in rows:
-        if r["status"] == "running" and not _alive(r["pid"]):
-            r["status"], r["error"] = "failed", r["error"] or "the run's process ended without a result (killed or crashed)"
-            con.execute("UPDATE runs SET status = 'failed', error = ?, updated = ? WHERE id = ? AND status = 'running'",
-                        (r["error"], time.time(), r["id"]))
+        if r["status"] in ("queued", "running") and r["pid"] and not _alive(r["pid"]):
+            cancelled = r["error"] == CANCEL_REQUESTED
+            r["status"] = "cancelled" if cancelled else "failed"
+            r["error"] = r["error"] or "the run's process ended without a result (killed or crashed)"
+            con.execute("UPDATE runs SET status = ?, error = ?, updated = ? WHERE id = ? AND status IN ('queued', "
+                        "'running')", (r["status"], r["error"], time.time(), r["id"]))
+
+
+def live_runs() -> list[dict]:
+    """Runs whose process is alive (queued or running), newest first."""
+    return [r for r in list_runs(50) if r["status"] in ("queued", "running")]
 
 
 def get(run_id: str) -> dict | None:

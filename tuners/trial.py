@@ -40,8 +40,9 @@ _DEVICE_NAMES = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sx
                  ("V100", "v100-32gb"), ("4090", "rtx-4090"), ("3090", "rtx-3090"), ("A6000", "a6000"), ("B200", "b200"))
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(BaseException):
+    """SIGTERM from a cancel. A BaseException, so no ``except Exception`` on the way (model building,
+    data loading, library code) can swallow it into another error: a cancel is always ``cancelled``."""
 
 
 class OutOfMemory(Exception):

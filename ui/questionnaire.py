@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import streamlit as st
 
@@ -21,18 +23,31 @@ def _save_upload(upload) -> str:
     """Keeps an uploaded data file in the data folder (a trial process reads it later)."""
     digest = hashlib.sha256(upload.getvalue()).hexdigest()[:12]
     folder = store.home() / "uploads"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{digest}-{upload.name}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    # Only the name's safe characters, never its folders ("../../x.jsonl" is "x.jsonl"), bounded in length.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[-80:].lstrip(".") or "data"
+    path = folder / f"{digest}-{name}"
     if not path.exists():
         path.write_bytes(upload.getvalue())
     return str(path)
 
 
-@st.cache_data(show_spinner="Reading and tokenizing the data…")
-def data_report(path: str, seq_len: int) -> dict:
-    from tuners.data import quick_report  # tokenizers only: no torch
+@st.cache_data(show_spinner="Reading and tokenizing the data…", max_entries=32)
+def _data_report(path: str, mtime: float, tokenizer_file: str | None) -> dict:
+    from tuners.datareport import report  # a bounded subprocess: no torch, no risk to the server
 
-    return quick_report(path, seq_len).to_dict()
+    return report(path, 512, tokenizer_file)
+
+
+def data_report(path: str, model: str | None) -> dict:
+    """The data file's report, token lengths counted with the model folder's own tokenizer when it has
+    one (else an approximation, and the report says so)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"data file '{path}' not found (give a .jsonl, .csv or .parquet file)")
+    folder = Path(model).expanduser() if model else None
+    tokenizer = folder / "tokenizer.json" if folder is not None and folder.is_dir() else None
+    return _data_report(str(p.resolve()), p.stat().st_mtime, str(tokenizer) if tokenizer and tokenizer.is_file() else None)
 
 
 def _pasted_config(text: str) -> str:
@@ -66,8 +81,7 @@ def render() -> dict:
     elif mode == "File path":
         path = sb.text_input("Path of a JSONL, CSV or Parquet file on this machine", key="data_file").strip()
         out["data_path"] = path or None
-    out["num_examples"] = int(sb.number_input("Examples", 1, 100_000_000, 2000, key="num_examples"))
-    out["avg_tokens_per_example"] = int(sb.number_input("Typical tokens per example", 1, 131072, 300, key="avg_tokens"))
+    counts = sb.container()  # typed counts, or the file's own (filled in at the end, once the model is known)
     out["domain_distance"] = sb.select_slider("Distance of your domain from pretraining", DISTANCES,
                                               value="moderate", key="domain")
     sb.subheader("Base model")
@@ -112,5 +126,21 @@ def render() -> dict:
     out["priority"] = sb.radio("Priority", PRIORITIES, index=1, horizontal=True, key="priority")
     if not out["goals"]:
         problems.append("choose at least one goal")
+    out["data_report"] = None
+    if out["data_path"]:
+        try:
+            rep = data_report(out["data_path"], out.get("model"))
+            out["data_report"] = rep
+            out["num_examples"] = rep["usable_rows"]
+            out["avg_tokens_per_example"] = max(1, round(rep["mean_tokens"]))
+            counts.caption(f"From the file: {rep['usable_rows']:,} usable examples, mean "
+                           f"{rep['mean_tokens']:,.0f} tokens (p95 {rep['token_lengths'].get('p95', 0):,})"
+                           + ("" if rep["tokenizer"] == "the model's own" else " — approximate counts"))
+        except InputError as exc:
+            problems.append(str(exc))
+    if out["data_report"] is None:
+        out["num_examples"] = int(counts.number_input("Examples", 1, 100_000_000, 2000, key="num_examples"))
+        out["avg_tokens_per_example"] = int(counts.number_input("Typical tokens per example", 1, 131072, 300,
+                                                                key="avg_tokens"))
     out["problems"] = problems
     return out

@@ -37,6 +37,29 @@ def _zip(folder: Path) -> bytes:
     return buf.getvalue()
 
 
+def stand_in(plan: Plan, scale: bool) -> str:
+    """What a trial of ``plan`` will run here, said before launch."""
+    from estimators.catalog import load_model
+    from estimators.spec import spec_from_config
+    from tuners.models import scale_down
+
+    full = load_model(plan.model)
+    if not scale:
+        where = "this machine's GPU" if HAS_GPU else "this machine's CPU (no CUDA GPU found)"
+        weights = "its real weights" if Path(plan.model).expanduser().is_dir() else "random weights"
+        return (f"Runs the plan's own model, {full.id} ({full.total_params / 1e9:,.2f}B parameters, {weights}), on "
+                f"{where}.")
+    try:
+        small = spec_from_config(scale_down(full.config), model_id=full.id)
+    except InputError as exc:
+        return f"Scaling down is not possible for this model: {exc}"
+    return (f"This machine {'has a GPU, but ' if HAS_GPU else 'has no CUDA GPU, so '}the trial runs a scaled-down "
+            f"stand-in of {full.id}: {small.layers} layers, hidden {small.hidden}, vocab {small.vocab:,}, "
+            f"{small.total_params / 1e6:,.1f}M parameters (the plan's model has {full.total_params / 1e9:,.2f}B), "
+            f"with the plan's method and settings. It checks the memory model at these shapes and the training "
+            f"loop; it does not measure a GPU's speed. Random weights: the loss is not meaningful.")
+
+
 def render_launch(answers: dict, rec: dict) -> None:
     by_method = plans(rec)
     if not by_method:
@@ -66,7 +89,16 @@ def render_launch(answers: dict, rec: dict) -> None:
                                                                                     "in the questionnaire)"))
     st.caption(f"Runs the plan: {label(method)}, micro-batch {batch} × {seq_len} tokens, {s['precision']}"
                + (", gradient checkpointing" if s["gradient_checkpointing"] else "") + f", {s['optimizer']}.")
-    if st.button("Launch trial run", type="primary", key="trial_launch"):
+    if not folder:
+        st.info(stand_in(plan, scale))
+    live = store.live_runs()
+    confirmed = True
+    if live:
+        r = live[0]
+        st.warning(f"Run {r['id']} ({label(r['method'] or '')}) is still running on this machine: a second run shares "
+                   "its CPU and memory, slows both and skews both measurements.")
+        confirmed = st.checkbox("Start another run anyway", key="trial_confirm")
+    if st.button("Launch trial run", type="primary", key="trial_launch", disabled=not confirmed):
         if source == "Local model folder" and not folder:
             st.error("Give the model folder's path, or use the questionnaire model with random weights.")
             return
@@ -78,6 +110,7 @@ def render_launch(answers: dict, rec: dict) -> None:
             return
         run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale})
         st.session_state["run_id"] = run_id
+        st.query_params["run"] = run_id  # a reload (or this link in another tab) comes back to this run
         st.success(f"Started run {run_id}; it keeps running if you close this tab.")
 
 
@@ -89,9 +122,11 @@ def render_run(run_id: str, live: bool) -> None:
     events = store.events(row["run_dir"])
     steps = [e for e in events if e["event"] == "step"]
     total = (row["request"] or {}).get("steps") or 1
-    st.markdown(f"**Run {run_id}** · {label(row['method'])} · {row['status']} · {row['device'] or 'starting…'}")
+    st.markdown(f"**Run {run_id}** · {label(row['method'] or '')} · {row['status']} · "
+                f"{row['device'] or 'starting…'}")
     if row["status"] in ("queued", "running"):
-        st.progress(len(steps) / total, text=f"step {len(steps)} of {total}")
+        st.progress(min(len(steps) / total, 1.0),
+                    text=f"step {len(steps)} of {total}" if steps else "starting: reading data, building the model…")
         if live and st.button("Cancel run", key=f"cancel_{run_id}"):
             launch.cancel(run_id)
             st.warning("Cancelling…")
@@ -109,23 +144,37 @@ def render_run(run_id: str, live: bool) -> None:
         render_comparison(row)
 
 
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}×" if a and b else "—"
+
+
 def render_comparison(row: dict) -> None:
     e, m, x = row["estimate"], row["measured"], row["extrapolated"]
+    res = launch.result(row["id"]) or {}
+    cpu = (row["device"] or "").startswith("cpu")
     est_tps = e["throughput"]["tokens_per_second"]
+    no_price = "— (no price for this device)" if cpu else "— (no price given)"
     table = pd.DataFrame([
         {"quantity": "peak allocated", "estimated": fmt_bytes(e["memory"]["peak_allocated"]),
-         "measured": fmt_bytes(m["peak_allocated"]),
-         "measured / estimated": round(m["peak_allocated"] / e["memory"]["peak_allocated"], 3)},
-        {"quantity": "tokens per second", "estimated": "—" if not est_tps else f"{est_tps:,.0f}",
-         "measured": f"{m['tokens_per_second']:,.0f}",
-         "measured / estimated": round(m["tokens_per_second"] / est_tps, 3) if est_tps else None},
+         "measured": fmt_bytes(m["peak_allocated"]), "measured / estimated": _ratio(m["peak_allocated"],
+                                                                                  e["memory"]["peak_allocated"])},
+        {"quantity": "tokens per second", "estimated": f"{est_tps:,.0f}" if est_tps else "— (no device peak known)",
+         "measured": f"{m['tokens_per_second']:,.0f}", "measured / estimated": _ratio(m["tokens_per_second"], est_tps)},
         {"quantity": "whole run time", "estimated": fmt_hours(e["time"]["seconds"]), "measured": fmt_hours(x["seconds"]),
-         "measured / estimated": None},
-        {"quantity": "whole run cost", "estimated": fmt_usd(e["cost_usd"]), "measured": fmt_usd(x["cost_usd"]),
-         "measured / estimated": None},
+         "measured / estimated": _ratio(x["seconds"], e["time"]["seconds"])},
+        {"quantity": "whole run cost", "estimated": fmt_usd(e["cost_usd"]) if e["cost_usd"] is not None else no_price,
+         "measured": fmt_usd(x["cost_usd"]) if x["cost_usd"] is not None else no_price,
+         "measured / estimated": _ratio(x["cost_usd"], e["cost_usd"])},
     ])
     st.markdown("**Estimated vs measured**")
     st.dataframe(table, hide_index=True, key=f"cmp_{row['id']}")
+    notes = list(res.get("adaptations", [])) + [n for n in res.get("notes", []) if "random weights" in n]
+    if cpu:
+        notes.append("Tokens/s on a CPU: the estimate divides this CPU's measured matmul peak by the step's FLOPs at "
+                     "a default efficiency (calibrated by each trial); small shapes reach less of the peak, so ratios "
+                     "far from 1 at tiny sizes say little about a GPU.")
+    for n in notes:
+        st.caption(f"• {n[0].upper() + n[1:]}")
     bars = pd.DataFrame([{"what": "estimated", "MiB": e["memory"]["peak_allocated"] / 1024**2},
                          {"what": "measured", "MiB": m["peak_allocated"] / 1024**2}])
     st.plotly_chart(px.bar(bars, x="what", y="MiB", title="Peak allocated memory"), key=f"cmpchart_{row['id']}")
@@ -141,8 +190,17 @@ def render_comparison(row: dict) -> None:
                                 "not this machine's trial settings")
 
 
+def current_run_id() -> str | None:
+    """This tab's run; after a reload the run in the address (?run=ID); else a run still live here."""
+    run_id = st.session_state.get("run_id") or st.query_params.get("run")
+    if not run_id:
+        live = store.live_runs()
+        run_id = live[0]["id"] if live else None
+    return run_id
+
+
 def render_current() -> None:
-    run_id = st.session_state.get("run_id")
+    run_id = current_run_id()
     if not run_id:
         return
     row = store.get(run_id)
@@ -156,17 +214,57 @@ def render_current() -> None:
         render_run(run_id, live=False)
 
 
+def _duration(r: dict) -> str:
+    import time
+
+    end = time.time() if r["status"] in ("queued", "running") else r["updated"]
+    return fmt_hours(max(0.0, end - r["created"])) if end - r["created"] >= 60 else f"{max(0.0, end - r['created']):.0f} s"
+
+
+def _status(r: dict) -> str:
+    if r["status"] != "running":
+        return r["status"]
+    steps = sum(e["event"] == "step" for e in store.events(r["run_dir"]))
+    return f"running (step {steps} of {(r['request'] or {}).get('steps', '?')})"
+
+
+def history_rows(rows: list[dict]) -> pd.DataFrame:
+    import time
+
+    return pd.DataFrame([{
+        "run": r["id"], "status": _status(r), "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
+        "duration": _duration(r), "device": r["device"] or "—", "method": label(r["method"] or ""),
+        "model": Path(str(r["model"])).name,
+        "estimated peak": fmt_bytes((r["estimate"] or {}).get("memory", {}).get("peak_allocated")),
+        "measured peak": fmt_bytes((r["measured"] or {}).get("peak_allocated")),
+        "tokens/s": f"{r['measured']['tokens_per_second']:,.0f}" if r["measured"] else "—",
+        "error": r["error"] or ""} for r in rows])
+
+
 def render_history() -> None:
     rows = store.list_runs(200)
     if not rows:
-        st.caption("No runs yet. Launch one above; runs are kept across app restarts.")
+        st.caption("No runs yet. Launch one in Trial run; runs are kept across app restarts.")
         return
-    table = pd.DataFrame([{"run": r["id"], "status": r["status"], "method": label(r["method"] or ""),
-                           "model": Path(str(r["model"])).name, "device": r["device"],
-                           "estimated peak": fmt_bytes((r["estimate"] or {}).get("memory", {}).get("peak_allocated")),
-                           "measured peak": fmt_bytes((r["measured"] or {}).get("peak_allocated")),
-                           "error": r["error"] or ""} for r in rows])
-    st.dataframe(table, hide_index=True, key="history_table")
+
+    @st.fragment(run_every=2.0 if any(r["status"] in ("queued", "running") for r in rows) else None)
+    def table():
+        fresh = store.list_runs(200)
+        st.dataframe(history_rows(fresh), hide_index=True, key="history_table")
+        live = [r["id"] for r in fresh if r["status"] in ("queued", "running")]
+        if live:
+            c1, c2 = st.columns([3, 1])
+            chosen = c1.selectbox("Live run", live, key="history_live")
+            if c2.button("Cancel this run", key="history_cancel"):
+                launch.cancel(chosen)
+                st.warning(f"Cancelling {chosen}…")
+
+    table()
+    pair = st.multiselect("Compare two runs side by side", [r["id"] for r in rows], max_selections=2,
+                          key="history_compare")
+    if len(pair) == 2:
+        frame = history_rows([store.get(pair[0]), store.get(pair[1])]).set_index("run").T
+        st.dataframe(frame, key="history_pair")
     chosen = st.selectbox("Open a run", [r["id"] for r in rows], key="history_open")
     if chosen:
         render_run(chosen, live=False)
