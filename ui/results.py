@@ -161,7 +161,8 @@ def render_what_if(by_method: dict, gpu) -> None:
                + (f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
                   "Default efficiency: run a trial on this GPU to calibrate time and overhead."))
     fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="GiB", y="method", color="component",
-                 orientation="h", height=260)
+                 orientation="h", height=280)
+    fig.update_layout(legend={"orientation": "h", "y": -0.45, "title": None})
     fig.add_vline(x=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
     st.plotly_chart(fig, key="whatif_chart")
     left, right = st.columns(2)

@@ -168,7 +168,7 @@ def render_comparison(row: dict) -> None:
     ])
     st.markdown("**Estimated vs measured**")
     st.dataframe(table, hide_index=True, key=f"cmp_{row['id']}")
-    notes = list(res.get("adaptations", [])) + [n for n in res.get("notes", []) if "random weights" in n]
+    notes = list(res.get("adaptations", [])) + [n for n in res.get("notes", []) if n.startswith("random weights")]
     if cpu:
         notes.append("Tokens/s on a CPU: the estimate divides this CPU's measured matmul peak by the step's FLOPs at "
                      "a default efficiency (calibrated by each trial); small shapes reach less of the peak, so ratios "
