@@ -267,3 +267,18 @@ def test_recommended_plan_runs_as_a_trial_with_exactly_its_settings(home, tiny, 
     assert any("scaled down" in a for a in res["adaptations"]) and any("CPU" in a for a in res["adaptations"])
     project_plan = json.loads((ROOT / res["project"] / "plan.json").read_text())
     assert project_plan["settings"] == plan["settings"] and project_plan["hardware"]["gpu"] == "l4"
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_cancel_during_start_up_is_recorded_as_cancelled(home, tiny, delay):
+    """Right after launch (before the runner's handler exists) or while it imports and builds the
+    model: the run ends 'cancelled', never 'failed' with a config error, and leaves no process."""
+    run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000})
+    time.sleep(delay)
+    assert launch.cancel(run_id)
+    res = launch.follow(run_id, timeout=60)
+    assert res["status"] == "cancelled", res
+    assert store.get(run_id)["status"] == "cancelled"
+    pid = store.get(run_id)["pid"]
+    time.sleep(0.5)
+    assert not store._alive(pid)
