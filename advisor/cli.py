@@ -15,7 +15,8 @@ from estimators.estimate import Estimate
 from estimators.methods import REGISTRY
 from estimators.plan import Plan
 from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
-from advisor.formatting import _progress, _table, format_estimate, format_recommendation, format_trial, gib, human_count
+from advisor.formatting import (_progress, _table, format_estimate, format_min_gpus, format_recommendation,
+                                format_trial, gib, human_count)
 
 GIB = 1024**3
 
@@ -246,10 +247,16 @@ def cmd_estimate(args) -> int:
         d["analytic_vs_dry_run"] = e.memory.peak_allocated / d["peak_allocated"] - 1
         out["dry_run"] = d
         out["assumptions"].append("dry_run: peak of live tensor bytes of one real step run on fake tensors")
+    if args.min_gpus:
+        from estimators.scaling import min_gpus
+
+        out["min_gpus"] = min_gpus(plan, args.max_hours, args.max_cost)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(format_estimate(e))
+    if args.min_gpus:
+        print("\n" + format_min_gpus(out["min_gpus"]))
     if args.dry_run:
         d = out["dry_run"]
         print(f"\nExact check (fake tensors, {d['seconds']:.1f} s): peak allocated {gib(d['peak_allocated'])} at "
@@ -269,6 +276,8 @@ def cmd_recommend(args) -> int:
 def cmd_trial(args) -> int:
     from tuners import launch
 
+    if args.nproc > 1 and not args.plan and args.num_gpus == 1:
+        args.num_gpus = args.nproc  # N ranks stand for N GPUs of the plan
     plan = plan_from_args(args, args.parser)  # validates every option before anything starts
     data = args.data or plan.data.get("path")
     if not data:
@@ -283,7 +292,7 @@ def cmd_trial(args) -> int:
                 plan.edit(settings={"teacher": str(Path(ref).expanduser().resolve())})
     plan = plan.edit(data={"path": data})
     request = {"plan": plan.to_json(), "steps": args.steps, "scale_down": args.scale_down, "timeout": args.timeout,
-               "trust_remote_code": args.trust_remote_code}
+               "trust_remote_code": args.trust_remote_code, "nproc": args.nproc}
     run_id, _ = launch.start(request)
     print(f"run {run_id} started (tuning-advisor runs lists it)", file=sys.stderr)
     try:
@@ -356,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
+    p.add_argument("--min-gpus", action="store_true",
+                   help="also: the smallest count of this GPU that fits under each sharding, and the cheapest GPU "
+                        "type x count from the catalog that fits (within --max-hours/--max-cost when given)")
+    p.add_argument("--max-hours", type=_positive_float, help="with --min-gpus: a time budget for the whole run")
+    p.add_argument("--max-cost", type=_positive_float, help="with --min-gpus: a money budget (USD) for the whole run")
     p.add_argument("--dry-run", action="store_true",
                    help="also run one real training step on fake tensors (exact peak, no memory used; "
                         "full, lora, prompt_tuning, adapters; seconds to a minute for billions of parameters)")
@@ -378,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scale-down", action="store_true",
                    help="a small copy of the architecture (random weights) for a quick check on a small machine")
     t.add_argument("--timeout", type=_positive_float, help="stop the run after this many seconds")
+    t.add_argument("--nproc", type=_positive_int, default=1,
+                   help="run on N ranks through torchrun with the plan's --sharding (none = DDP, fsdp/zero3 = FSDP2 "
+                        "full shard, zero2 = FSDP2 without resharding after forward); N GPUs, or on a CPU machine N "
+                        "processes over gloo (default 1)")
     t.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own code (off by default)")
     p.add_argument("--json", action="store_true", help="print the result JSON (DESIGN.md contract)")
     p.set_defaults(func=cmd_trial, parser=p)

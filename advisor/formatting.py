@@ -135,3 +135,24 @@ def format_trial(res: dict) -> str:
     lines += [f"  adapted for this machine: {a}" for a in res.get("adaptations", [])]
     lines += [f"  note: {n}" for n in res.get("notes", [])]
     return "\n".join(lines)
+
+
+def format_min_gpus(m: dict) -> str:
+    """How many GPUs: per sharding on the plan's GPU, then the cheapest catalog options."""
+    lines = [f"How many {m['gpu']} GPUs"]
+    for label, found in m["by_sharding"].items():
+        if found is None:
+            lines.append(f"  {label:<14} does not fit on up to 1024")
+        else:
+            cost = "" if found["cost_usd"] is None else f", ${found['cost_usd']:,.2f} for the run"
+            lines.append(f"  {label:<14} {found['num_gpus']:>4} × {gib(found['memory_per_gpu'])} per GPU, host RAM "
+                         f"{gib(found['cpu_ram'])}{cost}")
+    if m["cheapest"]:
+        lines.append("Cheapest that fit" + (" the budget" if any(m["budget"].values()) else "") + ":")
+        for o in m["cheapest"]:
+            cost = "—" if o["cost_usd"] is None else f"${o['cost_usd']:,.2f}"
+            lines.append(f"  {o['num_gpus']} × {o['name']} ({o['sharding']}): {cost} for the run, "
+                         f"{human_seconds(o['seconds'])}, ${o['usd_per_hour']:,.2f}/h")
+    else:
+        lines.append("No catalog GPU type and count up to 128 fits" + (" the budget." if any(m["budget"].values()) else "."))
+    return "\n".join(lines)

@@ -65,10 +65,11 @@ def data_file(folder: Path) -> Path:
     return path
 
 
-def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt: bool, precision: str) -> dict:
+def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt: bool, precision: str,
+               sharding: str | None = None) -> dict:
     from tuners import launch
 
-    home = folder / f"home-{model}-{method}-{batch}-{seq}-{int(ckpt)}-{precision}"
+    home = folder / f"home-{model}-{method}-{batch}-{seq}-{int(ckpt)}-{precision}-{sharding}"
     os.environ["TUNING_ADVISOR_HOME"] = str(home)  # fresh: no calibration from earlier cases
     home.mkdir(parents=True, exist_ok=True)
     shared_peak = folder / "cpu_peak.json"  # ... but one measured CPU peak for all of them
@@ -81,12 +82,14 @@ def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt
     settings = {"batch_size": batch, "seq_len": seq, "precision": precision, "gradient_checkpointing": ckpt}
     if method in ("lora", "qlora", "dora"):
         settings["lora_rank"] = 16
-    plan = Plan.create(str(cfg), method, settings, data={"path": str(data_file(folder))})
-    run_id, _ = launch.start({"plan": plan.to_json(), "steps": 5})
+    hardware = {"num_gpus": 2, "sharding": sharding} if sharding else {}
+    plan = Plan.create(str(cfg), method, settings, hardware, data={"path": str(data_file(folder))})
+    run_id, _ = launch.start({"plan": plan.to_json(), "steps": 5, "nproc": 2 if sharding else 1})
     res = launch.follow(run_id)
     if not shared_peak.exists() and (home / "cpu_peak.json").exists():
         shutil.copy(home / "cpu_peak.json", shared_peak)
-    row = {"kind": "trial", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
+    row = {"kind": "sharded" if sharding else "trial", "model": model,
+           "method": f"{method}/{sharding}" if sharding else method, "batch": batch, "seq": seq, "ckpt": ckpt,
            "precision": precision, "status": res["status"], "error": res["error"]}
     if res["status"] == "completed":
         e, m = res["estimate"], res["measured"]
@@ -159,7 +162,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a small matrix (a few minutes on 2 CPU cores)")
     ap.add_argument("--write-docs", action="store_true", help="put the summary into docs/accuracy.md")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    ap.add_argument("--only", choices=("trial", "dry"), help="run one part of the matrix")
+    ap.add_argument("--only", choices=("trial", "dry", "sharded"),
+                    help="run one part of the matrix (sharded: 2 CPU ranks through torchrun, DDP/FSDP2)")
     ap.add_argument("--from-json", action="append", metavar="RESULTS",
                     help="do not run: write docs/accuracy.md from saved results (repeatable)")
     args = ap.parse_args()
@@ -182,13 +186,15 @@ def main():
     header = (f"{'kind':8} {'model':16} {'method':14} {'b':>2} {'seq':>5} {'ckpt':5} {'prec':5} "
               f"{'est MiB':>9} {'meas MiB':>9} {'err':>7}   {'est tok/s':>9} {'meas tok/s':>10} {'err':>7}")
     print(header)
+    shardeds = [("llama-60m", m, 2, 256, False, "fp32", sh) for m in ("full", "lora") for sh in ("none", "fsdp", "zero2")]
     cases = [("trial",) + t for t in trials if args.only in (None, "trial")]
+    cases += [("sharded",) + t for t in shardeds if args.only in (None, "sharded")]
     cases += [("dry",) + d for d in drys if args.only in (None, "dry")]
     partial = Path(args.out) / "accuracy-partial.jsonl"  # every finished case, in case the run is cut short
     partial.parent.mkdir(parents=True, exist_ok=True)
     for case in cases:
         try:
-            r = trial_case(folder, *case[1:]) if case[0] == "trial" else dry_case(*case[1:])
+            r = trial_case(folder, *case[1:]) if case[0] in ("trial", "sharded") else dry_case(*case[1:])
         except Exception as exc:  # one broken case must not lose the others
             r = {"kind": case[0], "model": case[1], "method": case[2], "status": "failed",
                  "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}

@@ -70,7 +70,8 @@ class MemoryBreakdown:
     def to_dict(self) -> dict:
         return {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
                 "activations": self.activations, "other": self.other, "peak_allocated": self.peak_allocated,
-                "overhead": self.overhead, "total": self.total, "peak_phase": self.peak_phase,
+                "overhead": self.overhead, "total": self.total, "cpu_ram": self.detail.get("cpu_ram"),
+                "peak_phase": self.peak_phase,
                 "phases": dict(self.phases), "at_peak": dict(self.at_peak), "detail": dict(self.detail)}
 
 
@@ -124,6 +125,22 @@ def _teacher_bytes(teacher: ModelSpec, setup: TrainSetup) -> int:
     return teacher.total_params * DTYPE_BYTES[setup.precision]
 
 
+# Host memory of one training process beyond what it offloads: the Python interpreter, torch with its
+# CUDA libraries and the host side of the CUDA context (typically 2–3 GiB resident per GPU process).
+PROCESS_HOST_BYTES = int(2.5 * GIB)
+# from_pretrained reads safetensors shards one at a time (HF shards are ~5 GB): the load peak on the host.
+LOAD_BUFFER_BYTES = 5 * 10**9
+GPUS_PER_NODE = 8
+
+
+def host_bytes(spec: ModelSpec, setup: TrainSetup, detail: dict, sharded_weights: int) -> int:
+    """Host (CPU) memory one node needs: per GPU process its runtime and what it offloads, plus one
+    shard of weights being loaded. A node holds up to 8 GPUs."""
+    per_node = min(setup.num_gpus, GPUS_PER_NODE)
+    offloaded = sum(detail.get(k, 0) for k in ("offloaded_optimizer", "offloaded_parameters", "offloaded_gradients"))
+    return per_node * (PROCESS_HOST_BYTES + offloaded) + min(sharded_weights, LOAD_BUFFER_BYTES)
+
+
 def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | None = None) -> MemoryBreakdown:
     """Per-GPU memory of one steady-state training step (optimizer states already created)."""
     m = setup.m
@@ -165,12 +182,32 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         if setup.sharding in ("zero2", "zero3", "fsdp"):
             gradients //= n
         if setup.sharding in ("zero3", "fsdp"):
-            gathered = 2 * sharded_weights // max(spec.layers, 1)  # one block gathered, the next prefetched
+            # FSDP2 (fully_shard per block, then the root): the block in use is all-gathered and the next
+            # one prefetched, each through a flat all-gather buffer it is copied out of: 4 block-sized
+            # buffers at the backward start. The root (embeddings, head) is not resharded after forward:
+            # its unsharded parameters and their all-gather buffer stay (torch 2.13, measured on 2 CPU
+            # ranks over gloo at 4M and 60M parameters: tests/test_sharded.py, bench/accuracy.py --only sharded).
+            per = FP32 if setup.m.quantized_base else setup.weight_bytes
+            root = min((spec.params.embeddings + spec.params.lm_head) * per, sharded_weights)
+            block = (sharded_weights - root) // max(spec.layers, 1)
+            gathered = 2 * root - root // n + 4 * block
             weights = weights - sharded_weights + sharded_weights // n + gathered
             detail["gathered_block"] = gathered
+            # Mixed precision under FSDP casts at the all-gather (FSDP2's MixedPrecisionPolicy, DeepSpeed's
+            # bf16 ZeRO-3): 16-bit copies of the gathered blocks only, never of the whole model.
+            cast_cache = gathered * DTYPE_BYTES[setup.precision] // setup.weight_bytes if setup.mixed_precision else 0
     if setup.cpu_offload:
+        # Offload moves the optimizer states to host memory; under ZeRO-3/FSDP also each GPU's parameter
+        # shard and its gradients (FSDP's CPUOffloadPolicy, DeepSpeed's offload_param): only the gathered
+        # blocks stay on the GPU.
         detail["offloaded_optimizer"] = optimizer
         optimizer = 0
+        if n > 1 and setup.sharding in ("zero3", "fsdp"):
+            detail["offloaded_parameters"] = sharded_weights // n
+            detail["offloaded_gradients"] = gradients
+            weights -= sharded_weights // n
+            gradients = 0
+    detail["cpu_ram"] = host_bytes(spec, setup, detail, sharded_weights)
 
     act = activations(spec, setup)
     # Optimizer temporaries during step(). On CUDA torch defaults to the foreach implementation: one
@@ -193,7 +230,14 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         grads_at_end = gradients
     else:
         block = (spec.total_params - spec.params.embeddings - spec.params.lm_head) // max(spec.layers, 1)
-        grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if setup.sharding in ("zero2", "zero3", "fsdp") else 1), 0)
+        fsdp = n > 1 and setup.sharding in ("zero2", "zero3", "fsdp")
+        grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if fsdp else 1), 0)
+        if fsdp and not setup.cpu_offload:
+            # FSDP2 reduce-scatters the root module's gradients (embeddings, head) only when the whole
+            # backward ends: until then they exist unsharded (measured, 2 CPU ranks, tests/test_sharded.py).
+            root = (spec.params.embeddings + spec.params.lm_head) * pb
+            grads_at_end += root - root // n
+            detail["unsharded_root_gradients"] = root - root // n
     # Each moment as its parts: what is resident, which gradients exist, activations, and the rest.
     optim = optimizer + detail.get("ddp_buckets", 0)
     moments = {

@@ -222,3 +222,16 @@ def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path):
     at.radio(key="view").set_value("History").run()
     history = frame_with(at, "run").set_index("run")
     assert history.loc[run_id, "status"] == "cancelled" and history.loc[run_id, "device"] == "cpu"
+
+
+def test_how_many_gpus_in_the_what_if(home):
+    at = app().run()
+    at.selectbox(key="model").set_value("llama-3.1-70b").run()
+    at.radio(key="view").set_value("Charts").run()
+    at.selectbox(key="whatif_method").set_value("full").run()
+    at.toggle(key="whatif_min_gpus").set_value(True).run()
+    assert not at.exception
+    table = frame_with(at, "host RAM per node").set_index("sharding")
+    assert table.loc["DDP (replicas)", "GPUs"] == "does not fit on 1,024"
+    assert int(table.loc["FSDP / ZeRO-3", "GPUs"].replace(",", "")) >= 8
+    assert any("Cheapest GPU type" in c.value for c in at.caption)

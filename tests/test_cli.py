@@ -102,3 +102,16 @@ def test_help_teaches():
     assert r.returncode == 0 and "estimate" in r.stdout and "--json" in r.stdout
     r = cli("estimate", "--help")
     assert "--lora-targets" in r.stdout and "--sharding" in r.stdout and "default" in r.stdout
+
+
+def test_estimate_plan_min_gpus(tmp_path):
+    plan = {"model": "llama-3.1-70b", "method": "qlora", "settings": {"gradient_checkpointing": True},
+            "hardware": {"gpu": "rtx-4090"}, "data": {"num_examples": 2000, "tokens_per_example": 400}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = cli("estimate", "--plan", str(tmp_path / "plan.json"), "--min-gpus", "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["min_gpus"]
+    assert m["gpu"] == "rtx-4090" and m["by_sharding"]["none"] is None  # 70B in 4 bits is ~37 GiB: no 24 GB replica
+    assert m["by_sharding"]["fsdp"]["num_gpus"] >= 2 and m["by_sharding"]["fsdp"]["memory_per_gpu"] < 24 * 2**30
+    text = cli("estimate", "--plan", str(tmp_path / "plan.json"), "--min-gpus")
+    assert "How many rtx-4090 GPUs" in text.stdout and "Cheapest" in text.stdout

@@ -32,6 +32,7 @@ class LiveTensorTracker(TorchDispatchMode):
     def _add(self, t) -> None:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             return
+        t = getattr(t, "_local_tensor", t)  # a DTensor (FSDP2's sharded parameters) holds only its local shard
         try:
             st = t.untyped_storage()
         except (RuntimeError, NotImplementedError):  # sparse / opaque tensors

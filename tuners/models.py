@@ -104,8 +104,9 @@ def auto_class(cfg: dict):
     return runtime.auto_class(cfg)
 
 
-def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0) -> ModelSource:
-    """Resolves ``--model`` into a folder ``from_pretrained`` can load."""
+def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0, reuse: bool = False) -> ModelSource:
+    """Resolves ``--model`` into a folder ``from_pretrained`` can load. ``reuse``: a random-weight copy
+    already written to ``workdir`` (by rank 0 of a sharded run) is taken as it is."""
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -122,6 +123,10 @@ def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0) -> ModelSou
     import torch
     import transformers
 
+    folder = workdir / "model"
+    note = f"{what}, random weights" + (", scaled down to a small copy of the architecture" if scale else "")
+    if reuse and (folder / "config.json").is_file():
+        return ModelSource(folder, json.loads((folder / "config.json").read_text()), True, scale, note)
     cfg = clean_config(raw)
     cfg.pop("torch_dtype", None)
     cfg.pop("dtype", None)
@@ -136,14 +141,12 @@ def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0) -> ModelSou
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_config(conf)
-    folder = workdir / "model"
     model.save_pretrained(folder)
     del model
-    note = f"{what}, random weights" + (", scaled down to a small copy of the architecture" if scale else "")
     return ModelSource(folder, json.loads((folder / "config.json").read_text()), True, scale, note)
 
 
-def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path):
+def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path, reuse: bool = False):
     """The folder's own tokenizer; otherwise a byte-level BPE trained on the data (vocabulary capped
     by the model's), saved in the run folder so the exported script can reuse it."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -151,6 +154,8 @@ def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path):
     if not source.random_weights and any((source.folder / f).exists()
                                          for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")):
         tok = AutoTokenizer.from_pretrained(source.folder)
+    elif reuse and (workdir / "tokenizer").is_dir():  # trained by rank 0 of this run
+        tok = AutoTokenizer.from_pretrained(workdir / "tokenizer")
     else:
         from tuners.data import train_bpe
 

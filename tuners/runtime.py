@@ -416,22 +416,30 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def wrap_distributed(model, sharding: str, device: str):
+def sharded(sharding: str) -> bool:
+    """FSDP2 shards the parameters (``fsdp``/``zero3``) or keeps them gathered after forward (``zero2``)."""
+    return sharding in ("zero2", "zero3", "fsdp")
+
+
+def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=None):
     """DDP (``none``), FSDP2 full shard (``fsdp``/``zero3``) or FSDP2 keeping parameters gathered
     between forward and backward (``zero2``: gradients and optimizer states sharded) — the
-    engines torch.distributed provides; nothing home-made."""
+    engines torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the
+    all-gather (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast."""
     import torch
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.nn.parallel import DistributedDataParallel
 
-    if sharding in ("none", "zero1"):
+    if not sharded(sharding):
         return DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     reshard = sharding != "zero2"
+    policy = MixedPrecisionPolicy(param_dtype=mixed_precision_dtype, reduce_dtype=torch.float32) \
+        if mixed_precision_dtype is not None else MixedPrecisionPolicy()
     blocks = [m for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block", "EncoderLayer"))
               and not any(isinstance(c, type(m)) for c in m.children())]
     for block in blocks:
-        fully_shard(block, reshard_after_forward=reshard)
-    fully_shard(model, reshard_after_forward=reshard)
+        fully_shard(block, reshard_after_forward=reshard, mp_policy=policy)
+    fully_shard(model, reshard_after_forward=reshard, mp_policy=policy)
     return model
 
 
@@ -523,12 +531,14 @@ def main(argv=None) -> int:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     say(f"trainable parameters: {sum(p.numel() for p in params):,} of {sum(p.numel() for p in model.parameters()):,}")
+    autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
     if world > 1:
-        model = wrap_distributed(model, hardware.get("sharding", "none"), device)
+        sharding = hardware.get("sharding", "none")
+        model = wrap_distributed(model, sharding, device, autocast[1] if autocast and sharded(sharding) else None)
+        autocast = None if sharded(sharding) else autocast
         params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]))
     loss = loss_fn(recipe, teacher)
-    autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
 
     encoded = encode(load_examples(data_path), tok, s["seq_len"])[rank::world]
     if not encoded:

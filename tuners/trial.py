@@ -32,7 +32,7 @@ from estimators.methods import get
 from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import spec_from_config
-from tuners import store
+from tuners import runtime, store
 
 # torch.cuda.get_device_name() fragments -> GPU catalog ids, to estimate time on the device we run on.
 _DEVICE_NAMES = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("A100-SXM4-40GB", "a100-40gb"),
@@ -50,12 +50,16 @@ class OutOfMemory(Exception):
 
 
 class Events:
-    def __init__(self, run_dir: Path):
+    """Appends JSON-line events to the run's ``events.jsonl``; ranks of a sharded run tag theirs."""
+
+    def __init__(self, run_dir: Path, rank: int | None = None):
         self.path = run_dir / "events.jsonl"
+        self.rank = rank
 
     def __call__(self, event: str, **data) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps({"event": event, "time": time.time(), **data}) + "\n")
+        tag = {} if self.rank is None else {"rank": self.rank}
+        with self.path.open("a") as f:  # one short O_APPEND write per line: ranks do not interleave lines
+            f.write(json.dumps({"event": event, "time": time.time(), **tag, **data}) + "\n")
 
 
 def _rss_bytes() -> int:
@@ -77,14 +81,18 @@ def catalog_gpu_for(device_name: str):
     return None
 
 
-def adapt(plan: Plan, device: str, scale_down: bool) -> tuple[Plan, list[str]]:
+def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Plan, list[str]]:
     """The plan as this machine runs it, and every change that took (DESIGN.md: ``adaptations``)."""
     notes, hardware = [], {}
     h = plan.hardware
     if device == "cpu":
         notes.append("no CUDA device: the steps run on this machine's CPU (memory is the peak of live tensor "
-                     "bytes; speed is the CPU's)")
-    if h["num_gpus"] > 1:
+                     "bytes; speed is the CPU's)" + (f"; {world} CPU processes over gloo stand in for {world} GPUs"
+                                                     if world > 1 else ""))
+    if world > 1 and h["num_gpus"] != world:
+        hardware["num_gpus"] = world
+        notes.append(f"{world} processes instead of the plan's {h['num_gpus']} GPU(s), sharding {h['sharding']}")
+    elif world == 1 and h["num_gpus"] > 1:
         hardware.update(num_gpus=1, sharding="none")
         notes.append(f"one process instead of {h['num_gpus']} GPUs ({h['sharding']}): use --nproc to run sharded")
     if h["cpu_offload"]:
@@ -99,7 +107,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     import torch
 
     from tuners import data as data_mod
-    from tuners import methods, models, runtime
+    from tuners import distributed, methods, models
     from tuners.export import write_project
     from tuners.memtrack import LiveTensorTracker
 
@@ -113,19 +121,35 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     data_path = request.get("data") or plan.data.get("path")
     if not data_path:
         raise InputError("the plan has no data file: give --data FILE (JSONL, CSV or Parquet)")
+    rank, local_rank, world = runtime.distributed()
     device = "cuda" if torch.cuda.is_available() and not request.get("cpu") else "cpu"
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
     scale = bool(request.get("scale_down"))
-    trial_plan, adaptations = adapt(plan, device, scale)
+    trial_plan, adaptations = adapt(plan, device, scale, world)
     setup = trial_plan.setup(device)
     s = trial_plan.settings
-    device_name = f"cuda:0 {torch.cuda.get_device_name(0)}" if device == "cuda" else "cpu"
-    store.update(run_id, device=device_name)
+    device_name = f"cuda:{local_rank} {torch.cuda.get_device_name(local_rank)}" if device == "cuda" else "cpu"
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    if rank == 0:
+        store.update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))
     baseline_rss = _rss_bytes()
 
     # --- set up: data, tokenizer, model, method ---------------------------------------------------
     examples, fmt, _, _ = data_mod.load_examples(data_path)
-    source = models.materialize(plan.model, run_dir, scale)
-    tokenizer = models.tokenizer_for(source, [e.prompt + e.completion for e in examples], run_dir)
+    # Several ranks: rank 0 writes the random-weight copy and the tokenizer, the others then read them.
+    later = world > 1 and rank != 0
+    if later:
+        torch.distributed.barrier()
+    source = models.materialize(plan.model, run_dir, scale, reuse=later)
+    tokenizer = models.tokenizer_for(source, [e.prompt + e.completion for e in examples], run_dir, reuse=later)
+    teacher_source = None
+    if s.get("teacher"):
+        teacher_source = models.materialize(s["teacher"], run_dir / "teacher", scale, seed=1, reuse=later)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     report, examples = data_mod.validate(data_path, tokenizer, setup.seq_len)
     emit("data", report=report.to_dict(), model=source.description)
     if not (setup.examples and setup.tokens_per_example):  # whole-run figures for the file itself
@@ -136,14 +160,13 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     recipe = methods.recipe(trial_plan, spec)
     teacher_spec = teacher = None
     if recipe.get("teacher"):
-        teacher_source = models.materialize(recipe["teacher"]["model"], run_dir / "teacher", scale, seed=1)
         teacher_spec = spec_from_config(teacher_source.config, model_id=s["teacher"])
         if teacher_spec.vocab != spec.vocab:
             raise InputError(f"teacher vocab {teacher_spec.vocab} differs from student vocab {spec.vocab}: "
                              "distillation needs a shared tokenizer (C6.7)")
         recipe["teacher"]["model"] = str(teacher_source.folder)
 
-    if device == "cuda":
+    if device.startswith("cuda"):
         gpu = catalog_gpu_for(device_name)
     else:
         from tuners.hardware import cpu_device
@@ -152,8 +175,9 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     calibration = store.calibration_for(gpu.id if gpu else None, setup.method, setup.precision)
     est = estimate(spec, setup, gpu, teacher_spec, price_per_hour=plan.hardware.get("price_per_hour"),
                    calibration=calibration)
-    (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
-    store.update(run_id, estimate=est.to_json())
+    if rank == 0:
+        (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
+        store.update(run_id, estimate=est.to_json())
 
     model = runtime.load_model(source.folder, recipe, s, device, trust_remote_code=bool(request.get("trust_remote_code")))
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else source.folder
@@ -163,21 +187,29 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         teacher = runtime.load_model(recipe["teacher"]["model"], {"quantization": recipe["teacher"]["quantization"]},
                                      s, device).eval()
         teacher.requires_grad_(False)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    autocast = (device.split(":")[0], runtime.torch_dtype(s["precision"])) if s["mixed_precision"] else None
+    if world > 1:  # DDP or FSDP2 as the plan shards (torch.distributed's engines)
+        fsdp = runtime.sharded(setup.sharding)
+        model = runtime.wrap_distributed(model, setup.sharding, device, autocast[1] if autocast and fsdp else None)
+        autocast = None if fsdp else autocast
     trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable, n_total = sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters())
     optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))
-    before = {n: p.detach().clone() for n, p in model.named_parameters()} if request.get("record_changes") else None
+    before = {n: p.detach().clone() for n, p in model.named_parameters()} \
+        if request.get("record_changes") and world == 1 else None
     encoded = data_mod.encode(examples, tokenizer, setup.seq_len)
+    if world > 1 and len(encoded) >= world:
+        encoded = encoded[rank::world]  # each rank its own share of the data, as a real data-parallel run
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     loss = runtime.loss_fn(recipe, teacher)
-    autocast = (device, runtime.torch_dtype(s["precision"])) if s["mixed_precision"] else None
 
     def one_step(batch, tracker=None):
         return float(runtime.train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
                                         loss=loss, autocast=autocast))
 
     # --- train: a few real steps, measured -------------------------------------------------------
-    emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=s["lr"],
+    emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=s["lr"], pid=os.getpid(),
          random_weights=source.random_weights, scaled_down=source.scaled_down, adaptations=adaptations)
     losses, timed, peak_tracked, peak_phase = [], [], None, None
     tokens_per_step = setup.batch_size * setup.tokens_per_sequence  # processed tokens (prompt tuning's included)
@@ -189,11 +221,18 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             raise OutOfMemory(f"simulated out-of-memory at step {step}")
         if timeout and time.time() - started > float(timeout):
             raise TimeoutError(f"timed out after {timeout} s at step {step} of {steps}")
+        # CPU memory: the live tensors of step 2. With several ranks the tracker starts at step 1, so what
+        # the first step creates and keeps (DDP's gradient buckets, FSDP's buffers) is counted too.
         tracker = None
-        if step == 2 and device == "cpu":
-            tracker = LiveTensorTracker()
-            tracker.track(model, optimizer, batch, *([teacher] if teacher is not None else []))
-        if step == 2 and device == "cuda":
+        if device == "cpu" and step == (1 if world > 1 else 2):
+            kept = LiveTensorTracker()
+            kept.track(model, optimizer, *([teacher] if teacher is not None else []))
+        if device == "cpu" and step in ((1, 2) if world > 1 else (2,)):
+            tracker = kept
+            tracker.track(batch)
+            if step == 2:
+                tracker.reset_peak()
+        if step == 2 and device != "cpu":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
@@ -201,10 +240,11 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             if tracker is not None:
                 with tracker:
                     value = one_step(batch, tracker)
-                peak_tracked, peak_phase = tracker.peak, tracker.peak_phase
+                if step == 2:
+                    peak_tracked, peak_phase = tracker.peak, tracker.peak_phase
             else:
                 value = one_step(batch)
-            if device == "cuda":
+            if device != "cpu":
                 torch.cuda.synchronize()
         except Exception as exc:
             if _is_oom(exc):
@@ -217,12 +257,12 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         losses.append(value)
         if step >= 3:
             timed.append(seconds)
-        memory = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_tracked)
+        memory = (torch.cuda.max_memory_allocated() if device != "cpu" else peak_tracked)
         emit("step", step=step, steps=steps, loss=value, seconds=seconds, tokens=tokens_per_step, memory=memory)
 
     # --- report: measured beside estimated, the artifact and the project -------------------------
     step_seconds = sum(timed) / len(timed)
-    if device == "cuda":
+    if device != "cpu":
         free, total = torch.cuda.mem_get_info()
         peak_alloc, peak_device = torch.cuda.max_memory_allocated(), total - free
         extra_measured = {"peak_reserved": torch.cuda.max_memory_reserved()}
@@ -230,27 +270,37 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         peak_alloc = peak_tracked
         peak_device = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline_rss
         extra_measured = {"peak_phase": peak_phase, "peak_rss_above_baseline": peak_device}
-    tps = tokens_per_step / step_seconds
-    measured = {"peak_allocated": peak_alloc, "peak_device": peak_device, "step_seconds": step_seconds,
-                "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
-                "total_params": n_total, "per_rank": [{"rank": 0, "peak_allocated": peak_alloc}], **extra_measured}
+    mine = {"rank": rank, "peak_allocated": peak_alloc, "peak_device": peak_device, "step_seconds": step_seconds,
+            "parameter_bytes": distributed.local_parameter_bytes(model)}
+    per_rank = distributed.gather(mine, world)
+    slowest = max(r["step_seconds"] for r in per_rank)
+    tps = tokens_per_step * world / slowest  # all ranks together, at the slowest rank's pace
+    peak_alloc = max(r["peak_allocated"] for r in per_rank)
+    measured = {"peak_allocated": peak_alloc, "peak_device": max(r["peak_device"] for r in per_rank),
+                "step_seconds": slowest, "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
+                "total_params": n_total, "per_rank": per_rank, **extra_measured}
     total_tokens = setup.examples * (setup.tokens_per_example + setup.m.virtual_tokens(setup)) * setup.epochs
     seconds = total_tokens / tps
     price = plan.hardware.get("price_per_hour")
-    if price is None and gpu is not None and device == "cuda":
+    if price is None and gpu is not None and device != "cpu":
         price = gpu.price_per_hour_usd
     extrapolated = {"tokens": int(total_tokens), "seconds": seconds,
                     "cost_usd": None if price is None else round(seconds / 3600 * price, 4),
                     "assumption": "whole run at the measured tokens/s of this device (padded batches of seq_len)"}
-    if gpu is not None:
-        calibrate(run_id, setup, gpu, est, tps, measured if device == "cuda" else None)
+    if gpu is not None and world == 1:  # several ranks add communication: not a device's own efficiency
+        calibrate(run_id, setup, gpu, est, tps, measured if device != "cpu" else None)
     ej = est.to_json()
     ratios = {"peak_allocated": peak_alloc / ej["memory"]["peak_allocated"] if peak_alloc else None}
     if ej["throughput"]["tokens_per_second"]:
         ratios["tokens_per_second"] = tps / ej["throughput"]["tokens_per_second"]
     artifact = None
     if get(plan.method).artifact == "adapter":  # a whole model is gigabytes: the exported project trains and saves it
-        artifact = runtime.save_artifact(model, run_dir / "adapter", recipe)
+        state = runtime.full_state_dict(model) if world > 1 else None  # every rank takes part in gathering it
+        if rank == 0:
+            artifact = runtime.save_artifact(getattr(model, "module", model), run_dir / "adapter", recipe,
+                                             state_dict=state)
+    if rank != 0:
+        return {"rank": rank}
     project = write_project(plan, run_dir / "project")
     if before is not None:  # test hook: which parameters moved, and outputs to compare a reloaded adapter with
         changed = {n: not torch.equal(before[n].to(p.device), p.detach()) for n, p in model.named_parameters()}
@@ -289,21 +339,8 @@ def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float
     store.record_calibration(gpu.id, setup.method, setup.precision, efficiency, run_id, overhead, slack)
 
 
-def run(run_id: str) -> int:
-    row = store.get(run_id)
-    if row is None:
-        print(f"unknown run {run_id}", file=sys.stderr)
-        return 2
-    run_dir = Path(row["run_dir"])
-    request = row["request"]
-    emit = Events(run_dir)
-
-    def on_term(signum, frame):
-        raise Cancelled("cancelled by the user")
-
-    signal.signal(signal.SIGTERM, on_term)
-    store.update(run_id, status="running", pid=os.getpid())
-    emit("started", run_id=run_id, pid=os.getpid())
+def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
+    """Runs ``execute`` and turns whatever happens into a result dict (status, error, error_kind)."""
     result = {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
               "extrapolated": None, "error": None}
     try:
@@ -315,7 +352,8 @@ def run(run_id: str) -> int:
         result["error"] = str(exc)
         result["error_kind"] = {InputError: "input", OutOfMemory: "oom", TimeoutError: "timeout"}.get(type(exc), "loss")
     except Exception as exc:  # a crash: one line for the user, the traceback in the run folder
-        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        name = "traceback.txt" if emit.rank is None else f"traceback-rank{emit.rank}.txt"
+        (run_dir / name).write_text(traceback.format_exc())
         oom = False
         try:
             oom = _is_oom(exc)
@@ -323,9 +361,12 @@ def run(run_id: str) -> int:
             pass
         result["error_kind"] = "oom" if oom else "crash"
         result["error"] = ("out of memory: " if oom else f"crashed ({type(exc).__name__}): ") + \
-            str(exc).splitlines()[0][:300] + f" (details in {run_dir / 'traceback.txt'})"
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            str(exc).splitlines()[0][:300] + f" (details in {run_dir / name})"
+    return result
+
+
+def finish(run_id: str, run_dir: Path, result: dict, emit: Events) -> int:
+    """Records a run's end once: result.json, the store row, the last event."""
     if result["estimate"] is None and (run_dir / "estimate.json").exists():
         result["estimate"] = json.loads((run_dir / "estimate.json").read_text())  # OOM is recorded beside it
     if result["device"] is None:
@@ -338,11 +379,45 @@ def run(run_id: str) -> int:
     return 0 if result["status"] == "completed" else 1
 
 
+def _on_term(signum, frame):
+    raise Cancelled(store.CANCEL_REQUESTED)
+
+
+def run(run_id: str, worker: bool = False) -> int:
+    """One run: in this process, or (``nproc`` > 1) supervised over torchrun ranks; ``worker``: one rank."""
+    row = store.get(run_id)
+    if row is None:
+        print(f"unknown run {run_id}", file=sys.stderr)
+        return 2
+    run_dir = Path(row["run_dir"])
+    request = row["request"]
+    signal.signal(signal.SIGTERM, _on_term)
+    if worker:  # a rank under torchrun: the supervisor records the run
+        from tuners.distributed import finish_rank
+
+        rank = runtime.distributed()[0]
+        result = outcome(run_id, run_dir, request, Events(run_dir, rank))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return finish_rank(run_dir, rank, result)
+    emit = Events(run_dir)
+    store.update(run_id, status="running", pid=os.getpid())
+    emit("started", run_id=run_id, pid=os.getpid())
+    if int(request.get("nproc") or 1) > 1:
+        from tuners.distributed import supervise
+
+        result = supervise(run_id, run_dir, request, emit)
+    else:
+        result = outcome(run_id, run_dir, request, emit)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return finish(run_id, run_dir, result, emit)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tuners.trial", description="Run one trial recorded in the store.")
     ap.add_argument("--run-id", required=True)
+    ap.add_argument("--worker", action="store_true", help="one rank of a sharded run (started by torchrun)")
     args = ap.parse_args(argv)
-    return run(args.run_id)
+    return run(args.run_id, args.worker)
 
 
 if __name__ == "__main__":

@@ -165,12 +165,33 @@ def render_what_if(by_method: dict, gpu) -> None:
     fig.update_layout(legend={"orientation": "h", "y": -0.45, "title": None})
     fig.add_vline(x=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
     st.plotly_chart(fig, key="whatif_chart")
+    if st.toggle("How many GPUs do I need?", key="whatif_min_gpus"):
+        render_min_gpus(edited)
     left, right = st.columns(2)
     left.download_button("Download this plan (plan.json)", json.dumps(edited.to_json(), indent=2), "plan.json",
                          key="dl_plan", help="tuning-advisor estimate|trial|export --plan plan.json")
     right.download_button("Download a runnable project (zip)", project_zip(edited), f"{method}-project.zip",
                           key="dl_project", help="train.py, plan.json, launch.sh, requirements.txt, README.md")
     exact_check(edited)
+
+
+def render_min_gpus(plan: Plan) -> None:
+    """The smallest count of the plan's GPU per sharding, and the cheapest catalog GPU x count that fits."""
+    from estimators.scaling import min_gpus
+
+    m = min_gpus(plan)
+    rows = [{"sharding": {"none": "DDP (replicas)", "zero2": "ZeRO-2", "fsdp": "FSDP / ZeRO-3",
+                          "fsdp+offload": "FSDP + CPU offload"}[k],
+             "GPUs": "does not fit on 1,024" if f is None else f"{f['num_gpus']:,}",
+             "memory / GPU": "—" if f is None else fmt_bytes(f["memory_per_gpu"]),
+             "host RAM per node": "—" if f is None else fmt_bytes(f["cpu_ram"]),
+             "time": "—" if f is None else fmt_hours(f["seconds"]), "cost": "—" if f is None else fmt_usd(f["cost_usd"])}
+            for k, f in m["by_sharding"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="min_gpus_table")
+    if m["cheapest"]:
+        st.caption("Cheapest GPU type × count that fits: " + "; ".join(
+            f"{o['num_gpus']} × {o['name']} ({o['sharding']}, {fmt_usd(o['cost_usd'])}, {fmt_hours(o['seconds'])})"
+            for o in m["cheapest"]))
 
 
 @st.cache_data(show_spinner=False)

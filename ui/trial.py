@@ -80,6 +80,9 @@ def render_launch(answers: dict, rec: dict) -> None:
         scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", value=not HAS_GPU,
                             key="trial_scale")
     steps = int(c3.number_input("Trial steps", 3, 10000, 10, key="trial_steps"))
+    nproc = int(c3.number_input("Processes (ranks)", 1, 64, 1, key="trial_nproc",
+                                help="Run on N ranks through torchrun with the plan's sharding (DDP, or FSDP2 when the "
+                                     "plan shards): N GPUs, or on a CPU machine N processes over gloo."))
     s = plan.settings
     with c3.expander("Adjust for this machine (changes the plan for this run)"):
         batch = int(st.number_input("Trial micro-batch", 1, 65536, s["batch_size"], key=f"trial_batch_{method}"))
@@ -104,11 +107,12 @@ def render_launch(answers: dict, rec: dict) -> None:
             return
         try:
             run_plan = plan.edit(settings={"batch_size": batch, "seq_len": seq_len}, data={"path": data},
-                                 model=folder or None)
+                                 model=folder or None,
+                                 hardware={"num_gpus": nproc} if nproc > 1 and plan.hardware["num_gpus"] == 1 else None)
         except InputError as exc:
             st.error(str(exc))
             return
-        run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale})
+        run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale, "nproc": nproc})
         st.session_state["run_id"] = run_id
         st.query_params["run"] = run_id  # a reload (or this link in another tab) comes back to this run
         st.success(f"Started run {run_id}; it keeps running if you close this tab.")

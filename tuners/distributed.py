@@ -1,0 +1,130 @@
+"""Sharded trials: N ranks launched by ``torchrun`` (DDP or FSDP2, on N GPUs or N CPU processes over
+gloo), supervised by the run's own process, which records the run once.
+
+* ``supervise`` runs ``python -m torch.distributed.run --standalone --nproc-per-node N -m tuners.trial
+  --worker`` (torchrun's own rendezvous and worker management; nothing home-made), forwards a cancel to
+  it, waits, and turns the ranks' reports into one result: completed (rank 0's result), or failed with
+  the first rank's error — or, when a rank vanished (killed, crashed), which rank and that the others
+  were stopped. torchrun stops every rank when one fails (``--max-restarts 0``).
+* ``finish_rank`` is each rank's report (``rank-R.json``); rank 0 adds the result (``rank0-result.json``).
+* ``gather`` collects per-rank measurements on every rank; ``local_parameter_bytes`` counts what a rank
+  holds (FSDP2's DTensor shards count their local part).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRACE_S = 20
+"""How long ranks get to stop after a cancel before they are killed."""
+
+
+def gather(mine: dict, world: int) -> list[dict]:
+    if world == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, mine)
+    return sorted(out, key=lambda r: r["rank"])
+
+
+def local_parameter_bytes(model) -> int:
+    total = 0
+    for p in model.parameters():
+        t = getattr(p, "_local_tensor", p)
+        total += t.numel() * t.element_size()
+    return total
+
+
+def finish_rank(run_dir: Path, rank: int, result: dict) -> int:
+    report = {"rank": rank, "status": result["status"], "error": result.get("error"),
+              "error_kind": result.get("error_kind")}
+    if rank == 0 and result["status"] == "completed":
+        (run_dir / "rank0-result.json").write_text(json.dumps(result, indent=2))
+    (run_dir / f"rank-{rank}.json").write_text(json.dumps(report))
+    try:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # a peer already gone: nothing left to tidy
+        pass
+    return 0 if result["status"] == "completed" else 1
+
+
+def _reports(run_dir: Path, nproc: int) -> dict[int, dict]:
+    out = {}
+    for rank in range(nproc):
+        path = run_dir / f"rank-{rank}.json"
+        try:
+            out[rank] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def _lost_peer(error: str) -> bool:
+    """A collective that failed because another rank went away (gloo/NCCL words for it)."""
+    return any(w in error for w in ("Connection reset", "Connection closed", "connection closed", "Broken pipe",
+                                    "NCCL", "ProcessGroupGloo", "timed out in call to"))
+
+
+def supervise(run_id: str, run_dir: Path, request: dict, emit) -> dict:
+    """Runs the ranks through torchrun and returns the run's one result."""
+    from tuners.trial import Cancelled
+
+    nproc = int(request["nproc"])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "--max-restarts=0", "-m", "tuners.trial", "--run-id", run_id, "--worker"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    result = {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
+              "extrapolated": None, "error": None, "nproc": nproc}
+    emit("ranks", nproc=nproc, command=" ".join(cmd[1:]))
+    with open(run_dir / "ranks-log.txt", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cancelled = False
+        deadline = None if not request.get("timeout") else time.time() + float(request["timeout"]) + 120
+        try:
+            while proc.poll() is None:
+                if deadline and time.time() > deadline:
+                    raise TimeoutError(f"timed out after {request['timeout']} s")
+                time.sleep(0.2)
+        except (Cancelled, TimeoutError) as exc:
+            cancelled = isinstance(exc, Cancelled)
+            result["error"] = str(exc)
+            proc.send_signal(signal.SIGTERM)  # torchrun stops its ranks
+            try:
+                proc.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    reports = _reports(run_dir, nproc)
+    if proc.returncode == 0 and (run_dir / "rank0-result.json").exists():
+        return json.loads((run_dir / "rank0-result.json").read_text())
+    if cancelled:
+        return {**result, "status": "cancelled", "error_kind": "cancelled"}
+    # The cause, not its echoes: a rank that vanished (killed, crashed hard), else the first rank that
+    # failed on its own; peers that only lost their connection to it are its consequence.
+    failed = sorted((r for r in reports.values() if r["status"] == "failed"),
+                    key=lambda r: (_lost_peer(r.get("error") or ""), r["rank"]))
+    missing = [r for r in range(nproc) if r not in reports]
+    if missing:
+        error = (f"rank {missing[0]} of {nproc} ended without a result (killed or crashed); torchrun stopped the "
+                 f"other ranks (details in {run_dir / 'ranks-log.txt'})")
+        kind = "crash"
+    elif failed:
+        first = failed[0]
+        error = f"rank {first['rank']} of {nproc}: {first['error']}"
+        kind = first.get("error_kind")
+    else:
+        error = result["error"] or f"the ranks ended with exit status {proc.returncode} (see {run_dir / 'ranks-log.txt'})"
+        kind = "crash" if not result["error"] else "timeout"
+    return {**result, "error": error, "error_kind": kind}
