@@ -111,7 +111,7 @@ def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float
 
 def what_would_fit(spec: ModelSpec, setup: TrainSetup, gpu: GPU, teacher: ModelSpec | None) -> str | None:
     """The smallest change of hardware that fits: more of the same GPU with FSDP, else a bigger GPU."""
-    for n in (2, 4, 8, 16, 32, 64):
+    for n in (2, 4, 8, 16, 32, 64, 128, 256, 512):
         if n <= setup.num_gpus:
             continue
         trial = dataclasses.replace(setup, num_gpus=n, sharding="fsdp")

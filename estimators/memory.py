@@ -181,21 +181,28 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
             optimizer //= n
         if setup.sharding in ("zero2", "zero3", "fsdp"):
             gradients //= n
+        if setup.sharding == "zero2":
+            # ZeRO-2 as run here (FSDP2 without resharding after forward): every parameter is gathered from
+            # forward to backward while each rank keeps its shard too (measured: 2 CPU ranks at 4M and 60M
+            # parameters; DeepSpeed's ZeRO-2 keeps no shard, so this errs high for it by 1/n of the weights).
+            detail["parameter_shards"] = sharded_weights // n
+            weights += sharded_weights // n
         if setup.sharding in ("zero3", "fsdp"):
             # FSDP2 (fully_shard per block, then the root): the block in use is all-gathered and the next
             # one prefetched, each through a flat all-gather buffer it is copied out of: 4 block-sized
             # buffers at the backward start. The root (embeddings, head) is not resharded after forward:
             # its unsharded parameters and their all-gather buffer stay (torch 2.13, measured on 2 CPU
             # ranks over gloo at 4M and 60M parameters: tests/test_sharded.py, bench/accuracy.py --only sharded).
-            per = FP32 if setup.m.quantized_base else setup.weight_bytes
-            root = min((spec.params.embeddings + spec.params.lm_head) * per, sharded_weights)
-            block = (sharded_weights - root) // max(spec.layers, 1)
+            # Mixed precision under FSDP casts at the all-gather (FSDP2's MixedPrecisionPolicy, DeepSpeed's
+            # bf16 ZeRO-3): what is gathered is 16-bit, and there is no other copy (no autocast cache).
+            per = FP32 if setup.m.quantized_base else DTYPE_BYTES[setup.precision]
+            scale = per / (FP32 if setup.m.quantized_base else setup.weight_bytes)
+            root = min((spec.params.embeddings + spec.params.lm_head) * per, int(sharded_weights * scale))
+            block = (int(sharded_weights * scale) - root) // max(spec.layers, 1)
             gathered = 2 * root - root // n + 4 * block
             weights = weights - sharded_weights + sharded_weights // n + gathered
             detail["gathered_block"] = gathered
-            # Mixed precision under FSDP casts at the all-gather (FSDP2's MixedPrecisionPolicy, DeepSpeed's
-            # bf16 ZeRO-3): 16-bit copies of the gathered blocks only, never of the whole model.
-            cast_cache = gathered * DTYPE_BYTES[setup.precision] // setup.weight_bytes if setup.mixed_precision else 0
+            cast_cache = 0
     if setup.cpu_offload:
         # Offload moves the optimizer states to host memory; under ZeRO-3/FSDP also each GPU's parameter
         # shard and its gradients (FSDP's CPUOffloadPolicy, DeepSpeed's offload_param): only the gathered
