@@ -39,8 +39,9 @@ def home(tmp_path, monkeypatch):
 
 
 def trial(tiny, home, method, sharding, steps="4", extra=()):
+    precision = () if "--precision" in extra else ("--precision", "fp32")
     cmd = [sys.executable, "-m", "advisor", "trial", "--model", str(tiny / "model"), "--method", method, "--data",
-           str(tiny / "data.jsonl"), "--steps", steps, "--batch-size", "4", "--seq-len", "128", "--precision", "fp32",
+           str(tiny / "data.jsonl"), "--steps", steps, "--batch-size", "4", "--seq-len", "128", *precision,
            "--nproc", "2", "--sharding", sharding, "--json", *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TUNING_ADVISOR_HOME": str(home)})
     assert r.stdout, r.stderr[-2000:]
@@ -61,6 +62,13 @@ def test_ddp_and_fsdp_ranks_match_their_estimates(tiny, home):
         assert res["measured"]["tokens_per_second"] > 0 and all(v == v for v in res["measured"]["losses"])
         held[(method, sharding)] = ranks[0]["parameter_bytes"]
     assert held[("full", "fsdp")] == held[("full", "none")] // 2  # each FSDP rank holds half the parameters
+
+
+def test_qlora_shards_its_4bit_base_under_fsdp(tiny, home):
+    """QLoRA + FSDP2: the 4-bit base is stored in bf16 words (quant_storage) so FSDP shards it."""
+    res = trial(tiny, home, "qlora", "fsdp", extra=("--precision", "bf16", "--lora-rank", "8"))
+    assert res["status"] == "completed", res["error"]
+    assert all(v == v for v in res["measured"]["losses"]) and len(res["measured"]["per_rank"]) == 2
 
 
 def _no_process_left(run_id: str, within: float = 30) -> bool:

@@ -53,6 +53,8 @@ def finish_rank(run_dir: Path, rank: int, result: dict) -> int:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if result["status"] == "completed":
+                dist.barrier()  # leave together: a peer tearing down mid-collective aborts the other
             dist.destroy_process_group()
     except Exception:  # a peer already gone: nothing left to tidy
         pass
@@ -107,7 +109,9 @@ def supervise(run_id: str, run_dir: Path, request: dict, emit) -> dict:
                 proc.kill()
                 proc.wait()
     reports = _reports(run_dir, nproc)
-    if proc.returncode == 0 and (run_dir / "rank0-result.json").exists():
+    every_rank_done = all(reports.get(r, {}).get("status") == "completed" for r in range(nproc))
+    if not cancelled and every_rank_done and (run_dir / "rank0-result.json").exists():
+        # Completed, even if a rank's process then aborted while tearing gloo down (seen on CPU).
         return json.loads((run_dir / "rank0-result.json").read_text())
     if cancelled:
         return {**result, "status": "cancelled", "error_kind": "cancelled"}

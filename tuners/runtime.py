@@ -421,13 +421,15 @@ def sharded(sharding: str) -> bool:
     return sharding in ("zero2", "zero3", "fsdp")
 
 
-def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=None):
+def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=None, cpu_offload: bool = False):
     """DDP (``none``), FSDP2 full shard (``fsdp``/``zero3``) or FSDP2 keeping parameters gathered
     between forward and backward (``zero2``: gradients and optimizer states sharded) — the
     engines torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the
-    all-gather (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast."""
+    all-gather (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast;
+    ``cpu_offload`` keeps each rank's parameter shard, gradients and optimizer states in host memory
+    (``CPUOffloadPolicy``)."""
     import torch
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
     from torch.nn.parallel import DistributedDataParallel
 
     if not sharded(sharding):
@@ -437,9 +439,10 @@ def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=No
         if mixed_precision_dtype is not None else MixedPrecisionPolicy()
     blocks = [m for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block", "EncoderLayer"))
               and not any(isinstance(c, type(m)) for c in m.children())]
+    offload = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
     for block in blocks:
-        fully_shard(block, reshard_after_forward=reshard, mp_policy=policy)
-    fully_shard(model, reshard_after_forward=reshard, mp_policy=policy)
+        fully_shard(block, reshard_after_forward=reshard, mp_policy=policy, offload_policy=offload)
+    fully_shard(model, reshard_after_forward=reshard, mp_policy=policy, offload_policy=offload)
     return model
 
 
@@ -534,7 +537,8 @@ def main(argv=None) -> int:
     autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
     if world > 1:
         sharding = hardware.get("sharding", "none")
-        model = wrap_distributed(model, sharding, device, autocast[1] if autocast and sharded(sharding) else None)
+        model = wrap_distributed(model, sharding, device, autocast[1] if autocast and sharded(sharding) else None,
+                                 cpu_offload=bool(hardware.get("cpu_offload")) and sharded(sharding))
         autocast = None if sharded(sharding) else autocast
         params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]))

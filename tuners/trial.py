@@ -95,9 +95,12 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
     elif world == 1 and h["num_gpus"] > 1:
         hardware.update(num_gpus=1, sharding="none")
         notes.append(f"one process instead of {h['num_gpus']} GPUs ({h['sharding']}): use --nproc to run sharded")
-    if h["cpu_offload"]:
+    if h["cpu_offload"] and device == "cpu":
         hardware["cpu_offload"] = False
-        notes.append("optimizer offload to CPU is not run in a single-process trial")
+        notes.append("CPU offload needs GPUs to offload from: on CPU ranks everything is in host memory already")
+    elif h["cpu_offload"] and (world == 1 or h["sharding"] not in ("zero2", "zero3", "fsdp")):
+        hardware["cpu_offload"] = False
+        notes.append("CPU offload runs only with FSDP on several ranks (--nproc N --sharding fsdp): not in this trial")
     if scale_down:
         notes.append("scaled down: a small copy of the architecture (same family, fewer and narrower layers)")
     return (plan.edit(hardware=hardware) if hardware else plan), notes
@@ -192,7 +195,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     autocast = (device.split(":")[0], runtime.torch_dtype(s["precision"])) if s["mixed_precision"] else None
     if world > 1:  # DDP or FSDP2 as the plan shards (torch.distributed's engines)
         fsdp = runtime.sharded(setup.sharding)
-        model = runtime.wrap_distributed(model, setup.sharding, device, autocast[1] if autocast and fsdp else None)
+        model = runtime.wrap_distributed(model, setup.sharding, device, autocast[1] if autocast and fsdp else None,
+                                         cpu_offload=setup.cpu_offload and fsdp)
         autocast = None if fsdp else autocast
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))

@@ -17,5 +17,12 @@ METHODS = {m.ID: m for m in (prompt_tuning, lora, qlora, full, adapters, distill
 
 
 def recipe(plan, spec) -> dict:
-    """The recipe for a ``Plan`` on the architecture ``spec``."""
-    return METHODS[plan.method].recipe(plan.settings, spec)
+    """The recipe for a ``Plan`` on the architecture ``spec``. When the plan shards parameters (FSDP), a
+    4-bit base is stored in the 16-bit compute dtype's words so FSDP can split it like any weight
+    (``bnb_4bit_quant_storage``, as Answer.AI's fsdp_qlora does)."""
+    out = METHODS[plan.method].recipe(plan.settings, spec)
+    h = plan.hardware
+    q = out.get("quantization") or {}
+    if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and h.get("sharding") in ("zero2", "zero3", "fsdp"):
+        out["quantization"] = {**q, "bnb_4bit_quant_storage": q["bnb_4bit_compute_dtype"]}
+    return out
