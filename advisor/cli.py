@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _number(cast, allow_zero: bool = False):
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if value < 0 or (value == 0 and not allow_zero):
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 

@@ -115,3 +115,22 @@ def test_estimate_plan_min_gpus(tmp_path):
     assert m["by_sharding"]["fsdp"]["num_gpus"] >= 2 and m["by_sharding"]["fsdp"]["memory_per_gpu"] < 24 * 2**30
     text = cli("estimate", "--plan", str(tmp_path / "plan.json"), "--min-gpus")
     assert "How many rtx-4090 GPUs" in text.stdout and "Cheapest" in text.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--price-per-hour", "nan"], "price-per-hour"),
+    (["--epochs", "inf"], "epochs"),
+    (["--gpu-memory-gib", "nan", "--gpu-tflops", "100"], "gpu-memory-gib"),
+    (["--lr", "inf"], "lr"),
+    (["--lr", "nan"], "lr"),
+])
+def test_non_finite_numbers_are_refused(args, needle):
+    r = cli("estimate", "--model", "llama-3.2-1b", "--method", "lora", *args)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("extra,needle", [(["--alpha", "nan"], "alpha"), (["--alpha", "-5"], "alpha"),
+                                          (["--temperature", "inf"], "temperature")])
+def test_distillation_options_are_validated_before_anything_runs(extra, needle):
+    r = cli("estimate", "--model", "llama-3.2-1b", "--method", "distillation", "--teacher", "llama-3.1-8b", *extra)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

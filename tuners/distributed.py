@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def _reports(run_dir: Path, nproc: int) -> dict[int, dict]:
     return out
 
 
+def _root_cause(log: Path) -> tuple[int | None, str | None]:
+    """The rank torchrun reports as the first observed failure, and its exit code or signal."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None, None
+    found = re.search(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)"
+                      r"(?:.*?\((SIG\w+)\))?", text, re.S)
+    if not found:
+        return None, None
+    code, sig = int(found.group(2)), found.group(3)
+    return int(found.group(1)), (f"killed by {sig}" if sig else f"exit status {code}")
+
+
 def _lost_peer(error: str) -> bool:
     """A collective that failed because another rank went away (gloo/NCCL words for it)."""
     return any(w in error for w in ("Connection reset", "Connection closed", "connection closed", "Broken pipe",
@@ -121,8 +136,12 @@ def supervise(run_id: str, run_dir: Path, request: dict, emit) -> dict:
                     key=lambda r: (_lost_peer(r.get("error") or ""), r["rank"]))
     missing = [r for r in range(nproc) if r not in reports]
     if missing:
-        error = (f"rank {missing[0]} of {nproc} ended without a result (killed or crashed); torchrun stopped the "
-                 f"other ranks (details in {run_dir / 'ranks-log.txt'})")
+        # torchrun names the rank it saw fail first (the others may have been killed in a collective
+        # before they could report); else the first rank without a report.
+        first, how = _root_cause(run_dir / "ranks-log.txt")
+        rank = first if first in missing else missing[0]
+        error = (f"rank {rank} of {nproc} ended without a result ({how or 'killed or crashed'}); torchrun stopped "
+                 f"the other ranks (details in {run_dir / 'ranks-log.txt'})")
         kind = "crash"
     elif failed:
         first = failed[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,15 +26,38 @@ def home() -> Path:
     return path
 
 
-def _connect() -> sqlite3.Connection:
-    con = sqlite3.connect(home() / "runs.db", timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("""CREATE TABLE IF NOT EXISTS runs (
+_RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
         id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('queued','running','completed','failed','cancelled')),
         method TEXT, model TEXT, device TEXT, pid INTEGER, run_dir TEXT NOT NULL,
-        request TEXT, estimate TEXT, measured TEXT, extrapolated TEXT, error TEXT)""")
+        request TEXT, estimate TEXT, measured TEXT, extrapolated TEXT, error TEXT)"""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(_RUNS_TABLE)
+    columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    if not set(_COLUMNS) <= columns:  # a foreign table of the same name
+        con.close()
+        raise sqlite3.DatabaseError(f"table 'runs' lacks columns {sorted(set(_COLUMNS) - columns)}")
     return con
+
+
+def _connect() -> sqlite3.Connection:
+    """The store; a corrupt or foreign database is moved aside (kept, never deleted) with a one-line
+    notice, and a fresh one is started."""
+    path = home() / "runs.db"
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as exc:
+        aside = path.with_name(f"runs.db.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(str(path) + suffix).exists():
+                os.replace(str(path) + suffix, str(aside) + suffix)
+        print(f"tuning-advisor: the run history {path} could not be read ({exc}); moved it to {aside.name} "
+              "and started a new one", file=sys.stderr)
+        return _open(path)
 
 
 def new_run(request: dict) -> tuple[str, Path]:
@@ -63,10 +87,17 @@ def update(run_id: str, **fields) -> None:
         con.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
 
 
-def _row(r) -> dict:
+def _row(r) -> dict | None:
+    """A run as a dict; None for a row that cannot be read (skipped, never fatal)."""
     d = dict(zip(_COLUMNS, r))
-    for k in _JSON:
-        d[k] = json.loads(d[k]) if d[k] else None
+    try:
+        for k in _JSON:
+            d[k] = json.loads(d[k]) if d[k] else None
+    except (json.JSONDecodeError, TypeError):
+        print(f"tuning-advisor: skipped run {d.get('id')!r} of the history: a field is not valid JSON", file=sys.stderr)
+        return None
+    if not isinstance(d["created"], (int, float)) or not isinstance(d["updated"], (int, float)):
+        return None
     return d
 
 
@@ -111,14 +142,15 @@ def get(run_id: str) -> dict | None:
         if r is None:
             return None
         row = _row(r)
-        _reap(con, [row])
+        if row is not None:
+            _reap(con, [row])
     return row
 
 
 def list_runs(limit: int = 100) -> list[dict]:
     with _connect() as con:
-        rows = [_row(r) for r in con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY created DESC LIMIT ?",
-                                             (limit,))]
+        rows = [row for r in con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY created DESC LIMIT ?",
+                                         (limit,)) if (row := _row(r)) is not None]
         _reap(con, rows)
     return rows
 
