@@ -282,3 +282,14 @@ def test_cancel_during_start_up_is_recorded_as_cancelled(home, tiny, delay):
     pid = store.get(run_id)["pid"]
     time.sleep(0.5)
     assert not store._alive(pid)
+
+
+def test_a_weights_file_without_tensors_is_an_error_not_random_weights(home, tiny, tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "hollow"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny / "model" / "config.json").read_text())
+    save_file({}, folder / "model.safetensors")
+    res, _ = run_trial(tiny, "lora", steps=3, model=str(folder))
+    assert res["status"] == "failed" and res["error_kind"] == "input" and "miss" in res["error"], res["error"]

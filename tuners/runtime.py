@@ -209,7 +209,11 @@ def load_model(folder, recipe: dict, settings: dict, device: str, trust_remote_c
             kwargs["device_map"] = {"": device}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = auto_class(cfg).from_pretrained(folder, **kwargs)
+        model, info = auto_class(cfg).from_pretrained(folder, output_loading_info=True, **kwargs)
+    missing = [k for k in info.get("missing_keys") or [] if not k.endswith(("rotary_emb.inv_freq", "position_ids"))]
+    if missing:  # strict: weights that are not in the files would be random, and the run would be called real
+        raise ValueError(f"the weights in {folder} miss {len(missing)} tensors (e.g. {missing[0]}): give a complete "
+                         "model folder, or a config.json for random weights")
     if q is None:
         model.to(device)
     return model

@@ -182,7 +182,11 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
         store.update(run_id, estimate=est.to_json())
 
-    model = runtime.load_model(source.folder, recipe, s, device, trust_remote_code=bool(request.get("trust_remote_code")))
+    try:
+        model = runtime.load_model(source.folder, recipe, s, device,
+                                   trust_remote_code=bool(request.get("trust_remote_code")))
+    except ValueError as exc:
+        raise InputError(str(exc).splitlines()[0]) from None
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else source.folder
     model = runtime.prepare(model, recipe, s, tokenizer_path=tokenizer_path)
     model.train()
