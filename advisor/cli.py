@@ -292,6 +292,12 @@ def cmd_trial(args) -> int:
             plan = plan.edit(model=str(Path(ref).expanduser().resolve())) if key == "model" else \
                 plan.edit(settings={"teacher": str(Path(ref).expanduser().resolve())})
     plan = plan.edit(data={"path": data})
+    if not args.scale_down and not args.force:
+        from tuners.launch import memory_shortfall  # no torch
+
+        short = memory_shortfall(plan, args.nproc)
+        if short:
+            raise InputError(short + ": add --scale-down for a small copy of the architecture, or --force to try anyway")
     request = {"plan": plan.to_json(), "steps": args.steps, "scale_down": args.scale_down, "timeout": args.timeout,
                "trust_remote_code": args.trust_remote_code, "nproc": args.nproc}
     run_id, _ = launch.start(request)
@@ -397,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on N ranks through torchrun with the plan's --sharding (none = DDP, fsdp/zero3 = FSDP2 "
                         "full shard, zero2 = FSDP2 without resharding after forward); N GPUs, or on a CPU machine N "
                         "processes over gloo (default 1)")
+    t.add_argument("--force", action="store_true",
+                   help="launch even when the plan's estimated step memory exceeds this machine's free memory")
     t.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own code (off by default)")
     p.add_argument("--json", action="store_true", help="print the result JSON (DESIGN.md contract)")
     p.set_defaults(func=cmd_trial, parser=p)

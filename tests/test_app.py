@@ -235,3 +235,13 @@ def test_how_many_gpus_in_the_what_if(home):
     assert table.loc["DDP (replicas)", "GPUs"] == "does not fit on 1,024"
     assert int(table.loc["FSDP / ZeRO-3", "GPUs"].replace(",", "")) >= 8
     assert any("Cheapest GPU type" in c.value for c in at.caption)
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None, reason="a GPU machine: its memory decides")
+def test_a_trial_too_big_for_this_machine_asks_first(home):
+    at = app().run()
+    at.selectbox(key="model").set_value("llama-3.1-70b").run()
+    at.radio(key="view").set_value("Trial run").run()
+    at.checkbox(key="trial_scale").uncheck().run()
+    assert any("may not fit this machine" in w.value for w in at.warning)
+    assert at.button(key="trial_launch").disabled

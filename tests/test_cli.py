@@ -134,3 +134,12 @@ def test_non_finite_numbers_are_refused(args, needle):
 def test_distillation_options_are_validated_before_anything_runs(extra, needle):
     r = cli("estimate", "--model", "llama-3.2-1b", "--method", "distillation", "--teacher", "llama-3.1-8b", *extra)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None, reason="a GPU machine: its memory decides")
+def test_a_trial_larger_than_this_machine_needs_force(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    r = cli("trial", "--model", "llama-3.1-70b", "--method", "full", "--data", str(data), "--steps", "3")
+    assert r.returncode == 2 and "--force" in r.stderr and "GiB" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

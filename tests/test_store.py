@@ -1,5 +1,6 @@
 """The run store survives what users' disks do to it: a corrupt or foreign database is moved aside
 (kept) and a fresh one started; a bad row is skipped, never fatal."""
+import os
 import sqlite3
 
 import pytest
@@ -42,3 +43,26 @@ def test_a_bad_row_is_skipped(home):
     con.close()
     assert [r["id"] for r in store.list_runs()] == [good]
     assert store.get(bad) is None
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(home):
+    """A live PID that belongs to another process (its start time differs) is not the run's."""
+    run_id, _ = store.new_run({"plan": {"method": "lora", "model": "m"}})
+    me = os.getpid()
+    store.update(run_id, status="running", pid=me, pid_start=store.process_start(me))
+    assert store.get(run_id)["status"] == "running"  # really alive
+    store.update(run_id, pid_start=store.process_start(me) - 1)  # same PID, another process's start
+    row = store.get(run_id)
+    assert row["status"] == "failed" and "ended without a result" in row["error"]
+
+
+def test_a_store_from_before_pid_start_is_migrated(home):
+    con = sqlite3.connect(home / "runs.db")
+    con.execute("""CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+        status TEXT NOT NULL, method TEXT, model TEXT, device TEXT, pid INTEGER, run_dir TEXT NOT NULL,
+        request TEXT, estimate TEXT, measured TEXT, extrapolated TEXT, error TEXT)""")
+    con.execute("INSERT INTO runs VALUES ('old', 1, 2, 'completed', 'lora', 'm', 'cpu', NULL, '/x', NULL, NULL, NULL, "
+                "NULL, NULL)")
+    con.commit()
+    con.close()
+    assert [r["id"] for r in store.list_runs()] == ["old"] and not list(home.glob("runs.db.unreadable-*"))

@@ -293,3 +293,10 @@ def test_a_weights_file_without_tensors_is_an_error_not_random_weights(home, tin
     save_file({}, folder / "model.safetensors")
     res, _ = run_trial(tiny, "lora", steps=3, model=str(folder))
     assert res["status"] == "failed" and res["error_kind"] == "input" and "miss" in res["error"], res["error"]
+
+
+def test_a_corrupt_cpu_peak_cache_is_measured_again(home, tiny):
+    (home / "cpu_peak.json").write_text("{not json")
+    res, _ = run_trial(tiny, "lora", steps=3)
+    assert res["status"] == "completed", res["error"]
+    assert json.loads((home / "cpu_peak.json").read_text())  # rewritten, readable

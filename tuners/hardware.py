@@ -69,11 +69,21 @@ def cpu_device() -> GPU:
 
     key = f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}"
     cache = store.home() / "cpu_peak.json"
-    known = json.loads(cache.read_text()) if cache.exists() else {}
-    if key not in known:
-        known[key] = {p: matmul_tflops(p) for p in ("fp32", "bf16")}
-        cache.write_text(json.dumps(known, indent=2))
-    peaks = known[key]
+    try:
+        known = json.loads(cache.read_text()) if cache.exists() else {}
+        peaks = known.get(key) if isinstance(known, dict) else None
+        if not (isinstance(peaks, dict) and all(isinstance(peaks.get(p), (int, float)) and peaks[p] > 0
+                                                for p in ("fp32", "bf16"))):
+            peaks = None
+    except (OSError, ValueError, UnicodeDecodeError):  # a corrupt cache is measured again, never fatal
+        known, peaks = {}, None
+    if peaks is None:
+        peaks = {p: matmul_tflops(p) for p in ("fp32", "bf16")}
+        known = {**(known if isinstance(known, dict) else {}), key: peaks}
+        try:
+            cache.write_text(json.dumps(known, indent=2))
+        except OSError:
+            pass
     return GPU(id="cpu", name=f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)", memory_bytes=_mem_total(),
                tflops={"fp32": peaks["fp32"], "bf16": peaks["bf16"], "fp16": peaks["bf16"]},
                efficiency=CPU_DEFAULT_EFFICIENCY, source=f"measured matmul peak on this machine (pid {os.getpid()})")

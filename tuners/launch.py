@@ -22,8 +22,30 @@ def start(request: dict) -> tuple[str, Path]:
            "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    store.update(run_id, pid=proc.pid)
+    store.update(run_id, pid=proc.pid, pid_start=store.process_start(proc.pid))
     return run_id, run_dir
+
+
+def memory_shortfall(plan, nproc: int = 1) -> str | None:
+    """On a machine without a CUDA GPU: a one-line reason when the plan's step (per rank, times the
+    ranks) needs more memory than the machine has available now; None when it fits or cannot be told."""
+    import shutil
+
+    from tuners.hardware import proc_bytes
+
+    if shutil.which("nvidia-smi"):
+        return None  # the GPU's memory decides; an out-of-memory there is recorded beside the estimate
+    available = proc_bytes("/proc/meminfo", "MemAvailable:")
+    try:
+        need = plan.edit(hardware={"num_gpus": nproc} if nproc > 1 else None).setup("cpu")
+        from estimators.memory import estimate_memory
+
+        peak = estimate_memory(plan.spec(), need, plan.teacher_spec()).peak_allocated * max(nproc, 1)
+    except Exception:  # the runner validates and reports the plan's own problems
+        return None
+    if available and peak > available:
+        return f"the plan's step needs ~{peak / 1024**3:,.1f} GiB and this machine has {available / 1024**3:,.1f} GiB free"
+    return None
 
 
 def cancel(run_id: str) -> bool:

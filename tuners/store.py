@@ -16,7 +16,9 @@ from pathlib import Path
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _COLUMNS = ("id", "created", "updated", "status", "method", "model", "device", "pid", "run_dir", "request",
-            "estimate", "measured", "extrapolated", "error")
+            "estimate", "measured", "extrapolated", "error", "pid_start")
+# Columns added after the first release, with their types: _open adds them to an older store.
+_MIGRATIONS = {"pid_start": "INTEGER"}
 _JSON = ("request", "estimate", "measured", "extrapolated")
 
 
@@ -38,6 +40,11 @@ def _open(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(_RUNS_TABLE)
     columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    if {"id", "status", "run_dir"} <= columns:
+        for name, kind in _MIGRATIONS.items():
+            if name not in columns:
+                con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                columns.add(name)
     if not set(_COLUMNS) <= columns:  # a foreign table of the same name
         con.close()
         raise sqlite3.DatabaseError(f"table 'runs' lacks columns {sorted(set(_COLUMNS) - columns)}")
@@ -101,9 +108,20 @@ def _row(r) -> dict | None:
     return d
 
 
-def _alive(pid: int | None) -> bool:
+def process_start(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22): with the PID it
+    names one process, even after the PID is reused."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int | None, start: int | None = None) -> bool:
     if not pid:
         return False
+    if start is not None and process_start(pid) not in (None, start):
+        return False  # the PID now belongs to another process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -123,7 +141,7 @@ CANCEL_REQUESTED = "cancelled by the user"
 def _reap(con, rows: list[dict]) -> None:
     """A live-looking run whose process is gone ends as cancelled (when a cancel was asked for) or failed."""
     for r in rows:
-        if r["status"] in ("queued", "running") and r["pid"] and not _alive(r["pid"]):
+        if r["status"] in ("queued", "running") and r["pid"] and not _alive(r["pid"], r.get("pid_start")):
             cancelled = r["error"] == CANCEL_REQUESTED
             r["status"] = "cancelled" if cancelled else "failed"
             r["error"] = r["error"] or "the run's process ended without a result (killed or crashed)"

@@ -71,7 +71,10 @@ def _rss_bytes() -> int:
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    # CUDA: torch.OutOfMemoryError; CPU: the allocator's "can't allocate memory" RuntimeError.
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text \
+        or "can't allocate memory" in text
 
 
 def catalog_gpu_for(device_name: str):
@@ -408,7 +411,7 @@ def run(run_id: str, worker: bool = False) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return finish_rank(run_dir, rank, result)
     emit = Events(run_dir)
-    store.update(run_id, status="running", pid=os.getpid())
+    store.update(run_id, status="running", pid=os.getpid(), pid_start=store.process_start(os.getpid()))
     emit("started", run_id=run_id, pid=os.getpid())
     if int(request.get("nproc") or 1) > 1:
         from tuners.distributed import supervise

@@ -96,11 +96,15 @@ def render_launch(answers: dict, rec: dict) -> None:
         st.info(stand_in(plan, scale))
     live = store.live_runs()
     confirmed = True
+    short = None if (scale or source == "Local model folder") else launch.memory_shortfall(plan, nproc)
+    if short:
+        st.warning(f"This trial may not fit this machine: {short}. Scale down, or launch anyway.")
+        confirmed = st.checkbox("Launch anyway", key="trial_force")
     if live:
         r = live[0]
         st.warning(f"Run {r['id']} ({label(r['method'] or '')}) is still running on this machine: a second run shares "
                    "its CPU and memory, slows both and skews both measurements.")
-        confirmed = st.checkbox("Start another run anyway", key="trial_confirm")
+        confirmed = st.checkbox("Start another run anyway", key="trial_confirm") and confirmed
     if st.button("Launch trial run", type="primary", key="trial_launch", disabled=not confirmed):
         if source == "Local model folder" and not folder:
             st.error("Give the model folder's path, or use the questionnaire model with random weights.")
