@@ -299,7 +299,7 @@ def cmd_trial(args) -> int:
         if short:
             raise InputError(short + ": add --scale-down for a small copy of the architecture, or --force to try anyway")
     request = {"plan": plan.to_json(), "steps": args.steps, "scale_down": args.scale_down, "timeout": args.timeout,
-               "trust_remote_code": args.trust_remote_code, "nproc": args.nproc}
+               "trust_remote_code": args.trust_remote_code, "nproc": args.nproc, "keep_model": args.keep_model}
     run_id, _ = launch.start(request)
     print(f"run {run_id} started (tuning-advisor runs lists it)", file=sys.stderr)
     try:
@@ -403,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on N ranks through torchrun with the plan's --sharding (none = DDP, fsdp/zero3 = FSDP2 "
                         "full shard, zero2 = FSDP2 without resharding after forward); N GPUs, or on a CPU machine N "
                         "processes over gloo (default 1)")
+    t.add_argument("--keep-model", action="store_true",
+                   help="keep the random-weight model copy in the run folder (deleted after the run by default)")
     t.add_argument("--force", action="store_true",
                    help="launch even when the plan's estimated step memory exceeds this machine's free memory")
     t.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own code (off by default)")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -265,6 +266,7 @@ def test_recommended_plan_runs_as_a_trial_with_exactly_its_settings(home, tiny, 
     assert res["status"] == "completed" and res["settings"] == plan["settings"]
     assert res["estimate"]["setup"]["batch_size"] == plan["settings"]["batch_size"]
     assert any("scaled down" in a for a in res["adaptations"]) and any("CPU" in a for a in res["adaptations"])
+    assert not (Path(res["project"]).parent / "model").exists()  # the random-weight copy is not kept
     project_plan = json.loads((ROOT / res["project"] / "plan.json").read_text())
     assert project_plan["settings"] == plan["settings"] and project_plan["hardware"]["gpu"] == "l4"
 

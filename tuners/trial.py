@@ -376,8 +376,14 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     return result
 
 
-def finish(run_id: str, run_dir: Path, result: dict, emit: Events) -> int:
-    """Records a run's end once: result.json, the store row, the last event."""
+def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: bool = False) -> int:
+    """Records a run's end once: result.json, the store row, the last event. The random-weight model
+    copies the run wrote (gigabytes for a real architecture) are deleted unless asked to keep them."""
+    if not keep_model:
+        import shutil
+
+        for folder in (run_dir / "model", run_dir / "teacher" / "model"):
+            shutil.rmtree(folder, ignore_errors=True)
     if result["estimate"] is None and (run_dir / "estimate.json").exists():
         result["estimate"] = json.loads((run_dir / "estimate.json").read_text())  # OOM is recorded beside it
     if result["device"] is None:
@@ -420,7 +426,7 @@ def run(run_id: str, worker: bool = False) -> int:
     else:
         result = outcome(run_id, run_dir, request, emit)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    return finish(run_id, run_dir, result, emit)
+    return finish(run_id, run_dir, result, emit, keep_model=bool(request.get("keep_model")))
 
 
 def main(argv=None) -> int:
