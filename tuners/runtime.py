@@ -552,6 +552,9 @@ def main(argv=None) -> int:
     if not encoded:
         ap.error("no usable examples for this rank")
     batch_size, accum = s["batch_size"], s.get("grad_accum", 1)
+    if len(encoded) < batch_size * accum:
+        ap.error(f"{len(encoded)} examples per rank are fewer than one optimizer step needs ({batch_size} × {accum}): "
+                 "give more data, or lower batch_size or grad_accum in the plan")
     steps_per_epoch = max(1, len(encoded) // (batch_size * accum))
     total = math.ceil(steps_per_epoch * s.get("epochs", 1))
     if args.max_steps:
