@@ -161,15 +161,14 @@ def gpu_from_args(args) -> GPU | None:
     return gpu_by_id(args.gpu) if args.gpu else None
 
 
-# Plan options, as argparse names them, and the plan setting each one feeds when given.
-_RUN_SETTINGS = {"lr": "lr", "lora_alpha": "lora_alpha", "prompt_init": "prompt_init", "temperature": "temperature",
-                 "alpha": "alpha", "teacher": "teacher"}
+# Plan settings a TrainSetup does not carry: each option of that name feeds the setting when given.
+_RUN_SETTINGS = ("lr", "lora_alpha", "prompt_init", "temperature", "alpha", "teacher")
+# Every option that describes the plan: none of them goes with --plan (the file says it all).
 _PLAN_EXCLUSIVE = ("model", "method", "batch_size", "seq_len", "precision", "mixed_precision", "optimizer",
                    "gradient_checkpointing", "attention", "grad_accum", "lora_rank", "lora_targets", "quant_bits",
-                   "no_double_quant", "num_virtual_tokens", "adapter_size", "teacher", "teacher_quant_bits", "gpu",
+                   "no_double_quant", "num_virtual_tokens", "adapter_size", "teacher_quant_bits", "gpu",
                    "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload", "price_per_hour",
-                   "examples", "tokens_per_example", "epochs", "tasks", "lr", "lora_alpha", "prompt_init",
-                   "temperature", "alpha")
+                   "examples", "tokens_per_example", "epochs", "tasks") + _RUN_SETTINGS
 
 
 def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
@@ -184,7 +183,7 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         raise InputError("give --model and --method (or --plan FILE)")
     setup = setup_from_args(args)
     method = REGISTRY[args.method]
-    extra = {k: getattr(args, a) for a, k in _RUN_SETTINGS.items() if getattr(args, a, None) is not None}
+    extra = {k: getattr(args, k) for k in _RUN_SETTINGS if getattr(args, k, None) is not None}
     unknown = [k for k in extra if k not in {"lr"} | set(method.setting_names)]
     if unknown:
         raise InputError(f"--{unknown[0].replace('_', '-')} does not apply to {args.method} (drop it)")
@@ -285,13 +284,13 @@ def cmd_trial(args) -> int:
         raise InputError("give --data FILE (JSONL, CSV or Parquet): the plan has no data path")
     if not Path(data).expanduser().is_file():
         raise InputError(f"data file '{data}' not found (give a .jsonl, .csv or .parquet file)")
-    data = str(Path(data).expanduser().resolve())
-    refs = {"model": plan.model, "teacher": plan.settings.get("teacher")}
-    for key, ref in refs.items():  # a local folder or config is named by its absolute path (the runner's cwd differs)
-        if ref and Path(ref).expanduser().exists():
-            plan = plan.edit(model=str(Path(ref).expanduser().resolve())) if key == "model" else \
-                plan.edit(settings={"teacher": str(Path(ref).expanduser().resolve())})
-    plan = plan.edit(data={"path": data})
+    def absolute(ref: str) -> str:  # a local folder or config is named by its absolute path (the runner's cwd differs)
+        path = Path(ref).expanduser()
+        return str(path.resolve()) if path.exists() else ref
+
+    teacher = plan.settings.get("teacher")
+    plan = plan.edit(model=absolute(plan.model), data={"path": absolute(data)},
+                     settings={"teacher": absolute(teacher)} if teacher else None)
     if not args.scale_down and not args.force:
         from tuners.launch import memory_shortfall  # no torch
 

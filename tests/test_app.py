@@ -107,8 +107,9 @@ def test_custom_gpu_is_named_as_entered(home):
     assert "Lab RTX 6000" in at.info[0].value and "a100" not in at.info[0].value.lower()
 
 
-@pytest.mark.slow
-def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny random Llama saved as a real model folder."""
     transformers = pytest.importorskip("transformers")
     import torch
 
@@ -116,11 +117,16 @@ def test_trial_run_finishes_and_history_survives_restart(home, tmp_path):
     cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                    intermediate_size=128, vocab_size=512)
     transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+@pytest.mark.slow
+def test_trial_run_finishes_and_history_survives_restart(home, tiny_model):
     at = app().run()
     at.radio(key="view").set_value("Trial run").run()
     at.selectbox(key="trial_method").set_value("lora")
     at.radio(key="trial_source").set_value("Local model folder").run()
-    at.text_input(key="trial_folder").input(str(tmp_path / "tiny"))
+    at.text_input(key="trial_folder").input(str(tiny_model))
     at.number_input(key="trial_steps").set_value(3)
     at.number_input(key="trial_seq_lora").set_value(32)
     at.button(key="trial_launch").click().run()
@@ -192,20 +198,13 @@ def test_every_bad_line_is_reported_in_one_message(home, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path):
-    transformers = pytest.importorskip("transformers")
-    import torch
-
+def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path, tiny_model):
     from estimators.plan import Plan
     from tuners import launch, store
 
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   intermediate_size=128, vocab_size=512)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "tiny")
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps({"text": f"line {i} of the data"}) for i in range(16)))
-    plan = Plan.create(str(tmp_path / "tiny"), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
+    plan = Plan.create(str(tiny_model), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
                        data={"path": str(data)})
     run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": 100000})
     deadline = time.time() + 120

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
 from estimators.errors import InputError
+from tuners.launch import ROOT, child_env
 
 MAX_BYTES = 512 * 1024**2
 """Largest data file the app profiles (a trial or the exported script reads any size)."""
@@ -40,12 +40,10 @@ def report(path: str | Path, seq_len: int, tokenizer_file: str | Path | None = N
     cmd = [sys.executable, "-m", "tuners.datareport", str(path), str(int(seq_len))]
     if tokenizer_file:
         cmd += ["--tokenizer", str(tokenizer_file)]
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=_limit_memory, env=env,
-                           cwd=root)
+                           cwd=ROOT)
     except subprocess.TimeoutExpired:
         raise InputError(f"data file '{path.name}' took over {timeout:.0f} s to profile: give a smaller sample") from None
     try:

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 GRACE_S = 20
 """How long ranks get to stop after a cancel before they are killed."""
 
@@ -95,15 +94,14 @@ def _lost_peer(error: str) -> bool:
 
 def supervise(run_id: str, run_dir: Path, request: dict, emit) -> dict:
     """Runs the ranks through torchrun and returns the run's one result."""
-    from tuners.trial import Cancelled
+    from tuners.launch import ROOT, child_env
+    from tuners.trial import Cancelled, blank_result
 
     nproc = int(request["nproc"])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "--max-restarts=0", "-m", "tuners.trial", "--run-id", run_id, "--worker"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
-    result = {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
-              "extrapolated": None, "error": None, "nproc": nproc}
+    env = child_env(OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))))
+    result = {**blank_result(run_id), "nproc": nproc}
     emit("ranks", nproc=nproc, command=" ".join(cmd[1:]))
     with open(run_dir / "ranks-log.txt", "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -133,24 +133,19 @@ with `train_log.json` (losses). Several GPUs: `launch.sh` runs `torchrun` with t
 """
 
 
-def plan_document(plan: Plan, spec=None) -> dict:
-    """``plan.json``: the plan (with its estimate) plus the method's recipe for ``train.py``."""
+def write_project(plan: Plan, out: str | Path, spec=None) -> Path:
+    """Writes the project for ``plan`` into ``out`` (created if needed) and returns it. ``plan.json`` is
+    the plan (with its estimate) plus the method's recipe for ``train.py``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     spec = spec or plan.spec()
     if plan.estimate is None:
         plan = plan.estimated(spec=spec)
-    return {**plan.to_json(), "recipe": methods.recipe(plan, spec)}
-
-
-def write_project(plan: Plan, out: str | Path, spec=None) -> Path:
-    """Writes the project for ``plan`` into ``out`` (created if needed) and returns it."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    document = plan_document(plan, spec)
-    plan = Plan.from_json({k: v for k, v in document.items() if k != "recipe"})
-    (out / "plan.json").write_text(json.dumps(document, indent=2) + "\n")
+    recipe = methods.recipe(plan, spec)
+    (out / "plan.json").write_text(json.dumps({**plan.to_json(), "recipe": recipe}, indent=2) + "\n")
     (out / "train.py").write_text(Path(runtime.__file__).read_text())
     (out / "launch.sh").write_text(launch_script(plan))
     (out / "launch.sh").chmod(0o755)
-    (out / "requirements.txt").write_text(requirements(document["recipe"], plan.settings))
+    (out / "requirements.txt").write_text(requirements(recipe, plan.settings))
     (out / "README.md").write_text(readme(plan))
     return out

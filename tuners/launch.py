@@ -14,12 +14,18 @@ from tuners import store
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def child_env(**extra) -> dict:
+    """The environment of the processes we start (runner, ranks, data report): this project importable,
+    tokenizers' own thread pool off (the processes are already parallel)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
 def start(request: dict) -> tuple[str, Path]:
     """Records the run and starts ``python -m tuners.trial`` in a new session (its own process group)."""
     run_id, run_dir = store.new_run(request)
     log = open(run_dir / "log.txt", "w")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     store.update(run_id, pid=proc.pid, pid_start=store.process_start(proc.pid))

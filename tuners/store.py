@@ -22,8 +22,18 @@ _MIGRATIONS = {"pid_start": "INTEGER"}
 _JSON = ("request", "estimate", "measured", "extrapolated")
 
 
+def _home_path() -> Path:
+    return Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor")
+
+
+def db_path() -> Path:
+    """Where the store is (nothing created: readers of a missing store get nothing)."""
+    return _home_path() / "runs.db"
+
+
 def home() -> Path:
-    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor")
+    """The data folder, created if needed."""
+    path = _home_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -215,7 +225,7 @@ def calibration_for(device: str | None, method: str, precision: str):
 
     if not device:
         return None
-    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor") / "runs.db"
+    path = db_path()
     if not path.is_file():
         return None
     try:
@@ -234,8 +244,7 @@ def calibration_for(device: str | None, method: str, precision: str):
 
 def calibration_stamp() -> float:
     """Changes when a trial records a calibration (for caches of estimates): the store's mtime."""
-    path = Path(os.environ.get("TUNING_ADVISOR_HOME") or Path.home() / ".tuning-advisor") / "runs.db"
     try:
-        return path.stat().st_mtime
+        return db_path().stat().st_mtime
     except OSError:
         return 0.0

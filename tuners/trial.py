@@ -101,7 +101,7 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
     if h["cpu_offload"] and device == "cpu":
         hardware["cpu_offload"] = False
         notes.append("CPU offload needs GPUs to offload from: on CPU ranks everything is in host memory already")
-    elif h["cpu_offload"] and (world == 1 or h["sharding"] not in ("zero2", "zero3", "fsdp")):
+    elif h["cpu_offload"] and (world == 1 or not runtime.sharded(h["sharding"])):
         hardware["cpu_offload"] = False
         notes.append("CPU offload runs only with FSDP on several ranks (--nproc N --sharding fsdp): not in this trial")
     if scale_down:
@@ -350,10 +350,15 @@ def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float
     store.record_calibration(gpu.id, setup.method, setup.precision, efficiency, run_id, overhead, slack)
 
 
+def blank_result(run_id: str) -> dict:
+    """A run's result before anything is known: failed until proven otherwise (the trial --json shape)."""
+    return {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
+            "extrapolated": None, "error": None}
+
+
 def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     """Runs ``execute`` and turns whatever happens into a result dict (status, error, error_kind)."""
-    result = {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
-              "extrapolated": None, "error": None}
+    result = blank_result(run_id)
     try:
         result.update(execute(run_id, run_dir, request, emit))
         result["status"] = "completed"

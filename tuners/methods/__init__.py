@@ -11,6 +11,7 @@ which is also the exported ``train.py``) does for this method, as plain JSON —
 
 Nothing else in the tuners branches on method names.
 """
+from tuners import runtime
 from tuners.methods import adapters, distillation, dora, full, lora, prompt_tuning, qlora
 
 METHODS = {m.ID: m for m in (prompt_tuning, lora, qlora, full, adapters, distillation, dora)}
@@ -23,6 +24,6 @@ def recipe(plan, spec) -> dict:
     out = METHODS[plan.method].recipe(plan.settings, spec)
     h = plan.hardware
     q = out.get("quantization") or {}
-    if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and h.get("sharding") in ("zero2", "zero3", "fsdp"):
+    if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and runtime.sharded(h.get("sharding", "none")):
         out["quantization"] = {**q, "bnb_4bit_quant_storage": q["bnb_4bit_compute_dtype"]}
     return out
