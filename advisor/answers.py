@@ -82,6 +82,15 @@ class Answers:
         return cls.from_dict(read_json(path, "answers"))
 
 
+# Upper bounds of the counts: generous, but they keep every product finite and every figure readable.
+LIMITS = {"num_examples": 10**12, "avg_tokens_per_example": 10_000_000, "num_gpus": 65_536, "num_tasks": 1_000_000}
+
+
+def _shown(v) -> str:
+    """A value as an error shows it: numbers as they are, text only when short (it is the user's own)."""
+    return repr(v) if isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 40) else type(v).__name__
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -96,18 +105,18 @@ def _problems(a: Answers) -> list[str]:
         bad = [g for g in a.goals if g not in GOALS]
         if bad:
             p.append(f"unknown goal(s) {', '.join(map(repr, bad))} (choose from {', '.join(GOALS)})")
-    for name in ("num_examples", "avg_tokens_per_example", "num_gpus", "num_tasks"):
+    for name, high in LIMITS.items():
         v = getattr(a, name)
-        if not _is_int(v) or v <= 0:
-            p.append(f"{name} must be a positive integer (got {v!r})")
+        if not _is_int(v) or not 1 <= v <= high:
+            p.append(f"{name} must be a whole number from 1 to {high:,} (got {_shown(v)})")
     if a.domain_distance not in DISTANCES:
         p.append(f"domain_distance must be one of {', '.join(DISTANCES)} (got {a.domain_distance!r})")
     if a.priority not in PRIORITIES:
         p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
-    for name in ("max_hours", "max_cost_usd", "epochs"):
+    for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000)):
         v = getattr(a, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            p.append(f"{name} must be a positive number (got {v!r})")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high):
+            p.append(f"{name} must be a number above 0 and at most {high:,g} (got {_shown(v)})")
     for name in ("model", "gpu"):
         if not isinstance(getattr(a, name), str) or not getattr(a, name):
             p.append(f"{name} must be a non-empty string")

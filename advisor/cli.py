@@ -73,17 +73,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _number(cast, allow_zero: bool = False):
-    """An argparse type: a number of type ``cast``, positive (or >= 0), with a one-line message."""
-    wanted = f"{'a number >= 0' if allow_zero else 'a positive ' + ('integer' if cast is int else 'number')}"
+def _number(cast, allow_zero: bool = False, high: float = 1e12):
+    """An argparse type: a finite number of type ``cast``, positive (or >= 0) and at most ``high``,
+    with a one-line message."""
+    wanted = f"{'a number >= 0' if allow_zero else 'a positive ' + ('integer' if cast is int else 'number')}" \
+             f" up to {high:,g}"
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > high:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}")
         return value
 
     return parse
@@ -92,6 +94,7 @@ def _number(cast, allow_zero: bool = False):
 _positive_int = _number(int)
 _positive_float = _number(float)
 _non_negative_float = _number(float, allow_zero=True)
+MAX_STEPS, MAX_NPROC, MAX_LIST = 100_000, 1024, 100_000
 
 
 def add_setup_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,12 +115,12 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
                    help="sdpa (memory linear in length) or eager (quadratic); default sdpa")
     g.add_argument("--grad-accum", type=_positive_int, default=1, help="gradient accumulation steps (default 1)")
     m = p.add_argument_group("method options")
-    m.add_argument("--lora-rank", type=_positive_int, default=16, help="LoRA/QLoRA rank (default 16)")
-    m.add_argument("--lora-targets", default="all-linear", help="all-linear or a comma list, e.g. q,v (default all-linear)")
-    m.add_argument("--quant-bits", type=int, choices=(4, 8), default=4, help="QLoRA base bits (default 4, NF4)")
+    m.add_argument("--lora-rank", type=_positive_int, help="LoRA/QLoRA/DoRA rank (default 16)")
+    m.add_argument("--lora-targets", help="all-linear or a comma list, e.g. q,v (default all-linear)")
+    m.add_argument("--quant-bits", type=int, choices=(4, 8), help="QLoRA base bits (default 4, NF4)")
     m.add_argument("--no-double-quant", action="store_true", help="QLoRA without double quantization")
-    m.add_argument("--num-virtual-tokens", type=_positive_int, default=20, help="prompt tuning (default 20)")
-    m.add_argument("--adapter-size", type=_positive_int, default=64, help="adapter bottleneck width (default 64)")
+    m.add_argument("--num-virtual-tokens", type=_positive_int, help="prompt tuning (default 20)")
+    m.add_argument("--adapter-size", type=_positive_int, help="adapter bottleneck width (default 64)")
     m.add_argument("--teacher", help="distillation teacher: catalog id, config.json or model folder")
     m.add_argument("--teacher-quant-bits", type=int, choices=(4, 8), help="store the frozen teacher in 4 or 8 bits")
     h = p.add_argument_group("hardware and budget")
@@ -141,16 +144,27 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--alpha", type=float, help="distillation weight of the teacher term, 0..1 (default 0.5)")
 
 
+# Method options (argparse default None, so a given one is known) and the plan setting each feeds.
+_METHOD_OPTIONS = {"lora_rank": "lora_rank", "lora_targets": "lora_targets", "quant_bits": "quant_bits",
+                   "no_double_quant": "double_quant", "num_virtual_tokens": "num_virtual_tokens",
+                   "adapter_size": "adapter_size", "teacher_quant_bits": "teacher_quant_bits"}
+
+
+def _given_method_options(args) -> dict:
+    """The method options given on the command line, by setting name."""
+    return {setting: (not value if option == "no_double_quant" else value)
+            for option, setting in _METHOD_OPTIONS.items()
+            if (value := getattr(args, option, None)) not in (None, False)}
+
+
 def setup_from_args(args, device: str = "cuda") -> TrainSetup:
     return TrainSetup(
         method=args.method, batch_size=args.batch_size, seq_len=args.seq_len, precision=args.precision,
         mixed_precision=args.mixed_precision, optimizer=args.optimizer,
-        gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, lora_rank=args.lora_rank,
-        lora_targets=args.lora_targets, quant_bits=args.quant_bits, double_quant=not args.no_double_quant,
-        num_virtual_tokens=args.num_virtual_tokens, adapter_size=args.adapter_size,
-        teacher_quant_bits=args.teacher_quant_bits, num_gpus=args.num_gpus, sharding=args.sharding,
-        cpu_offload=args.cpu_offload, grad_accum=args.grad_accum, device=device, examples=args.examples,
-        tokens_per_example=args.tokens_per_example, epochs=args.epochs)
+        gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, num_gpus=args.num_gpus,
+        sharding=args.sharding, cpu_offload=args.cpu_offload, grad_accum=args.grad_accum, device=device,
+        examples=args.examples, tokens_per_example=args.tokens_per_example, epochs=args.epochs,
+        **_given_method_options(args))
 
 
 def gpu_from_args(args) -> GPU | None:
@@ -158,6 +172,8 @@ def gpu_from_args(args) -> GPU | None:
         if args.gpu:
             raise InputError("give either --gpu or a custom GPU (--gpu-memory-gib/--gpu-tflops), not both")
         return custom_gpu(args.gpu_memory_gib, args.gpu_tflops, args.price_per_hour)
+    if args.gpu is not None and not args.gpu.strip():
+        raise InputError("--gpu is empty: give a GPU id from `tuning-advisor gpus` (or leave it out)")
     return gpu_by_id(args.gpu) if args.gpu else None
 
 
@@ -181,12 +197,15 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         return Plan.from_file(args.plan)
     if not args.model or not args.method:
         raise InputError("give --model and --method (or --plan FILE)")
-    setup = setup_from_args(args)
     method = REGISTRY[args.method]
     extra = {k: getattr(args, k) for k in _RUN_SETTINGS if getattr(args, k, None) is not None}
-    unknown = [k for k in extra if k not in {"lr"} | set(method.setting_names)]
+    options = {setting: option for option, setting in _METHOD_OPTIONS.items()}
+    unknown = [options.get(k, k) for k in [*extra, *_given_method_options(args)]
+               if k not in {"lr"} | set(method.setting_names)]
     if unknown:
-        raise InputError(f"--{unknown[0].replace('_', '-')} does not apply to {args.method} (drop it)")
+        raise InputError(f"--{unknown[0].replace('_', '-')} does not apply to {args.method} (drop it, or choose a "
+                         "method it belongs to)")
+    setup = setup_from_args(args)
     gpu = gpu_from_args(args)
     hardware = {"price_per_hour": args.price_per_hour}
     if gpu is not None and gpu.id == "custom":
@@ -231,6 +250,8 @@ def cmd_gpus(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    if not args.min_gpus and (args.max_hours is not None or args.max_cost is not None):
+        raise InputError("--max-hours and --max-cost are budgets for --min-gpus: add --min-gpus (or drop them)")
     plan = plan_from_args(args, args.parser)
     e = estimate_plan(plan)
     out = e.to_json()
@@ -318,6 +339,7 @@ def cmd_export(args) -> int:
     from tuners.export import write_project  # no torch: the project is files
 
     plan = Plan.from_file(args.plan)
+    plan.spec(), plan.gpu()  # the model and GPU it names exist, and its settings suit the model
     out = Path(args.out).expanduser()
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InputError(f"'{out}' exists and is not empty: choose a new --out folder (or add --force)")
@@ -394,11 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_setup_arguments(p)
     t = p.add_argument_group("trial")
     t.add_argument("--data", help="training data: .jsonl, .csv or .parquet (default: the plan's data path)")
-    t.add_argument("--steps", type=_positive_int, default=20, help="optimizer steps (default 20; at least 3)")
+    t.add_argument("--steps", type=_number(int, high=MAX_STEPS), default=20, help="optimizer steps (default 20; at least 3)")
     t.add_argument("--scale-down", action="store_true",
                    help="a small copy of the architecture (random weights) for a quick check on a small machine")
     t.add_argument("--timeout", type=_positive_float, help="stop the run after this many seconds")
-    t.add_argument("--nproc", type=_positive_int, default=1,
+    t.add_argument("--nproc", type=_number(int, high=MAX_NPROC), default=1,
                    help="run on N ranks through torchrun with the plan's --sharding (none = DDP, fsdp/zero3 = FSDP2 "
                         "full shard, zero2 = FSDP2 without resharding after forward); N GPUs, or on a CPU machine N "
                         "processes over gloo (default 1)")
@@ -421,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the folder and its files as JSON")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("runs", help="the history of trial runs")
-    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--limit", type=_number(int, high=MAX_LIST), default=50, help="newest runs shown (default 50)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     return parser

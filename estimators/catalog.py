@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from estimators.errors import InputError
+from estimators.errors import InputError, read_json
 from estimators.spec import ModelSpec, spec_from_config
 
 DATA = Path(__file__).parent / "data"
@@ -108,11 +108,7 @@ def load_model(ref: str) -> ModelSpec:
             raise InputError(f"model folder '{ref}' has no config.json (point --model at a Hugging Face model folder)")
     elif not path.is_file():
         return model_by_id(ref)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read config '{path}': {exc} (give a valid config.json)") from None
-    return spec_from_config(raw, model_id=ref, source=str(path))
+    return spec_from_config(read_json(path, "config"), model_id=ref, source=str(path))
 
 
 def catalog_rows() -> list[dict]:

@@ -5,17 +5,38 @@ class InputError(ValueError):
     """Bad user input: the message names the problem and the fix in one line."""
 
 
+MAX_JSON_BYTES = 16 * 1024**2
+"""Answers, plans and configs are kilobytes; a bigger file is a wrong file, refused before parsing."""
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows (write a finite number)")
+
+
 def read_json(path, what: str):
-    """The JSON value in file ``path`` (``-``: standard input); bad files are one-line InputErrors."""
+    """The JSON value in file ``path`` (``-``: standard input); bad files are one-line InputErrors
+    that never quote the file's content (it may be private)."""
     import json
     import sys
     from pathlib import Path
 
     try:
-        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} file '{path}': {getattr(exc, 'strerror', None) or exc}") from None
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_JSON_BYTES + 1)
+        else:
+            with open(Path(path).expanduser(), "rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file '{path}': {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise InputError(f"{what} file '{path}' is larger than {MAX_JSON_BYTES // 1024**2} MiB: is it the right file?")
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} file '{path}' is not UTF-8 text (save it as UTF-8 JSON)") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # NaN, Infinity (Python's json accepts them; JSON does not)
+        raise InputError(f"{what} file '{path}' is not valid JSON: {exc}") from None

@@ -173,9 +173,12 @@ class Plan:
         missing = [k for k in ("model", "method") if k not in obj]
         unknown = [k for k in obj if k not in ("model", "method", "settings", "hardware", "data", "estimate",
                                               "tasks", "version")]
-        if missing or unknown:
+        version = obj.get("version", PLAN_VERSION)
+        bad_version = [] if version in range(1, PLAN_VERSION + 1) and not isinstance(version, bool) else [
+            f"version must be a plan version up to {PLAN_VERSION} (a newer tuning-advisor wrote it: upgrade)"]
+        if missing or unknown or bad_version:
             raise InputError("invalid plan: " + "; ".join([f"missing '{k}'" for k in missing]
-                                                         + [f"unknown field '{k}'" for k in unknown]))
+                                                         + [f"unknown field '{k}'" for k in unknown] + bad_version))
         return cls(model=obj["model"], method=obj["method"], settings=obj.get("settings") or {},
                    hardware=obj.get("hardware") or {}, data=obj.get("data") or {}, estimate=obj.get("estimate"),
                    tasks=obj.get("tasks", 1))
@@ -222,7 +225,17 @@ class Plan:
         return gpu_by_id(h["gpu"]) if h.get("gpu") else None
 
     def spec(self) -> ModelSpec:
-        return load_model(self.model)
+        """The model's spec, after checking the settings that depend on it (a LoRA rank above the
+        hidden size, virtual tokens filling the whole sequence...)."""
+        spec = load_model(self.model)
+        s = self.settings
+        problems = [f"{name} {s[name]:,} exceeds the model's hidden size {spec.hidden:,}"
+                    for name in ("lora_rank", "adapter_size") if s.get(name) and s[name] > spec.hidden]
+        if s.get("num_virtual_tokens") and s["num_virtual_tokens"] >= s["seq_len"]:
+            problems.append(f"num_virtual_tokens {s['num_virtual_tokens']:,} leaves no room in seq_len {s['seq_len']:,}")
+        if problems:
+            raise InputError(f"invalid plan for {spec.id}: {'; '.join(problems)} (lower it)")
+        return spec
 
     def teacher_spec(self) -> ModelSpec | None:
         teacher = self.settings.get("teacher")

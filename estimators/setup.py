@@ -92,8 +92,9 @@ class TrainSetup:
             problems.append("mixed precision autocasts to 16 bits: use --precision bf16 or fp16 with --mixed-precision")
         if self.method in REGISTRY and REGISTRY[self.method].compute_16bit and self.precision == "fp32":
             problems.append(f"{self.method} computes in 16 bits: use --precision bf16 or fp16")
-        if not self.lora_targets or not str(self.lora_targets).strip(", "):
-            problems.append("lora_targets must be 'all-linear' or a comma list of module names")
+        if not isinstance(self.lora_targets, str) or not all(t.strip() for t in self.lora_targets.split(",")):
+            problems.append("lora_targets must be 'all-linear' or a comma list of module names without empty "
+                            "entries (e.g. q,v)")
         if problems:
             raise InputError("; ".join(problems))
 

@@ -103,6 +103,35 @@ _ENC_DEC = {"t5"}
 _TIE_DEFAULT = {"gemma2": True, "gpt2": True, "bert": True, "roberta": True, "t5": True}
 
 
+# Integer config keys we read, with the range a real model can have. A value outside is a wrong config
+# (or a typo), refused before any arithmetic: a negative expert count would give negative parameters.
+_DIM, _LAYERS, _COUNT = (1, 1 << 20), (1, 10_000), (0, 65_536)
+_INT_BOUNDS = {
+    **dict.fromkeys(("hidden_size", "n_embd", "d_model", "head_dim", "d_kv", "kv_lora_rank", "q_lora_rank",
+                     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"), _DIM),
+    **dict.fromkeys(("intermediate_size", "n_inner", "d_ff", "moe_intermediate_size"), (1, 1 << 22)),
+    **dict.fromkeys(("num_hidden_layers", "n_layer", "num_layers"), _LAYERS),
+    "num_decoder_layers": (0, 10_000), "first_k_dense_replace": (0, 10_000),
+    **dict.fromkeys(("num_attention_heads", "n_head", "num_heads", "num_key_value_heads"), (1, 65_536)),
+    **dict.fromkeys(("num_local_experts", "num_experts_per_tok", "n_routed_experts", "n_shared_experts",
+                     "type_vocab_size", "relative_attention_num_buckets"), _COUNT),
+    "vocab_size": (1, 1 << 24),
+    **dict.fromkeys(("max_position_embeddings", "n_positions"), (1, 1 << 31)),
+}
+_FLAGS = ("tie_word_embeddings", "attention_bias", "mlp_bias")
+MAX_PARAMS = 10**15
+
+
+def _shown(value) -> str:
+    """A config value as an error may show it: numbers as they are, anything else by its kind only
+    (a config can hold private text; errors never echo it)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+    return {str: "text", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 class _Cfg:
     """Reads config keys, collecting every missing or malformed one into a single error."""
 
@@ -110,6 +139,13 @@ class _Cfg:
         self.raw = raw
         self.model_id = model_id
         self.problems: list[str] = []
+        for key, (low, high) in _INT_BOUNDS.items():  # every known integer, whether a family reads it or not
+            value = raw.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+                self.problems.append(f"'{key}' must be a whole number from {low} to {high:,} (got {_shown(value)})")
+        for key in _FLAGS:
+            if raw.get(key) is not None and not isinstance(raw[key], bool):
+                self.problems.append(f"'{key}' must be true or false (got {_shown(raw[key])})")
 
     def int(self, *keys: str, default: int | None = None, positive: bool = True) -> int:
         for key in keys:
@@ -117,7 +153,8 @@ class _Cfg:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
-                self.problems.append(f"'{key}' must be a positive integer, got {value!r}")
+                if not any(key in p for p in self.problems):
+                    self.problems.append(f"'{key}' must be a positive integer (got {_shown(value)})")
                 return 1
             return value
         if default is None:
@@ -127,7 +164,7 @@ class _Cfg:
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw.get(key)
-        return default if value is None else bool(value)
+        return value if isinstance(value, bool) else default
 
     def check(self) -> None:
         if self.problems:
@@ -148,14 +185,29 @@ def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> M
         raise InputError(f"config of '{model_id}' must be a JSON object (give a Hugging Face config.json)")
     cfg = clean_config(raw)
     family = cfg.get("model_type")
+    known = ", ".join(sorted(_FAMILIES))
+    if not isinstance(family, str):
+        raise InputError(f"config of '{model_id}' needs 'model_type' as text (one of: {known}); "
+                         f"got {_shown(family) if family is not None else 'none'}")
     builder = _FAMILIES.get(family)
-    if builder is None:
-        known = ", ".join(sorted(_FAMILIES))
-        raise InputError(f"model_type {family!r} of '{model_id}' is not supported (supported: {known})")
+    if builder is None:  # the value itself is not shown: it is whatever the file holds
+        raise InputError(f"the model_type of '{model_id}' is not one we can count (supported: {known})")
     return builder(_Cfg(cfg, model_id), family, model_id, source)
 
 
 def _spec(c: _Cfg, family: str, model_id: str, source: str, **kw) -> ModelSpec:
+    """The spec, after the checks every family shares (head layout, experts, overall size)."""
+    heads, kv = kw["heads"], kw["kv_heads"]
+    if kv > heads or heads % kv:
+        c.problems.append(f"'num_key_value_heads' ({kv}) must divide 'num_attention_heads' ({heads})")
+    if family != "t5" and "head_dim" not in c.raw and kw["hidden"] % heads:
+        c.problems.append(f"'num_attention_heads' ({heads}) must divide the hidden size ({kw['hidden']}) "
+                          "when the config gives no 'head_dim'")
+    if kw.get("experts_per_token", 0) > kw.get("num_experts", 0):
+        c.problems.append(f"'num_experts_per_tok' ({kw['experts_per_token']}) cannot exceed the number of experts "
+                          f"({kw.get('num_experts', 0)})")
+    if kw["params"].total > MAX_PARAMS:
+        c.problems.append(f"it describes {kw['params'].total:.2g} parameters, beyond any real model")
     c.check()
     return ModelSpec(id=model_id, family=family, source=source, config=c.raw, **kw)
 

@@ -91,7 +91,7 @@ def test_malformed_config_file(tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
     r = cli("estimate", "--model", str(bad), "--method", "lora")
-    assert r.returncode == 2 and "cannot read config" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and "not valid JSON" in r.stderr and len(r.stderr.splitlines()) == 1
     bad.write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
     r = cli("estimate", "--model", str(bad), "--method", "lora")
     assert r.returncode == 2 and "missing 'num_hidden_layers'" in r.stderr and "missing 'vocab_size'" in r.stderr

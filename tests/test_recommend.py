@@ -135,7 +135,7 @@ def test_every_criterion_has_a_rule():
 @pytest.mark.parametrize("data,needles", [
     ({}, ["missing 'task'", "missing 'goals'", "missing 'model'", "missing 'gpu'"]),
     ({"task": "chat", "goals": ["telepathy"], "num_examples": -5, "domain_distance": "near", "model": "x",
-      "gpu": "y"}, ["unknown goal(s) 'telepathy'", "num_examples must be a positive integer", "domain_distance"]),
+      "gpu": "y"}, ["unknown goal(s) 'telepathy'", "num_examples must be a whole number", "domain_distance"]),
     ({"task": "dance", "goals": [], "num_examples": 10, "domain_distance": "far", "model": "x", "gpu": "y",
       "colour": 1}, ["unknown field 'colour'"]),
 ])

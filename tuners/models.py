@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from estimators.catalog import model_configs
-from estimators.errors import InputError
+from estimators.errors import InputError, read_json
 from estimators.spec import clean_config
 
 SCALED_HIDDEN = 256
@@ -40,10 +40,7 @@ class ModelSource:
 def _config_for(ref: str) -> tuple[dict, str]:
     path = Path(ref).expanduser()
     if path.is_file():
-        try:
-            return json.loads(path.read_text()), f"config {path}"
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read config '{path}': {exc} (give a valid config.json)") from None
+        return read_json(path, "config"), f"config {path}"
     raw = model_configs().get(ref.lower())
     if raw is None:
         raise InputError(f"unknown model '{ref}' (a catalog id, a config.json, or a local model folder)")
@@ -114,7 +111,7 @@ def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0, reuse: bool
         if not any((path / f).exists() for f in WEIGHT_FILES):
             raise InputError(f"model folder '{ref}' has no weights (model.safetensors or pytorch_model.bin); "
                              "give a complete folder, or a config.json for random weights")
-        cfg = json.loads((path / "config.json").read_text())
+        cfg = read_json(path / "config.json", "config")
         if not scale:
             return ModelSource(path, cfg, False, False, f"model folder {path} (real weights)")
         raw, what = cfg, f"model folder {path}"
