@@ -12,9 +12,10 @@ from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
 from tuners import store
 from tuners.data import histogram
-from ui import questionnaire, results, trial
+from ui import access, questionnaire, results, trial
 
 st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
+access.gate()  # served on a network: a token first (README, "Serving on a network")
 VIEWS = ("Recommendation", "Charts", "Trial run", "History")
 
 

@@ -312,6 +312,7 @@ def cmd_trial(args) -> int:
     teacher = plan.settings.get("teacher")
     plan = plan.edit(model=absolute(plan.model), data={"path": absolute(data)},
                      settings={"teacher": absolute(teacher)} if teacher else None)
+    plan.spec()  # the model exists and suits the plan, before anything starts
     if not args.scale_down and not args.force:
         from tuners.launch import memory_shortfall  # no torch
 

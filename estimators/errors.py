@@ -16,7 +16,6 @@ def _no_constant(name: str):
 def read_json(path, what: str):
     """The JSON value in file ``path`` (``-``: standard input); bad files are one-line InputErrors
     that never quote the file's content (it may be private)."""
-    import json
     import sys
     from pathlib import Path
 
@@ -34,9 +33,16 @@ def read_json(path, what: str):
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{what} file '{path}' is not UTF-8 text (save it as UTF-8 JSON)") from None
+    return parse_json(text, f"{what} file '{path}'")
+
+
+def parse_json(text: str, what: str):
+    """Strict JSON (no NaN or Infinity, which Python's json accepts); errors say where, never what."""
+    import json
+
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what} file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except ValueError as exc:  # NaN, Infinity (Python's json accepts them; JSON does not)
-        raise InputError(f"{what} file '{path}' is not valid JSON: {exc}") from None
+        raise InputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:
+        raise InputError(f"{what} is not valid JSON: {exc}") from None

@@ -275,3 +275,99 @@ def test_a_secret_in_a_config_is_never_echoed(tmp_path, capsys):
 def test_case_count():
     total = len(OPTIONS) + len(CONFIGS + RAW_FILES) + len(ANSWERS + RAW_ANSWERS) + len(PLANS) + 4
     assert total >= 150, total
+
+
+SECRET = "sk-private-4242"
+DATA_FILES = [  # (name, file name, bytes, needle): every one refused with one line that quotes nothing of it
+    ("binary", "d.jsonl", bytes(range(256)) * 8, "UTF-8"), ("utf16", "d.jsonl", f'{{"text": "{SECRET}"}}'.encode("utf-16"), "UTF-8"),
+    ("empty", "d.jsonl", b"", "no rows"), ("blank lines", "d.jsonl", b"\n\n  \n", "no rows"),
+    ("unsupported type", "d.txt", SECRET.encode(), "unsupported"),
+    ("unknown columns", "d.jsonl", f'{{"{SECRET}": 1}}\n'.encode(), "columns"),
+    ("empty completions", "d.jsonl", b'{"input": "a", "output": ""}\n{"input": "b", "output": "  "}\n', "usable"),
+    ("bad json line", "d.jsonl", f'{{"text": "ok"}}\n{{"text": {SECRET}\n'.encode(), "line 2"),
+    ("array of numbers", "d.json", b"[1, 2, 3]", "object"), ("array with a number", "d.json", b'[{"text": "x"}, 5]', "object"),
+    ("jsonl of lists", "d.jsonl", b"[1]\n[2]\n", "object"),
+    ("csv unclosed quote", "d.csv", f'input,output\n"{SECRET},b\nc,d\n'.encode(), "quote"),
+    ("csv header only", "d.csv", b"input,output\n", "rows"),
+    ("csv unknown columns", "d.csv", f"{SECRET},b\n1,2\n".encode(), "columns"),
+    ("parquet garbage", "d.parquet", SECRET.encode() * 10, "parsed"),
+    ("one huge line", "d.jsonl", b'{"text": "' + b"x" * 1_100_000 + b'"}\n', "usable"),
+    ("messages without assistant", "d.jsonl", b'{"messages": [{"role": "user", "content": "hi"}]}\n', "usable"),
+    ("NaN only", "d.jsonl", b'{"text": NaN}\n', "NaN"),
+]
+
+
+@pytest.mark.parametrize("name,filename,content,needle", DATA_FILES, ids=[d[0] for d in DATA_FILES])
+def test_bad_data_files(name, filename, content, needle, tmp_path):
+    from estimators.errors import InputError
+    from tuners.data import quick_report
+
+    path = tmp_path / filename
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        quick_report(path, 128)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and needle.lower() in message.lower(), message
+    assert SECRET not in message
+
+
+def test_data_folders_and_missing_files_are_refused(tmp_path):
+    from estimators.errors import InputError
+    from tuners.data import load_examples
+
+    for path in (tmp_path, tmp_path / "missing.jsonl"):
+        with pytest.raises(InputError, match="not found"):
+            load_examples(path)
+
+
+def test_over_long_rows_are_skipped_and_counted(tmp_path):
+    from tuners.data import quick_report
+
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([json.dumps({"text": "short example %d" % i}) for i in range(20)]
+                              + [json.dumps({"text": "y" * 1_200_000})]))
+    report = quick_report(path, 64)
+    assert report.rows == 21 and report.usable_rows == 20 and report.empty_rows == 1
+    assert any("over-long" in p for p in report.problems)
+
+
+# --- the app's inputs: each bad one is an st.error of one line, the page never raises ------------
+
+APP_CASES = [  # (name, [(widget kind, key, value), ...], needle)
+    ("pasted text", [("radio", "model_mode", "Paste config.json"), ("text_area", "model_config", "not json")], "JSON"),
+    ("pasted list", [("radio", "model_mode", "Paste config.json"), ("text_area", "model_config", "[1]")], "object"),
+    ("pasted secret type", [("radio", "model_mode", "Paste config.json"),
+                            ("text_area", "model_config", json.dumps(cfg(model_type=SECRET)))], "model_type"),
+    ("pasted negative experts", [("radio", "model_mode", "Paste config.json"),
+                                 ("text_area", "model_config", json.dumps(cfg(model_type="mixtral", num_local_experts=-4,
+                                                                              num_experts_per_tok=2)))], "experts"),
+    ("pasted NaN", [("radio", "model_mode", "Paste config.json"),
+                    ("text_area", "model_config", '{"model_type": "llama", "hidden_size": NaN}')], "NaN"),
+    ("missing folder", [("radio", "model_mode", "Local folder"), ("text_input", "model_folder", "/no/such/folder")],
+     "no/such/folder"),
+    ("missing data file", [("radio", "data_mode", "File path"), ("text_input", "data_file", "/no/such.jsonl")],
+     "not found"),
+    ("data of another type", [("radio", "data_mode", "File path"), ("text_input", "data_file", "{tmp}/d.txt")],
+     "unsupported"),
+    ("csv unclosed quote", [("radio", "data_mode", "File path"), ("text_input", "data_file", "{tmp}/d.csv")], "quote"),
+    ("no goals", [("multiselect", "goals", [])], "goal"),
+]
+
+
+@pytest.mark.parametrize("name,steps,needle", APP_CASES, ids=[c[0] for c in APP_CASES])
+def test_bad_app_inputs(name, steps, needle, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("TUNING_ADVISOR_HOME", str(tmp_path / "home"))
+    (tmp_path / "d.txt").write_text(SECRET)
+    (tmp_path / "d.csv").write_text(f'input,output\n"{SECRET},b\n')
+    at = AppTest.from_file(str(ROOT / "advisor_app.py"), default_timeout=90).run()
+    for kind, key, value in steps:
+        getattr(at, kind)(key=key).set_value(value.replace("{tmp}", str(tmp_path)) if isinstance(value, str) else value)
+        at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors and all(len(e.splitlines()) == 1 for e in errors), errors
+    assert needle.lower() in " ".join(errors).lower() and SECRET not in " ".join(errors), errors

@@ -25,7 +25,7 @@ def test_formats_are_detected(tmp_path):
     assert detect_format([{"prompt": "a", "completion": "b"}]) == "prompt_completion"
     assert detect_format([{"messages": []}]) == "messages"
     assert detect_format([{"text": "a"}]) == "text"
-    with pytest.raises(InputError, match="no known columns"):
+    with pytest.raises(InputError, match="none of its"):
         detect_format([{"question": "a"}])
 
 

@@ -149,7 +149,7 @@ def test_missing_fields_fail_cleanly(home, tiny, tmp_path):
     bad = tmp_path / "cols.csv"
     bad.write_text("question,answer\nhi,there\n")
     res, _ = run_trial(tiny, "lora", data=str(bad))
-    assert res["status"] == "failed" and "no known columns" in res["error"]
+    assert res["status"] == "failed" and "none of its 2 columns" in res["error"]
 
 
 def test_model_folder_without_weights_fails_cleanly(home, tiny, tmp_path):
@@ -282,7 +282,9 @@ def test_cancel_during_start_up_is_recorded_as_cancelled(home, tiny, delay):
     assert res["status"] == "cancelled", res
     assert store.get(run_id)["status"] == "cancelled"
     pid = store.get(run_id)["pid"]
-    time.sleep(0.5)
+    deadline = time.time() + 10  # the process may still be unwinding on a loaded machine
+    while store._alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
     assert not store._alive(pid)
 
 

@@ -106,7 +106,8 @@ def validate(path: str | Path, tokenizer, seq_len: int) -> tuple[DataReport, lis
     problems = []
     empty = sum(e is None for e in parsed)
     if empty:
-        problems.append(f"{empty} empty or malformed rows are skipped")
+        problems.append(f"{empty} empty, malformed or over-long (> {runtime.MAX_FIELD_CHARS:,} characters) rows "
+                        "are skipped")
     if dupes:
         problems.append(f"{dupes} duplicate rows")
     if truncated > 0.05:
@@ -115,8 +116,14 @@ def validate(path: str | Path, tokenizer, seq_len: int) -> tuple[DataReport, lis
     return report, usable
 
 
+BPE_SAMPLE_CHARS = 4_000_000
+"""Text a BPE learns from at most: enough for stable lengths, bounded in time and memory."""
+
+
 def train_bpe(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on ``texts`` with the ``tokenizers`` library (no torch)."""
+    """A byte-level BPE tokenizer trained on ``texts`` (evenly spaced ones up to BPE_SAMPLE_CHARS
+    characters) with the ``tokenizers`` library (no torch)."""
+    texts = texts[::max(1, -(-sum(map(len, texts)) // BPE_SAMPLE_CHARS))]
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))

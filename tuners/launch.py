@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from estimators.errors import InputError
 from tuners import store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +22,41 @@ def child_env(**extra) -> dict:
             "TOKENIZERS_PARALLELISM": "false", **extra}
 
 
+MAX_TRIALS = 2
+"""Trials running at once on this machine (``TUNING_ADVISOR_MAX_TRIALS`` changes it): more share the
+same cores and memory, skew each other's measurements and can take the machine down."""
+
+
+def max_trials() -> int:
+    try:
+        return max(1, int(os.environ.get("TUNING_ADVISOR_MAX_TRIALS", MAX_TRIALS)))
+    except ValueError:
+        return MAX_TRIALS
+
+
+def _adopt_upload(run_id: str, run_dir: Path, request: dict) -> None:
+    """An uploaded data file moves into the run's folder: it is kept with its run and goes with it."""
+    path = Path(((request.get("plan") or {}).get("data") or {}).get("path") or "")
+    if not path.is_file() or path.resolve().parent != store.uploads().resolve():
+        return
+    own = run_dir / "data" / path.name
+    own.parent.mkdir(mode=0o700)
+    os.replace(path, own)
+    request["plan"]["data"]["path"] = str(own)
+    (run_dir / "request.json").write_text(json.dumps(request, indent=2))
+    store.update(run_id, request=request)
+
+
 def start(request: dict) -> tuple[str, Path]:
-    """Records the run and starts ``python -m tuners.trial`` in a new session (its own process group)."""
+    """Records the run and starts ``python -m tuners.trial`` in a new session (its own process group).
+    Refused (InputError) while ``max_trials()`` runs are live."""
+    live = store.live_runs()
+    if len(live) >= max_trials():
+        raise InputError(f"{len(live)} trial runs are already running (at most {max_trials()} at once; "
+                         "TUNING_ADVISOR_MAX_TRIALS sets it): wait for one, or cancel it (tuning-advisor runs)")
+    request = json.loads(json.dumps(request))  # ours to change
     run_id, run_dir = store.new_run(request)
+    _adopt_upload(run_id, run_dir, request)
     log = open(run_dir / "log.txt", "w")
     env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,

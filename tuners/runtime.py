@@ -39,12 +39,27 @@ class DataError(ValueError):
     """The data file cannot be used; the message says why in one line."""
 
 
+# Bounds that keep reading a data file linear and small: a training file larger than this is read by
+# a real training job's streaming loader, not held in one process here; a field longer than
+# MAX_FIELD_CHARS (~250k tokens, far beyond any seq_len) is a wrong column or a dump, skipped as malformed.
+MAX_DATA_BYTES = 1024**3
+MAX_FIELD_CHARS = 1_000_000
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def read_rows(path) -> list[dict]:
     """Rows of a JSONL/JSON/CSV/Parquet file as dicts."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' not found (give a .jsonl, .csv or .parquet file)")
     suffix = path.suffix.lower()
+    size = path.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise DataError(f"data file '{path.name}' is {size / 1024**3:.1f} GiB; a trial reads at most "
+                        f"{MAX_DATA_BYTES // 1024**3} GiB: give a sample of it (e.g. head -n 100000)")
     try:
         if suffix in (".jsonl", ".json"):
             text = path.read_text(encoding="utf-8")
@@ -55,9 +70,11 @@ def read_rows(path) -> list[dict]:
                 for n, line in enumerate(text.splitlines(), 1):
                     if line.strip():
                         try:
-                            rows.append(json.loads(line))
+                            rows.append(json.loads(line, parse_constant=_no_constant))
                         except json.JSONDecodeError as exc:
                             bad.append((n, exc.msg))
+                        except ValueError as exc:  # NaN / Infinity: Python reads them, JSON has no such thing
+                            bad.append((n, str(exc)))
                 if bad:  # every bad line, in one message: the first 20 by number, then a count
                     shown = ", ".join(str(n) for n, _ in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
                     first = f"line {bad[0][0]} is not valid JSON ({bad[0][1]})" if len(bad) == 1 else \
@@ -66,6 +83,11 @@ def read_rows(path) -> list[dict]:
         elif suffix in (".csv", ".parquet"):
             import pandas as pd
 
+            if suffix == ".csv" and path.read_bytes().count(b'"') % 2:
+                # RFC 4180 doubles a quote inside a quoted field, so an odd count means one never closed
+                # (pandas would read everything after it as one field of one row).
+                raise DataError(f"data file '{path.name}' has an unclosed double quote: close it, or write a "
+                                'literal quote as "" inside a quoted field')
             frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
             rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         else:
@@ -88,7 +110,7 @@ def detect_format(rows: list[dict], name: str = "data") -> str:
     for fmt, cols in FORMATS.items():
         if set(cols) <= keys:
             return fmt
-    raise DataError(f"{name}: no known columns in {sorted(map(str, keys))[:8]} (expected input/output, "
+    raise DataError(f"{name}: none of its {len(keys)} columns is one we know (expected input/output, "
                     "prompt/completion, messages or text)")
 
 
@@ -104,18 +126,17 @@ def _render_messages(messages):
 
 
 def to_examples(rows: list[dict], fmt: str) -> list:
-    """One Example per row; None where the row is empty or malformed."""
+    """One Example per row; None where the row is empty, malformed or longer than MAX_FIELD_CHARS."""
     out = []
     for r in rows:
         if fmt == "messages":
-            out.append(_render_messages(r.get("messages")))
-            continue
-        a, b = ("", "text") if fmt == "text" else FORMATS[fmt]
-        prompt, completion = (r.get(a) if a else ""), r.get(b)
-        if completion is None or not str(completion).strip():
-            out.append(None)
+            e = _render_messages(r.get("messages"))
         else:
-            out.append(Example("" if prompt is None else str(prompt), str(completion)))
+            a, b = ("", "text") if fmt == "text" else FORMATS[fmt]
+            prompt, completion = (r.get(a) if a else ""), r.get(b)
+            e = None if completion is None or not str(completion).strip() else \
+                Example("" if prompt is None else str(prompt), str(completion))
+        out.append(None if e is None or len(e.prompt) + len(e.completion) > MAX_FIELD_CHARS else e)
     return out
 
 

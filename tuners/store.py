@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -34,8 +35,23 @@ def db_path() -> Path:
 def home() -> Path:
     """The data folder, created if needed."""
     path = _home_path()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # runs hold users' data and plans: theirs only
     return path
+
+
+def uploads() -> Path:
+    """The folder of uploaded data files: this user's only (0700)."""
+    folder = home() / "uploads"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a file only this user can read (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 _RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
@@ -77,6 +93,18 @@ def _connect() -> sqlite3.Connection:
         return _open(path)
 
 
+@contextmanager
+def _session():
+    """One transaction on the store, committed (or rolled back) and closed: a closed connection lets
+    SQLite fold the WAL back into the database, so a later read-only reader sees everything."""
+    con = _connect()
+    try:
+        with con:
+            yield con
+    finally:
+        con.close()
+
+
 def new_run(request: dict) -> tuple[str, Path]:
     plan = request.get("plan") or request  # a trial request carries its plan
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -84,7 +112,7 @@ def new_run(request: dict) -> tuple[str, Path]:
     run_dir.mkdir(parents=True)
     (run_dir / "request.json").write_text(json.dumps(request, indent=2))
     now = time.time()
-    with _connect() as con:
+    with _session() as con:
         con.execute("INSERT INTO runs (id, created, updated, status, method, model, run_dir, request) "
                     "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
                     (run_id, now, now, plan.get("method"), plan.get("model"), str(run_dir), json.dumps(request)))
@@ -100,7 +128,7 @@ def update(run_id: str, **fields) -> None:
     values = {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()}
     values["updated"] = time.time()
     sets = ", ".join(f"{k} = ?" for k in values)
-    with _connect() as con:
+    with _session() as con:
         con.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
 
 
@@ -149,14 +177,16 @@ CANCEL_REQUESTED = "cancelled by the user"
 
 
 def _reap(con, rows: list[dict]) -> None:
-    """A live-looking run whose process is gone ends as cancelled (when a cancel was asked for) or failed."""
+    """A live-looking run whose process is gone ends as cancelled (when a cancel was asked for) or failed
+    (written back unless ``con`` is None: a read-only store is only shown right)."""
     for r in rows:
         if r["status"] in ("queued", "running") and r["pid"] and not _alive(r["pid"], r.get("pid_start")):
             cancelled = r["error"] == CANCEL_REQUESTED
             r["status"] = "cancelled" if cancelled else "failed"
             r["error"] = r["error"] or "the run's process ended without a result (killed or crashed)"
-            con.execute("UPDATE runs SET status = ?, error = ?, updated = ? WHERE id = ? AND status IN ('queued', "
-                        "'running')", (r["status"], r["error"], time.time(), r["id"]))
+            if con is not None:
+                con.execute("UPDATE runs SET status = ?, error = ?, updated = ? WHERE id = ? AND status IN "
+                            "('queued', 'running')", (r["status"], r["error"], time.time(), r["id"]))
 
 
 def live_runs() -> list[dict]:
@@ -164,23 +194,43 @@ def live_runs() -> list[dict]:
     return [r for r in list_runs(50) if r["status"] in ("queued", "running")]
 
 
+def _writable(path: Path) -> bool:
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _read(query: str, args: tuple) -> list[dict]:
+    """Rows of a query, reaping dead runs on the way. Reading needs no write access: with no store
+    there is nothing to read, and a store in a read-only home is opened immutable (no reaping)."""
+    path = db_path()
+    if not path.is_file():
+        return []
+    if not _writable(path):
+        for mode in ("mode=ro", "immutable=1"):  # read-only WAL needs its -shm file; immutable does not
+            try:
+                con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+                try:
+                    rows = [row for r in con.execute(query, args) if (row := _row(r)) is not None]
+                finally:
+                    con.close()
+                _reap(None, rows)
+                return rows
+            except sqlite3.Error as exc:
+                problem = exc
+        print(f"tuning-advisor: the run history {path} could not be read ({problem})", file=sys.stderr)
+        return []
+    with _session() as con:
+        rows = [row for r in con.execute(query, args) if (row := _row(r)) is not None]
+        _reap(con, rows)
+    return rows
+
+
 def get(run_id: str) -> dict | None:
-    with _connect() as con:
-        r = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if r is None:
-            return None
-        row = _row(r)
-        if row is not None:
-            _reap(con, [row])
-    return row
+    rows = _read(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (run_id,))
+    return rows[0] if rows else None
 
 
 def list_runs(limit: int = 100) -> list[dict]:
-    with _connect() as con:
-        rows = [row for r in con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY created DESC LIMIT ?",
-                                         (limit,)) if (row := _row(r)) is not None]
-        _reap(con, rows)
-    return rows
+    return _read(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY created DESC LIMIT ?", (limit,))
 
 
 def events(run_dir: str | Path) -> list[dict]:
@@ -209,7 +259,7 @@ def record_calibration(device: str, method: str, precision: str, efficiency: flo
                        overhead_bytes: int | None = None, slack: float | None = None) -> None:
     if not (efficiency > 0):
         raise ValueError(f"efficiency must be positive, got {efficiency}")
-    with _connect() as con:
+    with _session() as con:
         con.execute(_CALIBRATION_TABLE)
         row = con.execute("SELECT runs FROM calibration WHERE device=? AND method=? AND precision=?",
                           (device, method, precision)).fetchone()

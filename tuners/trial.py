@@ -49,6 +49,15 @@ class OutOfMemory(Exception):
     pass
 
 
+class TimedOut(BaseException):
+    """The run's ``--timeout`` passed (SIGALRM): during data loading and model building as much as in a
+    step. A BaseException for the same reason as ``Cancelled``: nothing on the way may swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise TimedOut("timed out: the run took longer than its --timeout")
+
+
 class Events:
     """Appends JSON-line events to the run's ``events.jsonl``; ranks of a sharded run tag theirs."""
 
@@ -364,6 +373,8 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         result["status"] = "completed"
     except Cancelled as exc:
         result.update(status="cancelled", error=str(exc), error_kind="cancelled")
+    except TimedOut as exc:
+        result.update(error=str(exc), error_kind="timeout")
     except (InputError, OutOfMemory, TimeoutError, FloatingPointError) as exc:
         result["error"] = str(exc)
         result["error_kind"] = {InputError: "input", OutOfMemory: "oom", TimeoutError: "timeout"}.get(type(exc), "loss")
@@ -427,9 +438,13 @@ def run(run_id: str, worker: bool = False) -> int:
     if int(request.get("nproc") or 1) > 1:
         from tuners.distributed import supervise
 
-        result = supervise(run_id, run_dir, request, emit)
+        result = supervise(run_id, run_dir, request, emit)  # its own deadline ends every rank
     else:
+        if request.get("timeout"):  # the whole run: data, tokenizer, model build and steps
+            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, float(request["timeout"]))
         result = outcome(run_id, run_dir, request, emit)
+        signal.setitimer(signal.ITIMER_REAL, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return finish(run_id, run_dir, result, emit, keep_model=bool(request.get("keep_model")))
 

@@ -10,8 +10,9 @@ import streamlit as st
 
 from advisor.answers import DISTANCES, GOAL_HELP, GOALS, PRIORITIES, TASKS
 from estimators.catalog import catalog_rows, custom_gpu, gpus
-from estimators.errors import InputError
+from estimators.errors import InputError, parse_json
 from tuners import store
+from ui import access
 
 
 @st.cache_data
@@ -20,15 +21,16 @@ def model_ids() -> list[str]:
 
 
 def _save_upload(upload) -> str:
-    """Keeps an uploaded data file in the data folder (a trial process reads it later)."""
-    digest = hashlib.sha256(upload.getvalue()).hexdigest()[:12]
-    folder = store.home() / "uploads"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """Keeps an uploaded data file in the data folder, readable by this user only (a trial process
+    reads it later; launching a trial moves it into the run's folder)."""
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    folder = store.uploads()
     # Only the name's safe characters, never its folders ("../../x.jsonl" is "x.jsonl"), bounded in length.
     name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[-80:].lstrip(".") or "data"
     path = folder / f"{digest}-{name}"
     if not path.exists():
-        path.write_bytes(upload.getvalue())
+        store.write_private(path, data)
     return str(path)
 
 
@@ -42,7 +44,7 @@ def _data_report(path: str, mtime: float, tokenizer_file: str | None) -> dict:
 def data_report(path: str, model: str | None) -> dict:
     """The data file's report, token lengths counted with the model folder's own tokenizer when it has
     one (else an approximation, and the report says so)."""
-    p = Path(path).expanduser()
+    p = Path(access.checked_path(path, "data files")).expanduser()
     if not p.is_file():
         raise InputError(f"data file '{path}' not found (give a .jsonl, .csv or .parquet file)")
     folder = Path(model).expanduser() if model else None
@@ -51,10 +53,7 @@ def data_report(path: str, model: str | None) -> dict:
 
 
 def _pasted_config(text: str) -> str:
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"the pasted config is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    cfg = parse_json(text, "the pasted config")
     folder = store.home() / "configs"
     folder.mkdir(exist_ok=True)
     path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
@@ -94,6 +93,11 @@ def render() -> dict:
         out["model"] = sb.text_input("Model folder path", key="model_folder").strip()
         if not out["model"]:
             problems.append("give the path of a local Hugging Face model folder")
+        else:
+            try:
+                out["model"] = access.checked_path(out["model"], "model folders")
+            except InputError as exc:
+                problems.append(str(exc))
     else:
         text = sb.text_area("config.json", height=150, key="model_config")
         if not text.strip():

@@ -14,6 +14,7 @@ import streamlit as st
 from estimators.errors import InputError
 from estimators.plan import Plan
 from tuners import launch, store
+from ui import access
 from ui.results import fmt_bytes, fmt_hours, fmt_usd, label, plans
 
 HAS_GPU = shutil.which("nvidia-smi") is not None  # a cheap hint; the runner decides for itself
@@ -111,12 +112,12 @@ def render_launch(answers: dict, rec: dict) -> None:
             return
         try:
             run_plan = plan.edit(settings={"batch_size": batch, "seq_len": seq_len}, data={"path": data},
-                                 model=folder or None,
+                                 model=access.checked_path(folder, "model folders") if folder else None,
                                  hardware={"num_gpus": nproc} if nproc > 1 and plan.hardware["num_gpus"] == 1 else None)
+            run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale, "nproc": nproc})
         except InputError as exc:
             st.error(str(exc))
             return
-        run_id, _ = launch.start({"plan": run_plan.to_json(), "steps": steps, "scale_down": scale, "nproc": nproc})
         st.session_state["run_id"] = run_id
         st.query_params["run"] = run_id  # a reload (or this link in another tab) comes back to this run
         st.success(f"Started run {run_id}; it keeps running if you close this tab.")

@@ -1,0 +1,93 @@
+"""Who may use the app, and which files it may read.
+
+By default the app is a local tool: ``.streamlit/config.toml`` binds it to 127.0.0.1 and every path a
+user types is theirs to read. Serving it to a network is an explicit opt-in (README, "Serving on a
+network"): started with a non-loopback ``--server.address`` (or ``TUNING_ADVISOR_NETWORK=1``), the app
+then
+
+- refuses to start without ``TUNING_ADVISOR_TOKEN``, and asks every browser session for that token
+  (``?token=...`` in the address, or a password field);
+- reads files only under the allowed roots: the data folder, the Hugging Face cache, and the folders in
+  ``TUNING_ADVISOR_ALLOWED_ROOTS`` (separated by ``:``). A path outside them is refused with the same
+  message whether or not it exists, so the app cannot be used to probe the server's disk.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+from estimators.errors import InputError
+from tuners import store
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def network_mode() -> bool:
+    """True when the app serves beyond this machine (or the operator says so)."""
+    if os.environ.get("TUNING_ADVISOR_NETWORK", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    import streamlit as st
+
+    address = (st.get_option("server.address") or "").strip()
+    return address not in LOOPBACK  # an empty address means every interface
+
+
+def hf_cache() -> Path:
+    """The Hugging Face hub cache as the hub library finds it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def allowed_roots() -> list[Path]:
+    extra = [Path(p).expanduser() for p in os.environ.get("TUNING_ADVISOR_ALLOWED_ROOTS", "").split(os.pathsep)
+             if p.strip()]
+    return [Path(os.path.realpath(p)) for p in (store.home(), hf_cache(), *extra)]
+
+
+def checked_path(text: str, what: str) -> str:
+    """``text`` as a path the app may read. In network mode a path outside the allowed roots (after
+    resolving ``..`` and symbolic links) is refused without saying whether it exists."""
+    if not network_mode():
+        return text
+    real = Path(os.path.realpath(Path(text).expanduser()))
+    roots = allowed_roots()
+    if not any(real == root or root in real.parents for root in roots):
+        raise InputError(f"this server reads {what} only under its allowed folders "
+                         f"({', '.join(str(r) for r in roots)}): put it there, or upload it")
+    return str(real)
+
+
+def token_problem(query_token: str | None, typed: str | None) -> str | None:
+    """Why this session may not use the app, or None when it may."""
+    expected = os.environ.get("TUNING_ADVISOR_TOKEN", "")
+    if not expected:
+        return ("this app is served on a network but TUNING_ADVISOR_TOKEN is not set: the operator must set a "
+                "token (see README, 'Serving on a network')")
+    given = query_token or typed or ""
+    if not given:
+        return "enter the access token (or open the link with ?token=...)"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return "the access token is not right"
+    return None
+
+
+def gate() -> None:
+    """In network mode: stops the page until the session gave the token. Locally: nothing."""
+    if not network_mode():
+        return
+    import streamlit as st
+
+    if st.session_state.get("_access_ok"):
+        return
+    typed = None
+    if os.environ.get("TUNING_ADVISOR_TOKEN"):
+        typed = st.text_input("Access token", type="password", key="_access_token")
+    problem = token_problem(st.query_params.get("token"), typed)
+    if problem:
+        st.error(problem)
+        st.stop()
+    st.session_state["_access_ok"] = True
