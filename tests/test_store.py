@@ -66,3 +66,7 @@ def test_a_store_from_before_pid_start_is_migrated(home):
     con.commit()
     con.close()
     assert [r["id"] for r in store.list_runs()] == ["old"] and not list(home.glob("runs.db.unreadable-*"))
+    con = sqlite3.connect(home / "runs.db")
+    assert con.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()

@@ -18,8 +18,10 @@ from pathlib import Path
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _COLUMNS = ("id", "created", "updated", "status", "method", "model", "device", "pid", "run_dir", "request",
             "estimate", "measured", "extrapolated", "error", "pid_start")
-# Columns added after the first release, with their types: _open adds them to an older store.
+# Columns added after the first release, with their types: _open adds them to an older store and
+# records the schema version it brought the store to (SQLite's user_version).
 _MIGRATIONS = {"pid_start": "INTEGER"}
+SCHEMA_VERSION = 2
 _JSON = ("request", "estimate", "measured", "extrapolated")
 
 
@@ -74,6 +76,8 @@ def _open(path: Path) -> sqlite3.Connection:
     if not set(_COLUMNS) <= columns:  # a foreign table of the same name
         con.close()
         raise sqlite3.DatabaseError(f"table 'runs' lacks columns {sorted(set(_COLUMNS) - columns)}")
+    if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return con
 
 

@@ -83,6 +83,7 @@ def gate() -> None:
 
     if st.session_state.get("_access_ok"):
         return
+    st.title("Tuning Advisor")
     typed = None
     if os.environ.get("TUNING_ADVISOR_TOKEN"):
         typed = st.text_input("Access token", type="password", key="_access_token")
