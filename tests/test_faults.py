@@ -47,10 +47,15 @@ def _group_gone(pid, seconds=10):
     return True
 
 
-@pytest.mark.parametrize("when", ["start-up", "mid-step"])
+@pytest.mark.parametrize("when", ["start-up", "model build", "mid-step"])
 def test_a_killed_runner_ends_failed_with_its_cause(home, tiny, when):  # noqa: F811
     run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000})
-    if when == "mid-step":
+    if when == "model build":  # the device is recorded right before the data and model are loaded
+        deadline = time.time() + 120
+        while not store.get(run_id)["device"]:
+            assert time.time() < deadline
+            time.sleep(0.02)
+    elif when == "mid-step":
         _wait_for(run_dir, "step")
     pid = store.get(run_id)["pid"]
     os.killpg(pid, signal.SIGKILL)  # no handler runs: the store must find out by itself

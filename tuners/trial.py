@@ -54,8 +54,14 @@ class TimedOut(BaseException):
     step. A BaseException for the same reason as ``Cancelled``: nothing on the way may swallow it."""
 
 
+_INTERRUPTED: list[BaseException] = []
+"""The Cancelled/TimedOut a signal raised in this process: a library that catches everything and raises
+its own error (an import wrapper, a loader) cannot turn a cancel or a timeout into a 'crash'."""
+
+
 def _on_alarm(signum, frame):
-    raise TimedOut("timed out: the run took longer than its --timeout")
+    _INTERRUPTED.append(TimedOut("timed out: the run took longer than its --timeout"))
+    raise _INTERRUPTED[-1]
 
 
 class Events:
@@ -381,6 +387,12 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     except Exception as exc:  # a crash: one line for the user, the traceback in the run folder
         name = "traceback.txt" if emit.rank is None else f"traceback-rank{emit.rank}.txt"
         (run_dir / name).write_text(traceback.format_exc())
+        if _INTERRUPTED:  # a signal's cancel or timeout, re-raised by a library as its own error
+            cause = _INTERRUPTED[0]
+            cancelled = isinstance(cause, Cancelled)
+            result.update(status="cancelled" if cancelled else "failed", error=str(cause),
+                          error_kind="cancelled" if cancelled else "timeout")
+            return result
         oom = False
         try:
             oom = _is_oom(exc)
@@ -413,7 +425,8 @@ def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: b
 
 
 def _on_term(signum, frame):
-    raise Cancelled(store.CANCEL_REQUESTED)
+    _INTERRUPTED.append(Cancelled(store.CANCEL_REQUESTED))
+    raise _INTERRUPTED[-1]
 
 
 def run(run_id: str, worker: bool = False) -> int:
