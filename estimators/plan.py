@@ -52,7 +52,7 @@ DATA_SETTINGS: tuple[Setting, ...] = (
     Setting("tokens_per_example", None, "mean tokens per example", int, low=1, high=10_000_000, optional=True),
 )
 _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
-# TrainSetup fields a plan's settings feed (the rest — lr, packing, teacher... — drive the run only).
+# TrainSetup fields a plan's settings feed (the rest — lr, teacher... — drive the run only).
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
 
 
@@ -243,6 +243,11 @@ class Plan:
 
 def _setup(method: str, settings: dict, hardware: dict, data: dict, device: str) -> TrainSetup:
     values = {k: v for k, v in settings.items() if k in _SETUP_FIELDS and v is not None}
+    lengths = data.get("token_lengths") or {}
+    quantiles = None
+    if lengths.get("p50") and lengths.get("p95") and lengths["p95"] >= lengths["p50"]:
+        quantiles = (lengths["p50"], lengths["p95"], lengths.get("max") if lengths.get("max", 0) >= lengths["p95"] else None)
     return TrainSetup(method=method, **values, num_gpus=hardware.get("num_gpus", 1),
                       sharding=hardware.get("sharding", "none"), cpu_offload=bool(hardware.get("cpu_offload")),
-                      device=device, examples=data.get("num_examples"), tokens_per_example=data.get("tokens_per_example"))
+                      device=device, examples=data.get("num_examples"), tokens_per_example=data.get("tokens_per_example"),
+                      length_quantiles=quantiles)

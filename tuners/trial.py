@@ -299,7 +299,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
                     "cost_usd": None if price is None else round(seconds / 3600 * price, 4),
                     "assumption": "whole run at the measured tokens/s of this device (padded batches of seq_len)"}
     if gpu is not None and world == 1:  # several ranks add communication: not a device's own efficiency
-        calibrate(run_id, setup, gpu, est, tps, measured if device != "cpu" else None)
+        calibrate(run_id, setup, gpu, est, slowest, measured if device != "cpu" else None)
     ej = est.to_json()
     ratios = {"peak_allocated": peak_alloc / ej["memory"]["peak_allocated"] if peak_alloc else None}
     if ej["throughput"]["tokens_per_second"]:
@@ -331,18 +331,25 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             "trainable_params": n_trainable, "total_params": n_total}
 
 
-def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float, cuda_measured: dict | None) -> None:
+def calibrate(run_id: str, setup: TrainSetup, gpu, est, step_seconds: float, cuda_measured: dict | None) -> None:
     """Records what this device achieved so later estimates on it use it (estimators.calibration).
 
-    The stored efficiency is normalised like the GPU catalog's default: passed back to ``estimate``
-    it reproduces the measured tokens/s for this method and precision."""
-    from estimators.throughput import method_efficiency
+    The stored efficiency is the base efficiency that makes the step-time model (estimators/steptime.py)
+    reproduce this trial's measured step: one micro-batch padded to ``seq_len`` and its optimizer step,
+    so passed back to ``estimate`` it predicts other batches, lengths and methods on this device."""
+    import dataclasses
 
-    achieved = tokens_per_second * est.time.flops_per_token
-    peak = setup.num_gpus * gpu.peak_flops(setup.precision)
-    if not peak:
+    from estimators.steptime import efficiency_for
+    from estimators.throughput import flops_per_token
+
+    one = dataclasses.replace(setup, grad_accum=1)  # a trial step: one micro-batch, then the optimizer
+
+    def per_token(length):
+        return flops_per_token(est.spec, one, est.teacher, length)
+
+    efficiency = efficiency_for(est.spec, one, gpu, one.tokens_per_sequence, per_token, step_seconds)
+    if efficiency is None:  # faster than the terms that do not scale with efficiency: nothing to learn
         return
-    efficiency = achieved / (peak * method_efficiency(setup))
     overhead = slack = None
     if cuda_measured:
         overhead = cuda_measured["peak_device"] - cuda_measured["peak_reserved"]

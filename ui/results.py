@@ -155,11 +155,17 @@ def render_what_if(by_method: dict, gpu) -> None:
     m1, m2, m3 = st.columns(3)
     m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else "does not fit",
               delta_color="normal" if est["fits"] else "inverse")
-    m2.metric("Time", fmt_hours(est["time"]["seconds"]))
-    m3.metric("Cost", fmt_usd(est["cost_usd"]))
+    t = est["time"]
+    ranged = t.get("seconds_low") is not None
+    m2.metric("Time", fmt_hours(t["seconds"]),
+              f"{fmt_hours(t['seconds_low'])} – {fmt_hours(t['seconds_high'])}" if ranged else None, delta_color="off")
+    m3.metric("Cost", fmt_usd(est["cost_usd"]),
+              f"{fmt_usd(est['cost_usd_low'])} – {fmt_usd(est['cost_usd_high'])}"
+              if est.get("cost_usd_low") is not None else None, delta_color="off")
     st.caption(f"The peak falls at the {est['memory']['peak_phase'].replace('_', ' ')} moment of a step. "
                + (f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
-                  "Default efficiency: run a trial on this GPU to calibrate time and overhead."))
+                  "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
+               + (f" Time range: {t['range_basis']}." if ranged else ""))
     fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="GiB", y="method", color="component",
                  orientation="h", height=280)
     fig.update_layout(legend={"orientation": "h", "y": -0.45, "title": None})

@@ -100,8 +100,6 @@ class MethodSpec:
     """The fake-tensor dry run covers it."""
     efficiency: float = 1.0
     """Share of the GPU's default MFU the method reaches (see estimators/throughput.py)."""
-    slowdown: float = 1.0
-    """Step-time multiplier on top of the FLOPs (QLoRA's dequantization)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions

@@ -2,17 +2,14 @@
 from estimators.methods.base import (LORA_SETTINGS, MethodSpec, Setting, lora_assumptions, lora_extra_activations,
                                      lora_linears, lora_params)
 
-# QLoRA steps run about 1.4–1.5x slower than bf16 LoRA: every 4-bit weight is dequantized in
-# forward and again in backward (C6.4; Dettmers et al. 2023 and public benchmarks).
-SLOWDOWN = 1.45
-
 
 def _assumptions(spec, setup):
     bits = "NF4" if setup.quant_bits == 4 else "int8"
     dq = " with double quantization" if setup.quant_bits == 4 and setup.double_quant else ""
     return lora_assumptions(spec, setup) + [
         f"base linears in {bits}{dq}; embeddings, norms and head upcast to fp32 by prepare_model_for_kbit_training; "
-        f"steps {SLOWDOWN}x slower than LoRA (C6.4)"]
+        "every quantized weight dequantized to 16 bits per forward and backward pass (C6.4; "
+        "estimators/steptime.py)"]
 
 
 SPEC = MethodSpec(
@@ -28,7 +25,6 @@ SPEC = MethodSpec(
     extra_activations=lora_extra_activations,
     keeps_linear_inputs=True,  # bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen
     quantized_base=True, compute_16bit=True, exact_check=False,
-    slowdown=SLOWDOWN,
     assumptions=_assumptions,
     citation="Dettmers et al. 2023, QLoRA: Efficient Finetuning of Quantized LLMs",
 )
