@@ -37,7 +37,7 @@ from estimators.throughput import estimate_time  # noqa: E402
 RECORDS = ROOT / "bench" / "data" / "throughput-records.json"
 MODEL_FILE = ROOT / "estimators" / "data" / "time_model.json"
 # What the fit may change: the step-time constants, the A100 and A10G default efficiencies, H2O's data size.
-FITTED = ("launch_seconds_per_layer", "step_overhead_seconds", "saturation_tokens", "dequant_bytes_per_weight")
+FITTED = ("launch_seconds_per_layer", "launch_seconds_per_module", "step_overhead_seconds", "saturation_tokens", "dequant_bytes_per_weight")
 A100 = ("a100-40gb", "a100-80gb")
 
 
@@ -172,9 +172,10 @@ def _fit_on(doc: dict, records: list[dict], steps: int = 1500):
 
     def unpack(x):
         values = dict(zip(FITTED, map(math.exp, x)))
-        eff = {"a100-40gb": min(1.0, math.exp(x[4])), "a100-80gb": min(1.0, math.exp(x[4])),
-               "a10g": min(1.0, math.exp(x[5]))}
-        return values, eff, math.exp(x[6])
+        k = len(FITTED)
+        eff = {"a100-40gb": min(1.0, math.exp(x[k])), "a100-80gb": min(1.0, math.exp(x[k])),
+               "a10g": min(1.0, math.exp(x[k + 1]))}
+        return values, eff, math.exp(x[k + 2])
 
     def loss(x):
         values, eff, samples = unpack(x)

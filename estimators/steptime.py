@@ -7,10 +7,11 @@ A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens costs, per G
   (``MethodSpec.efficiency``) and a saturation factor ``T / (T + T½)`` in the tokens ``T = B·L`` of
   the micro-batch: a small matmul leaves most of the GPU's SMs idle (the "wave quantisation" and
   tile-occupancy effect of NVIDIA's GEMM performance guide, docs.nvidia.com/deeplearning/performance).
-* **kernel launches** (CUDA only): eager PyTorch issues each block's kernels from Python; when the
-  kernels are short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer``
-  (×4/3 with checkpointing, which runs the forward again), combined with compute as a smooth maximum
-  because launches overlap with running kernels (asynchronous CUDA streams).
+* **kernel launches**: eager PyTorch issues each block's kernels from Python; when the kernels are
+  short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer`` plus
+  ``modules the method inserts × launch_seconds_per_module`` (LoRA layers, adapters) (×4/3 with
+  checkpointing, which runs the forward again), combined with compute as a smooth maximum because
+  launches overlap with running kernels (asynchronous CUDA streams); on a CPU, added to compute.
 * **eager attention** (``attention=eager``): the ``B × heads × L²`` score matrix is written, upcast,
   softmaxed and read back in forward and backward — memory traffic over the GPU's bandwidth.
   SDPA/flash kernels keep the scores in on-chip memory (Dao et al. 2022) and pay only the FLOPs.
@@ -101,6 +102,11 @@ class StepTime:
                 "micro_batches": self.micro_batches, "total": self.total}
 
 
+def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
+    """A CUDA device (asynchronous kernels) rather than this machine's CPU standing in for one."""
+    return setup.device == "cuda" and gpu.id != "cpu"
+
+
 def _bandwidth(gpu: GPU) -> float:
     gbs = gpu.bandwidth_gbs or (DEFAULT_CPU_BANDWIDTH_GBS if gpu.id == "cpu" else None) or 1000.0
     return gbs * 1e9
@@ -147,17 +153,18 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
     ``length`` tokens (padded or packed). ``flops_per_token(length)`` gives the training FLOPs per
     token at that length; ``efficiency`` is the base MFU before the method's share."""
     c = constants()
-    cuda = setup.device == "cuda" and gpu.id != "cpu"
+    cuda = _on_gpu(setup, gpu)
     bw = _bandwidth(gpu)
     tokens = setup.batch_size * length
     saturation = tokens / (tokens + c["saturation_tokens"]) if cuda else 1.0
     rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency * saturation
     compute = tokens * flops_per_token(length) / rate if rate else 0.0
-    launch = 0.0
-    if cuda:
-        launch = spec.layers * c["launch_seconds_per_layer"] * (4 / 3 if setup.gradient_checkpointing else 1)
+    launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
+              * c["launch_seconds_per_module"]) * (4 / 3 if setup.gradient_checkpointing else 1)
     k = _SMOOTH_MAX_POWER
-    busy = (compute**k + launch**k) ** (1 / k) if launch else compute
+    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace. On a
+    # CPU the same thread dispatches and computes: the two add.
+    busy = (compute**k + launch**k) ** (1 / k) if cuda else compute + launch
     passes = 3 if setup.gradient_checkpointing else 2  # forward, backward (+ the recomputed forward)
     eager = 0.0
     if setup.attention == "eager":
@@ -193,7 +200,7 @@ def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, 
     if busy <= one.launch * 1.02 or one.compute <= 0:
         return None
     k = _SMOOTH_MAX_POWER
-    compute = (busy**k - one.launch**k) ** (1 / k) if one.launch else busy
+    compute = (busy**k - one.launch**k) ** (1 / k) if _on_gpu(setup, gpu) else busy - one.launch
     return one.compute / compute
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import resource
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -210,6 +211,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     before = {n: p.detach().clone() for n, p in model.named_parameters()} \
         if request.get("record_changes") and world == 1 else None
     encoded = data_mod.encode(examples, tokenizer, setup.seq_len)
+    if setup.packing:
+        encoded = runtime.pack(encoded, setup.seq_len)
     if world > 1 and len(encoded) >= world:
         encoded = encoded[rank::world]  # each rank its own share of the data, as a real data-parallel run
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -272,7 +275,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         emit("step", step=step, steps=steps, loss=value, seconds=seconds, tokens=tokens_per_step, memory=memory)
 
     # --- report: measured beside estimated, the artifact and the project -------------------------
-    step_seconds = sum(timed) / len(timed)
+    step_seconds = statistics.median(timed)  # robust to a busy machine's stalls (the steps are alike)
     if device != "cpu":
         free, total = torch.cuda.mem_get_info()
         peak_alloc, peak_device = torch.cuda.max_memory_allocated(), total - free

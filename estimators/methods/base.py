@@ -85,6 +85,9 @@ class MethodSpec:
     """Bytes per token per block the method saves for backward beyond the frozen block's own."""
     extra_flops_per_step: Callable[[ModelSpec, Any], float] = _zero
     """FLOPs per micro-batch that do not scale with tokens (e.g. DoRA's weight norms)."""
+    added_modules: Callable[[ModelSpec, Any], int] = _zero
+    """Small modules the method inserts into the model (LoRA layers, adapters): each adds a few short
+    kernels to every pass, which the step-time model counts as launch time (estimators/steptime.py)."""
     keeps_linear_inputs: bool = False
     """The frozen base's matmuls keep their inputs for backward (bitsandbytes' 4/8-bit kernels)."""
     virtual_tokens: Callable[[Any], int] = _zero
@@ -178,6 +181,11 @@ def lora_extra_activations(spec: ModelSpec, setup) -> int:
         seen_inputs.add(lin.in_features)
         extra += share * FP32 * setup.lora_rank
     return int(extra)
+
+
+def lora_modules(spec: ModelSpec, setup) -> int:
+    """LoRA layers the model gets: one per targeted linear."""
+    return sum(lin.count for lin in lora_linears(spec, setup.lora_targets))
 
 
 def lora_assumptions(spec: ModelSpec, setup) -> list[str]:

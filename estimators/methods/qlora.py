@@ -1,6 +1,6 @@
 """QLoRA (Dettmers et al. 2023): LoRA over a base stored in 4-bit NF4 (or 8-bit LLM.int8)."""
 from estimators.methods.base import (LORA_SETTINGS, MethodSpec, Setting, lora_assumptions, lora_extra_activations,
-                                     lora_linears, lora_params)
+                                     lora_linears, lora_modules, lora_params)
 
 
 def _assumptions(spec, setup):
@@ -22,6 +22,7 @@ SPEC = MethodSpec(
     default_lr=2e-4,
     trainable=lora_params,
     adapter_linears=lambda spec, setup: lora_linears(spec, setup.lora_targets),
+    added_modules=lora_modules,
     extra_activations=lora_extra_activations,
     keeps_linear_inputs=True,  # bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen
     quantized_base=True, compute_16bit=True, exact_check=False,
