@@ -37,8 +37,8 @@ from estimators.throughput import estimate_time  # noqa: E402
 RECORDS = ROOT / "bench" / "data" / "throughput-records.json"
 MODEL_FILE = ROOT / "estimators" / "data" / "time_model.json"
 # What the fit may change: the step-time constants, the A100 and A10G default efficiencies, H2O's data size.
-FITTED = ("launch_seconds_per_layer", "launch_seconds_per_module", "step_overhead_seconds", "saturation_tokens", "dequant_bytes_per_weight")
-A100 = ("a100-40gb", "a100-80gb")
+FITTED = ("launch_seconds_per_layer", "launch_seconds_per_module", "step_overhead_seconds", "saturation_tokens",
+          "dequant_bytes_per_weight", "compile_speedup")
 
 
 def load() -> dict:
@@ -54,15 +54,17 @@ def _spec(rec: dict):
 def _examples(rec: dict, data: dict, h2o_samples: float) -> tuple[float, float]:
     """(examples the estimate runs, real tokens they hold) for what the source measured."""
     m, mean = rec["measured"], data["mean"]
-    if "seconds_per_micro_batch" in m:
-        examples = rec["setup"]["batch_size"] * rec["setup"]["grad_accum"] * 100  # 100 optimizer steps
+    if "seconds_per_micro_batch" in m or "tokens_per_second_per_gpu" in m:
+        examples = rec["setup"]["batch_size"] * rec["setup"].get("grad_accum", 1) * rec["num_gpus"] * 100
     else:
         examples = m["samples"] or h2o_samples
     return examples, examples * mean
 
 
-def published_seconds(rec: dict, examples: float) -> float:
+def published_seconds(rec: dict, examples: float, tokens: float) -> float:
     m = rec["measured"]
+    if "tokens_per_second_per_gpu" in m:
+        return tokens / (m["tokens_per_second_per_gpu"] * rec["num_gpus"])
     if "seconds_per_micro_batch" in m:
         return m["seconds_per_micro_batch"] * examples / rec["setup"]["batch_size"]
     return m["train_seconds"]
@@ -85,7 +87,7 @@ def evaluate(doc: dict, efficiency: dict | None = None, h2o_samples: float | Non
     for rec in doc["records"]:
         data = doc["datasets"][rec["data"]]
         examples, tokens = _examples(rec, data, h2o_samples)
-        pub = published_seconds(rec, examples)
+        pub = published_seconds(rec, examples, tokens)
         est, low, high = estimated_seconds(rec, data, examples, efficiency)
         gpus = rec["num_gpus"]
         rows.append({"id": rec["id"], "split": rec["split"], "published_tps": tokens / pub / gpus,
@@ -274,6 +276,14 @@ def main():
         print(f"{r['id']:62} {r['split']:8} {r['published_tps']:10.0f} {r['estimated_tps']:10.0f} "
               f"{r['error']:+7.1%}  {'yes' if r['inside'] else 'no'}")
     print("(tokens/s per GPU, real tokens; error = estimated / published tokens/s − 1)")
+    for source in sorted({r["id"].split("/")[0] for r in rows}):
+        mine = [r for r in rows if r["id"].startswith(source + "/")]
+        parts = []
+        for split in ("fit", "held_out"):
+            if any(r["split"] == split for r in mine):
+                s = summary(mine, split)
+                parts.append(f"{split} {s['n']} runs, median {s['median']:.1%}, worst {s['worst']:.1%}")
+        print(f"  {source}: {'; '.join(parts)}")
     for split in ("fit", "held_out"):
         s = summary(rows, split)
         print(f"{split:8}: {s['n']} runs, median |error| {s['median']:.1%}, worst {s['worst']:.1%}, "

@@ -58,6 +58,9 @@ class TrainSetup:
     tokens_per_example: int | None = None
     """Mean tokens per example (after truncation to ``seq_len``)."""
     epochs: float = 1
+    compile: bool = False
+    """The model runs under ``torch.compile`` (fused kernels; estimators/steptime.py). Not a plan
+    setting yet: the trial and the exported train.py run eagerly."""
     packing: bool = False
     """Examples are packed into full ``seq_len`` rows (no padding) instead of padded per micro-batch."""
     length_quantiles: tuple | None = None

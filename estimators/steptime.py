@@ -11,7 +11,8 @@ A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens costs, per G
   short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer`` plus
   ``modules the method inserts × launch_seconds_per_module`` (LoRA layers, adapters) (×4/3 with
   checkpointing, which runs the forward again), combined with compute as a smooth maximum because
-  launches overlap with running kernels (asynchronous CUDA streams); on a CPU, added to compute.
+  launches overlap with running kernels (asynchronous CUDA streams). Not on a CPU device, where the
+  dispatcher's cost is part of the measured efficiency.
 * **eager attention** (``attention=eager``): the ``B × heads × L²`` score matrix is written, upcast,
   softmaxed and read back in forward and backward — memory traffic over the GPU's bandwidth.
   SDPA/flash kernels keep the scores in on-chip memory (Dao et al. 2022) and pay only the FLOPs.
@@ -159,12 +160,18 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
     saturation = tokens / (tokens + c["saturation_tokens"]) if cuda else 1.0
     rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency * saturation
     compute = tokens * flops_per_token(length) / rate if rate else 0.0
-    launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
-              * c["launch_seconds_per_module"]) * (4 / 3 if setup.gradient_checkpointing else 1)
+    launch = 0.0
+    if cuda:  # on a CPU the dispatcher's cost is part of the measured (and calibrated) efficiency
+        launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
+                  * c["launch_seconds_per_module"]) * (4 / 3 if setup.gradient_checkpointing else 1)
+    if setup.compile:
+        # torch.compile (Inductor) fuses the elementwise work between matmuls: fewer kernels to launch
+        # and less memory traffic. One published pair fits it (torchtune README, "Optimization flags").
+        compute /= c["compile_speedup"]
+        launch /= c["compile_speedup"]
     k = _SMOOTH_MAX_POWER
-    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace. On a
-    # CPU the same thread dispatches and computes: the two add.
-    busy = (compute**k + launch**k) ** (1 / k) if cuda else compute + launch
+    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace.
+    busy = (compute**k + launch**k) ** (1 / k)
     passes = 3 if setup.gradient_checkpointing else 2  # forward, backward (+ the recomputed forward)
     eager = 0.0
     if setup.attention == "eager":
@@ -200,7 +207,7 @@ def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, 
     if busy <= one.launch * 1.02 or one.compute <= 0:
         return None
     k = _SMOOTH_MAX_POWER
-    compute = (busy**k - one.launch**k) ** (1 / k) if _on_gpu(setup, gpu) else busy - one.launch
+    compute = (busy**k - one.launch**k) ** (1 / k)
     return one.compute / compute
 
 

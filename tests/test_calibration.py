@@ -27,9 +27,9 @@ def test_recorded_efficiency_and_overhead_are_used_and_reported():
     store.record_calibration("a100-80gb", "lora", "bf16", efficiency=0.225, run_id="r1", overhead_bytes=600 * 2**20,
                        slack=0.05)
     e = estimate(spec, SETUP, gpu, calibration=store.calibration_for("a100-80gb", "lora", "bf16"))
-    # The compute term scales with 1 / efficiency (the catalog's A100 default is 0.33); the other
-    # terms (launches, optimizer step) do not depend on it.
-    assert e.time.step.compute == pytest.approx(default.time.step.compute * 0.33 / 0.225)
+    # The compute term scales with 1 / efficiency (from the catalog's default to the recorded one); the
+    # other terms (launches, optimizer step) do not depend on it.
+    assert e.time.step.compute == pytest.approx(default.time.step.compute * gpu.efficiency / 0.225)
     assert e.time.step.optimizer == pytest.approx(default.time.step.optimizer)
     assert e.time.seconds > default.time.seconds
     assert e.memory.overhead == 600 * 2**20 + int(0.05 * e.memory.peak_allocated)

@@ -22,7 +22,6 @@ SPEC = MethodSpec(
     trainable=_trainable,
     extra_activations=_activations,
     added_modules=lambda spec, setup: 2 * spec.layers,
-    efficiency=0.95,  # the adapters' small matmuls sit in the critical path of every block
     assumptions=peft_assumptions,
     citation="Houlsby et al. 2019, Parameter-Efficient Transfer Learning for NLP",
 )

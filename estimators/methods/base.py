@@ -102,7 +102,9 @@ class MethodSpec:
     exact_check: bool = True
     """The fake-tensor dry run covers it."""
     efficiency: float = 1.0
-    """Share of the GPU's default MFU the method reaches (see estimators/throughput.py)."""
+    """Share of the GPU's default MFU the method's matmuls reach (estimators/steptime.py). 1.0 for every
+    method today: launches of its added modules, dequantization and the optimizer step are terms of
+    their own, fitted on published runs (bench/time_accuracy.py)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
