@@ -202,43 +202,56 @@ REPEAT_PAIRS = (  # (calibrating trial, predicted trial): other batch, sequence 
 )
 
 
-def repeat(steps: int = 8) -> list[dict]:
-    """Two real trials per pair on a fresh store: the first calibrates, the second is predicted."""
-    import os
-    import tempfile
-
+def tiny_model(root: Path, hidden: int = 256, layers: int = 4) -> tuple[Path, Path]:
+    """A random-weight Llama folder and a JSONL of varied lengths under ``root``: (model, data)."""
     import torch
     import transformers
 
-    from estimators.plan import Plan
-    from tuners import launch
-
-    root = Path(tempfile.mkdtemp(prefix="time-repeat-"))
-    config = transformers.LlamaConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                                      num_key_value_heads=2, intermediate_size=688, vocab_size=2048,
+    config = transformers.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=hidden * 43 // 16, vocab_size=2048,
                                       max_position_embeddings=512, tie_word_embeddings=False)
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(config).save_pretrained(root / "model")
     rows = [{"input": f"Question {i}: " + "tell me more " * (3 + i % 17), "output": "Answer. " * (20 + i % 40)}
             for i in range(64)]
     (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return root / "model", root / "train.jsonl"
+
+
+def timed_trial(model: Path, data: Path, settings: dict, steps: int = 12) -> dict:
+    """One real fp32 trial through the trial machinery (``settings`` holds the method); its result with
+    ``scatter``: the upper over the lower quartile of its timed steps' seconds (the steps are alike, so a
+    large scatter means other work on the machine was timed too)."""
+    from estimators.plan import Plan
+    from tuners import launch, store
+
+    values = {k: v for k, v in settings.items() if k != "method"}
+    plan = Plan.create(str(model), settings["method"], {**values, "precision": "fp32"}, data={"path": str(data)})
+    run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": steps})
+    res = launch.follow(run_id, timeout=900)
+    if res["status"] != "completed":
+        raise RuntimeError(f"trial failed: {res['error']}")
+    timed = sorted(e["seconds"] for e in store.events(run_dir) if e.get("event") == "step" and e["step"] >= 3)
+    quartiles = statistics.quantiles(timed, n=4)
+    return {**res, "scatter": quartiles[2] / quartiles[0]}
+
+
+def repeat(steps: int = 12) -> list[dict]:
+    """Two real trials per pair, each pair on a fresh store: the first calibrates, the second is predicted."""
+    import os
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="time-repeat-"))
+    model, data = tiny_model(root)
     out = []
     for i, (first, second) in enumerate(REPEAT_PAIRS):
         os.environ["TUNING_ADVISOR_HOME"] = str(root / f"home{i}")
-        results = []
-        for settings in (first, second):
-            values = {k: v for k, v in settings.items() if k != "method"}
-            plan = Plan.create(str(root / "model"), settings["method"], {**values, "precision": "fp32"},
-                               data={"path": str(root / "train.jsonl")})
-            run_id, _ = launch.start({"plan": plan.to_json(), "steps": steps})
-            res = launch.follow(run_id, timeout=900)
-            if res["status"] != "completed":
-                raise SystemExit(f"trial failed: {res['error']}")
-            results.append(res)
+        results = [timed_trial(model, data, settings, steps) for settings in (first, second)]
         est = results[1]["estimate"]["throughput"]["tokens_per_second"]
         measured = results[1]["measured"]["tokens_per_second"]
         out.append({"calibrate": first, "predict": second, "calibrated": bool(results[1]["estimate"]["calibrated"]),
-                    "estimated_tps": est, "measured_tps": measured, "error": measured / est - 1})
+                    "estimated_tps": est, "measured_tps": measured, "error": est / measured - 1,
+                    "scatter": max(r["scatter"] for r in results)})
     return out
 
 
@@ -251,10 +264,12 @@ def main():
     doc = load()
     if args.repeat:
         rows = repeat()
-        print(f"{'calibrated on':34} {'predicted':36} {'estimated':>10} {'measured':>10} {'error':>7}")
+        print(f"{'calibrated on':52} {'predicted':52} {'estimated':>9} {'measured':>9} {'error':>7} {'scatter':>7}")
         for r in rows:
-            print(f"{json.dumps(r['calibrate']):34} {json.dumps(r['predict']):36} {r['estimated_tps']:10.0f} "
-                  f"{r['measured_tps']:10.0f} {r['error']:+7.1%}")
+            print(f"{json.dumps(r['calibrate']):52} {json.dumps(r['predict']):52} {r['estimated_tps']:9.0f} "
+                  f"{r['measured_tps']:9.0f} {r['error']:+7.1%} {r['scatter']:7.2f}")
+        print("(tokens/s; error = estimated / measured − 1; scatter = upper / lower quartile of the timed steps' "
+              "seconds, the larger of the two trials: above ~1.2 the machine was busy)")
         errs = [abs(r["error"]) for r in rows]
         print(f"calibrated repeat on this CPU: median {statistics.median(errs):.1%}, worst {max(errs):.1%} "
               f"(goal 10 %)")
