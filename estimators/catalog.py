@@ -31,6 +31,8 @@ class GPU:
     price_date: str | None = None
     efficiency: float = 0.35
     """Default model-FLOP utilisation of a fine-tuning step before per-method factors."""
+    efficiency_fitted: bool = False
+    """The efficiency was fitted on published runs of this GPU (bench/time_accuracy.py), not a default."""
     source: str = ""
 
     def __post_init__(self):
@@ -77,7 +79,8 @@ def gpus() -> dict[str, GPU]:
                            tflops={k: g.get(f"{k}_tflops") for k in ("bf16", "fp16", "fp32")},
                            bandwidth_gbs=g.get("bandwidth_gbs"), link_gbs=g.get("link_gbs"), link=g.get("link"),
                            price_per_hour_usd=g.get("price_per_hour_usd"),
-                           price_date=g.get("price_date"), efficiency=g.get("efficiency", 0.35), source=g["source"])
+                           price_date=g.get("price_date"), efficiency=g.get("efficiency", 0.35),
+                           efficiency_fitted=bool(g.get("efficiency_fitted")), source=g["source"])
     return out
 
 

@@ -95,6 +95,11 @@ def _check_token_lengths(value, problems: list[str]) -> dict | None:
             problems.append(f"data.token_lengths.{key} must be a number >= 0 (got {v!r})")
         else:
             out[key] = v
+    ordered = [k for k in ("p50", "p95", "max") if k in out]
+    for low, high in zip(ordered, ordered[1:]):
+        if out[low] > out[high]:
+            problems.append(f"data.token_lengths.{low} {out[low]:g} exceeds {high} {out[high]:g} "
+                            "(give the data's own percentiles)")
     return out
 
 
@@ -245,8 +250,8 @@ def _setup(method: str, settings: dict, hardware: dict, data: dict, device: str)
     values = {k: v for k, v in settings.items() if k in _SETUP_FIELDS and v is not None}
     lengths = data.get("token_lengths") or {}
     quantiles = None
-    if lengths.get("p50") and lengths.get("p95") and lengths["p95"] >= lengths["p50"]:
-        quantiles = (lengths["p50"], lengths["p95"], lengths.get("max") if lengths.get("max", 0) >= lengths["p95"] else None)
+    if lengths.get("p50") and lengths.get("p95"):  # (ordered: checked with the plan)
+        quantiles = (lengths["p50"], lengths["p95"], lengths.get("max") or None)
     return TrainSetup(method=method, **values, num_gpus=hardware.get("num_gpus", 1),
                       sharding=hardware.get("sharding", "none"), cpu_offload=bool(hardware.get("cpu_offload")),
                       device=device, examples=data.get("num_examples"), tokens_per_example=data.get("tokens_per_example"),

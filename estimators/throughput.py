@@ -105,8 +105,9 @@ def run_length(setup: TrainSetup) -> float:
 def estimate_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None, teacher: ModelSpec | None = None,
                   price_per_hour: float | None = None, efficiency: float | None = None) -> TimeEstimate:
     """Whole-run time = optimizer steps × seconds per step (estimators/steptime.py); cost = GPU-hours
-    × price per GPU-hour; the range is the spread of the published runs the model was fitted on, or
-    of calibrated repeat trials when ``efficiency`` comes from a trial on this device."""
+    × price per GPU-hour; the range is the spread of the published runs the model was fitted on (wider
+    on a GPU whose efficiency is an unfitted default), or of calibrated repeat trials when
+    ``efficiency`` comes from a trial on this device."""
     fpt = flops_per_token(spec, setup, teacher)
     if gpu is None:
         return TimeEstimate(None, fpt, None, None, None, None)
@@ -130,7 +131,10 @@ def estimate_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None, teacher: 
     seconds = steps * step.total
     padded = int(rows * length)
     flops = flops_per_token(spec, setup, teacher, length) * padded
-    band = constants()["calibrated_band" if efficiency is not None else "band"]
+    if efficiency is not None:
+        band = constants()["calibrated_band"]
+    else:
+        band = constants()["band" if gpu.efficiency_fitted else "default_efficiency_band"]
     price = price_per_hour if price_per_hour is not None else gpu.price_per_hour_usd
 
     def cost(secs):

@@ -115,6 +115,9 @@ def test_time_range_and_its_narrowing_after_calibration():
     assert t.cost_usd_high == pytest.approx(t.seconds_high / 3600 * 1.79)
     c = estimate_time(spec, setup, gpu, efficiency=0.3)
     assert c.seconds_high / c.seconds_low < t.seconds_high / t.seconds_low and "calibrated" in c.range_basis
+    # A GPU with a default (unfitted) efficiency gets a wider range than the fitted A100's, and says why.
+    d = estimate_time(spec, setup, gpu_by_id("h100-sxm"))
+    assert d.seconds_high / d.seconds_low > t.seconds_high / t.seconds_low and "default" in d.range_basis
     block = t.contract()
     assert {"tokens", "flops", "seconds", "seconds_low", "seconds_high", "step_seconds"} <= set(block)
 
@@ -127,6 +130,8 @@ def test_plan_token_lengths_reach_the_setup_and_bad_ones_are_refused():
     assert Plan.create("llama-3.1-8b", "lora", {"packing": True}).setup().packing is True
     with pytest.raises(InputError, match="length_quantiles"):
         TrainSetup(method="lora", length_quantiles=(900, 250, None))
+    with pytest.raises(InputError, match="token_lengths.p50 900 exceeds p95 250"):
+        Plan.create("llama-3.1-8b", "lora", data={"token_lengths": {"p50": 900, "p95": 250}})
 
 
 # --- the calibrated repeat on this CPU: two tiny real trials --------------------------------------
