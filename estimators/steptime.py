@@ -58,8 +58,11 @@ DATA = Path(__file__).parent / "data"
 DEFAULT_LINK_GBS = 32.0
 # Host memory bandwidth assumed for a CPU "device" whose bandwidth was not measured: a dual-channel DDR4 desktop.
 DEFAULT_CPU_BANDWIDTH_GBS = 20.0
+# Memory bandwidth assumed for a custom GPU given by memory and TFLOP/s only: GDDR6X/HBM2-class (an A10G
+# has 600 GB/s, an A100 40 GB 1,555).
+DEFAULT_GPU_BANDWIDTH_GBS = 1000.0
 # Smooth maximum of compute and launch time: (a^k + b^k)^(1/k); k=4 is within 19 % of max() when
-# a = b and within 1 % once one is 2× the other.
+# a = b and within 2 % once one is twice the other.
 _SMOOTH_MAX_POWER = 4
 
 
@@ -109,7 +112,7 @@ def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
 
 
 def _bandwidth(gpu: GPU) -> float:
-    gbs = gpu.bandwidth_gbs or (DEFAULT_CPU_BANDWIDTH_GBS if gpu.id == "cpu" else None) or 1000.0
+    gbs = gpu.bandwidth_gbs or (DEFAULT_CPU_BANDWIDTH_GBS if gpu.id == "cpu" else DEFAULT_GPU_BANDWIDTH_GBS)
     return gbs * 1e9
 
 
@@ -178,7 +181,7 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
         scores = setup.batch_size * spec.heads * length * length * spec.layers
         eager = scores * c["eager_attention_bytes_per_score"] * passes / 2 / bw
     dequant = 0.0
-    if setup.m.quantized_base:
+    if setup.m.quantized_base:  # fitted on NF4 runs; LLM.int8 (quant_bits 8) is assumed alike
         dequant = quantized_params(spec) * c["dequant_bytes_per_weight"] * passes / bw
     moe = 0.0
     if spec.is_moe:

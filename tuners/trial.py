@@ -294,13 +294,19 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
                 "step_seconds": slowest, "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
                 "total_params": n_total, "per_rank": per_rank, **extra_measured}
     total_tokens = setup.examples * (setup.tokens_per_example + setup.m.virtual_tokens(setup)) * setup.epochs
-    seconds = total_tokens / tps
+    estimated_tps = est.time.tokens_per_second
+    if est.time.seconds and estimated_tps:  # the estimate's run (its padding or packing) at the measured pace
+        seconds = est.time.seconds * estimated_tps / tps
+        assumption = ("the estimated whole run (its padding or packing, steps and optimizer) scaled by the measured "
+                      "over the estimated tokens/s at this trial's shape")
+    else:
+        seconds = total_tokens / tps
+        assumption = "whole run at the measured tokens/s of this device (padded batches of seq_len)"
     price = plan.hardware.get("price_per_hour")
     if price is None and gpu is not None and device != "cpu":
         price = gpu.price_per_hour_usd
     extrapolated = {"tokens": int(total_tokens), "seconds": seconds,
-                    "cost_usd": None if price is None else round(seconds / 3600 * price, 4),
-                    "assumption": "whole run at the measured tokens/s of this device (padded batches of seq_len)"}
+                    "cost_usd": None if price is None else round(seconds / 3600 * price, 4), "assumption": assumption}
     if gpu is not None and world == 1:  # several ranks add communication: not a device's own efficiency
         calibrate(run_id, setup, gpu, est, slowest, measured if device != "cpu" else None)
     ej = est.to_json()
