@@ -31,6 +31,22 @@ def human_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def time_range(t: dict) -> str:
+    """The estimate JSON's ``time`` block as ``value (low–high)``."""
+    if t.get("seconds_low") is None:
+        return human_seconds(t.get("seconds"))
+    return f"{human_seconds(t['seconds'])} ({human_seconds(t['seconds_low'])}–{human_seconds(t['seconds_high'])})"
+
+
+def cost_range(j: dict) -> str:
+    """The estimate JSON's cost as ``$value ($low–$high)``."""
+    if j.get("cost_usd") is None:
+        return "—"
+    if j.get("cost_usd_low") is None:
+        return f"${j['cost_usd']:,.2f}"
+    return f"${j['cost_usd']:,.2f} (${j['cost_usd_low']:,.2f}–${j['cost_usd_high']:,.2f})"
+
+
 def format_estimate(e: Estimate) -> str:
     j = e.to_json()
     mem = j["memory"]
@@ -50,9 +66,10 @@ def format_estimate(e: Estimate) -> str:
     lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
     if j["time"]["tokens"] is not None:
         lines.append(f"  tokens          {j['time']['tokens']:,}")
-        lines.append(f"  time            {human_seconds(j['time']['seconds'])}")
-        cost = j["cost_usd"]
-        lines.append(f"  cost            {'—' if cost is None else f'${cost:,.2f}'}")
+        lines.append(f"  time            {time_range(j['time'])}")
+        lines.append(f"  cost            {cost_range(j)}")
+        if j["time"].get("range_basis"):
+            lines.append(f"  range           {j['time']['range_basis']}")
     else:
         lines.append("  (give --examples and --tokens-per-example for whole-run time and cost)")
     size = j["artifact_bytes"]

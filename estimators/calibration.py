@@ -1,9 +1,11 @@
 """Calibration from trial runs: what a device really achieves, per method and precision.
 
-A completed trial records (device, method, precision) → the efficiency it reached (normalised so
-that passing it to ``estimate`` reproduces the measured tokens/s) and the memory the process held
-beyond the peak of live tensors. Later estimates on the same device use the latest values and say
-so in ``assumptions``; without a record they fall back to the documented defaults.
+A completed trial records (device, method, precision) → the base efficiency it reached (the one that
+makes the step-time model, estimators/steptime.py, reproduce the measured step) and the memory the
+process held beyond the peak of live tensors. Later estimates on the same device and precision use
+the latest values — the same method's when there is one, else another method's — say so in
+``assumptions``, and narrow the time range to what calibrated repeats achieve; without a record
+they fall back to the documented defaults.
 
 This module is the record's shape only (estimators do no I/O): the run store keeps the records in
 its SQLite file (``tuners.store.record_calibration`` / ``calibration_for``), and the callers (CLI,
@@ -33,4 +35,4 @@ class Calibration:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d", time.localtime(self.updated))
-        return f"calibrated on {self.device} by {self.runs} trial run(s), latest {self.run_id} ({when})"
+        return f"calibrated on {self.device} by {self.runs} {self.method} trial run(s), latest {self.run_id} ({when})"

@@ -24,10 +24,15 @@ class GPU:
     tflops: dict
     """Dense peak TFLOP/s by precision (``bf16``, ``fp16``, ``fp32``); None where unsupported."""
     bandwidth_gbs: float | None = None
+    link_gbs: float | None = None
+    """GPU-to-GPU bandwidth per direction (NVLink / Infinity Fabric / PCIe) for multi-GPU collectives."""
+    link: str | None = None
     price_per_hour_usd: float | None = None
     price_date: str | None = None
     efficiency: float = 0.35
     """Default model-FLOP utilisation of a fine-tuning step before per-method factors."""
+    efficiency_fitted: bool = False
+    """The efficiency was fitted on published runs of this GPU (bench/time_accuracy.py), not a default."""
     source: str = ""
 
     def __post_init__(self):
@@ -49,6 +54,7 @@ class GPU:
         return {"id": self.id, "name": self.name, "memory_gib": round(self.memory_bytes / GIB, 1),
                 "bf16_tflops": self.tflops.get("bf16"), "fp16_tflops": self.tflops.get("fp16"),
                 "fp32_tflops": self.tflops.get("fp32"), "bandwidth_gbs": self.bandwidth_gbs,
+                "link_gbs": self.link_gbs, "link": self.link,
                 "price_per_hour_usd": self.price_per_hour_usd, "price_date": self.price_date,
                 "efficiency": self.efficiency, "source": self.source}
 
@@ -71,8 +77,10 @@ def gpus() -> dict[str, GPU]:
     for g in raw["gpus"]:
         out[g["id"]] = GPU(id=g["id"], name=g["name"], memory_bytes=int(g["memory_gib"] * GIB),
                            tflops={k: g.get(f"{k}_tflops") for k in ("bf16", "fp16", "fp32")},
-                           bandwidth_gbs=g.get("bandwidth_gbs"), price_per_hour_usd=g.get("price_per_hour_usd"),
-                           price_date=g.get("price_date"), efficiency=g.get("efficiency", 0.35), source=g["source"])
+                           bandwidth_gbs=g.get("bandwidth_gbs"), link_gbs=g.get("link_gbs"), link=g.get("link"),
+                           price_per_hour_usd=g.get("price_per_hour_usd"),
+                           price_date=g.get("price_date"), efficiency=g.get("efficiency", 0.35),
+                           efficiency_fitted=bool(g.get("efficiency_fitted")), source=g["source"])
     return out
 
 

@@ -10,6 +10,7 @@ from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBr
 from estimators.methods import trainable_params
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
+from estimators.steptime import padding_ratio
 from estimators.throughput import TimeEstimate, artifact_bytes, estimate_time, method_efficiency, serving_bytes
 
 
@@ -39,8 +40,9 @@ class Estimate:
             "params": {"total": self.spec.total_params, "trainable": self.trainable, "active": self.spec.active_params},
             "memory": self.memory.to_dict(),
             "fits": self.fits,
-            "time": {"tokens": self.time.tokens, "flops": self.time.flops, "seconds": self.time.seconds},
-            "cost_usd": None if self.time.cost_usd is None else round(self.time.cost_usd, 4),
+            "time": self.time.contract(),
+            "cost_usd": _usd(self.time.cost_usd),
+            "cost_usd_low": _usd(self.time.cost_usd_low), "cost_usd_high": _usd(self.time.cost_usd_high),
             "artifact_bytes": self.artifact_bytes,
             "assumptions": list(self.assumptions),
             "gpu": None if self.gpu is None else {"id": self.gpu.id, "name": self.gpu.name,
@@ -52,6 +54,10 @@ class Estimate:
             "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
             "calibrated": None if self.calibration is None else self.calibration.describe(),
         }
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher: ModelSpec | None = None,
@@ -105,8 +111,18 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
             out.append(f"overhead: CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB + {ALLOCATOR_SLACK:.0%} allocator slack")
     if gpu is not None:
         eff = (calibration.efficiency if calibration is not None else gpu.efficiency) * method_efficiency(s)
-        out.append(f"time at {eff:.0%} of {gpu.name} peak {s.precision} FLOP/s"
-                   + (f" ({calibration.describe()})" if calibration is not None else " (default efficiency)"))
+        out.append(f"time: compute at {eff:.0%} of {gpu.name} peak {s.precision} FLOP/s (less for small micro-batches)"
+                   + (f" ({calibration.describe()})" if calibration is not None else " (default efficiency)")
+                   + ", plus kernel launches, the optimizer step, dequantization and communication (estimators/steptime.py)")
+        if s.examples and s.tokens_per_example:
+            if s.packing:
+                out.append(f"examples packed into rows of {s.seq_len} tokens (no padding)")
+            elif s.length_quantiles is None:
+                out.append("example lengths assumed equal to the mean (no padding counted): give the data's "
+                           "token-length spread (data.token_lengths p50/p95) for padded micro-batches")
+            else:
+                out.append(f"micro-batches padded to their longest example ({padding_ratio(s):.2f}× the real tokens, "
+                           "from the data's p50/p95 lengths)")
         if gpu.price_per_hour_usd is not None and gpu.price_date:
             out.append(f"price {gpu.price_per_hour_usd} USD/GPU-hour ({gpu.price_date} list price unless --price-per-hour)")
     return tuple(out)

@@ -52,7 +52,7 @@ DATA_SETTINGS: tuple[Setting, ...] = (
     Setting("tokens_per_example", None, "mean tokens per example", int, low=1, high=10_000_000, optional=True),
 )
 _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
-# TrainSetup fields a plan's settings feed (the rest — lr, packing, teacher... — drive the run only).
+# TrainSetup fields a plan's settings feed (the rest — lr, teacher... — drive the run only).
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
 
 
@@ -95,6 +95,11 @@ def _check_token_lengths(value, problems: list[str]) -> dict | None:
             problems.append(f"data.token_lengths.{key} must be a number >= 0 (got {v!r})")
         else:
             out[key] = v
+    ordered = [k for k in ("p50", "p95", "max") if k in out]
+    for low, high in zip(ordered, ordered[1:]):
+        if out[low] > out[high]:
+            problems.append(f"data.token_lengths.{low} {out[low]:g} exceeds {high} {out[high]:g} "
+                            "(give the data's own percentiles)")
     return out
 
 
@@ -256,6 +261,11 @@ class Plan:
 
 def _setup(method: str, settings: dict, hardware: dict, data: dict, device: str) -> TrainSetup:
     values = {k: v for k, v in settings.items() if k in _SETUP_FIELDS and v is not None}
+    lengths = data.get("token_lengths") or {}
+    quantiles = None
+    if lengths.get("p50") and lengths.get("p95"):  # (ordered: checked with the plan)
+        quantiles = (lengths["p50"], lengths["p95"], lengths.get("max") or None)
     return TrainSetup(method=method, **values, num_gpus=hardware.get("num_gpus", 1),
                       sharding=hardware.get("sharding", "none"), cpu_offload=bool(hardware.get("cpu_offload")),
-                      device=device, examples=data.get("num_examples"), tokens_per_example=data.get("tokens_per_example"))
+                      device=device, examples=data.get("num_examples"), tokens_per_example=data.get("tokens_per_example"),
+                      length_quantiles=quantiles)

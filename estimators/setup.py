@@ -56,7 +56,16 @@ class TrainSetup:
     """Where the step runs: ``cuda`` adds the CUDA context and allocator slack as overhead."""
     examples: int | None = None
     tokens_per_example: int | None = None
+    """Mean tokens per example (after truncation to ``seq_len``)."""
     epochs: float = 1
+    compile: bool = False
+    """The model runs under ``torch.compile`` (fused kernels; estimators/steptime.py). Not a plan
+    setting yet: the trial and the exported train.py run eagerly."""
+    packing: bool = False
+    """Examples are packed into full ``seq_len`` rows (no padding) instead of padded per micro-batch."""
+    length_quantiles: tuple | None = None
+    """``(p50, p95, max)`` tokens per example when the data's length spread is known (``max`` may be
+    None): micro-batches padded to their longest example cost more than the mean says."""
 
     def __post_init__(self):
         problems = []
@@ -82,6 +91,13 @@ class TrainSetup:
                 problems.append(f"{name} must be a positive integer (got {value!r})")
         if not isinstance(self.epochs, (int, float)) or self.epochs <= 0:
             problems.append(f"epochs must be positive (got {self.epochs!r})")
+        if self.length_quantiles is not None:
+            q = self.length_quantiles
+            if not (isinstance(q, tuple) and len(q) == 3 and all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0) for v in q)
+                    and q[0] is not None and q[1] is not None and q[0] <= q[1] and (q[2] is None or q[1] <= q[2])):
+                problems.append(f"length_quantiles must be (p50, p95, max) positive token counts in rising order "
+                                f"(got {q!r})")
         if self.quant_bits not in (4, 8):
             problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
         if self.teacher_quant_bits not in (None, 4, 8):

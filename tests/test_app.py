@@ -88,8 +88,11 @@ def test_what_if_opens_on_each_methods_plan_with_time_and_cost(home):
     first = frame_with(at, "verdict").iloc[0]["method"]
     at.radio(key="view").set_value("Charts").run()
     assert metric(at, "Memory / GPU") == table.loc[first, "memory / GPU"]
-    assert metric(at, "Time") == table.loc[first, "time"] != "—"
-    assert metric(at, "Cost") == table.loc[first, "cost"] and metric(at, "Cost").startswith("$")
+    # The table shows value (low–high); the metric the value, with the range as its delta (issue 12).
+    for label, column in (("Time", "time"), ("Cost", "cost")):
+        shown = next(m for m in at.metric if m.label == label)
+        assert table.loc[first, column] == f"{shown.value} ({shown.delta.replace(' – ', '–')})" != "—"
+    assert metric(at, "Cost").startswith("$")
     for method in ("qlora", "full", "dora"):
         at.selectbox(key="whatif_method").set_value(method).run()
         assert not at.exception

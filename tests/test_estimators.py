@@ -11,6 +11,7 @@ from estimators.memory import estimate_memory
 from estimators.methods import lora_params, trainable_params
 from estimators.setup import TrainSetup
 from estimators.spec import spec_from_config
+from estimators.steptime import constants
 from estimators.throughput import artifact_bytes, estimate_time, flops_per_token, serving_bytes
 
 TINY = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -193,12 +194,20 @@ def test_time_and_cost_whole_run():
     setup = TrainSetup(method="lora", examples=1000, tokens_per_example=500, epochs=2)
     t = estimate_time(s, setup, gpu)
     assert t.tokens == 1_000_000
-    assert t.seconds == pytest.approx(t.flops / (312e12 * 0.45))
+    # The step-time terms themselves are checked in tests/test_time_model.py; here the whole run:
+    # 2 epochs × 1000 examples at batch 1 = 2000 optimizer steps, cost = GPU-hours × list price.
+    assert t.steps == 2000 and t.seconds == pytest.approx(2000 * t.step.total)
     assert t.cost_usd == pytest.approx(t.seconds / 3600 * 1.79)
+    # QLoRA adds dequantization per micro-batch (not a flat 1.45×, which the issue-12 measurements refuted):
+    # every base linear (6.98e9 in Llama-3.1-8B) expanded in forward and backward.
     q = estimate_time(s, dataclasses.replace(setup, method="qlora"), gpu)
-    assert q.seconds / t.seconds == pytest.approx(1.45)
+    bytes_per_weight = constants()["dequant_bytes_per_weight"]  # fitted on published runs
+    assert q.step.dequantize == pytest.approx(6_979_321_856 * bytes_per_weight * 2 / 2039e9, rel=1e-3)
+    assert q.seconds > t.seconds
     two = estimate_time(s, dataclasses.replace(setup, num_gpus=2), gpu, price_per_hour=2.0)
-    assert two.seconds == pytest.approx(t.seconds / 2) and two.cost_usd == pytest.approx(t.seconds / 3600 * 2.0)
+    # DDP over NVLink: LoRA's gradients are tiny, the all-reduce hides under compute: half the time.
+    assert two.seconds == pytest.approx(t.seconds / 2, rel=1e-3)
+    assert two.cost_usd == pytest.approx(two.seconds / 3600 * 2 * 2.0)
 
 
 def test_artifacts_and_serving():

@@ -1,7 +1,7 @@
 """This machine's CPU as a "device" the estimators understand: its memory and a measured matmul peak.
 
 A CPU has no datasheet TFLOP/s we can look up, so we measure: the best of a few large matrix
-products per dtype (what training's linear layers run). Cached per CPU model and thread count in
+products per dtype (what training's linear layers run), and the memory bandwidth of a large copy. Cached per CPU model and thread count in
 the data folder, so only the first trial on a machine pays the second or two it takes.
 """
 from __future__ import annotations
@@ -64,6 +64,22 @@ def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> fl
     return 2 * n**3 / best / 1e12
 
 
+def copy_gbs(mib: int = 64, repeats: int = 5) -> float:
+    """Host memory bandwidth: the best of a few copies of a ``mib`` MiB tensor (read + write bytes),
+    what the step-time model's memory-bound terms (optimizer step, dequantization) divide by."""
+    import torch
+
+    a = torch.empty(mib * 2**20 // 4, dtype=torch.float32).fill_(1.0)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * a.numel() * 4 / best / 1e9
+
+
 def cpu_device() -> GPU:
     import torch
 
@@ -73,12 +89,13 @@ def cpu_device() -> GPU:
         known = json.loads(cache.read_text()) if cache.exists() else {}
         peaks = known.get(key) if isinstance(known, dict) else None
         if not (isinstance(peaks, dict) and all(isinstance(peaks.get(p), (int, float)) and peaks[p] > 0
-                                                for p in ("fp32", "bf16"))):
+                                                for p in ("fp32", "bf16", "bandwidth_gbs"))):
             peaks = None
     except (OSError, ValueError, UnicodeDecodeError):  # a corrupt cache is measured again, never fatal
         known, peaks = {}, None
     if peaks is None:
         peaks = {p: matmul_tflops(p) for p in ("fp32", "bf16")}
+        peaks["bandwidth_gbs"] = copy_gbs()
         known = {**(known if isinstance(known, dict) else {}), key: peaks}
         try:
             cache.write_text(json.dumps(known, indent=2))
@@ -86,4 +103,5 @@ def cpu_device() -> GPU:
             pass
     return GPU(id="cpu", name=f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)", memory_bytes=_mem_total(),
                tflops={"fp32": peaks["fp32"], "bf16": peaks["bf16"], "fp16": peaks["bf16"]},
+               bandwidth_gbs=peaks["bandwidth_gbs"],
                efficiency=CPU_DEFAULT_EFFICIENCY, source=f"measured matmul peak on this machine (pid {os.getpid()})")

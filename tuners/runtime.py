@@ -163,6 +163,21 @@ def encode(examples, tokenizer, seq_len: int) -> list[dict]:
     return out
 
 
+def pack(encoded: list[dict], seq_len: int) -> list[dict]:
+    """Lays the encoded examples end to end and cuts rows of exactly ``seq_len`` tokens (no padding;
+    the plan's ``packing``). Each example's first token gets no loss, so no row learns to predict one
+    example from the end of another; attention still spans the examples of a row (plain packing, as
+    TRL's ``packing=True`` without position resets). A tail shorter than a row is dropped, unless it
+    is all there is."""
+    ids, labels = [], []
+    for e in encoded:
+        ids += e["input_ids"]
+        labels += [-100] + e["labels"][1:]
+    rows = [{"input_ids": ids[i:i + seq_len], "labels": labels[i:i + seq_len]}
+            for i in range(0, len(ids) - seq_len + 1, seq_len)]
+    return rows or [{"input_ids": ids, "labels": labels}]
+
+
 def collate(chunk: list[dict], pad_id: int, length: int):
     """Pads a list of encoded examples to ``length`` tokens: input_ids, attention_mask, labels."""
     import torch
@@ -569,7 +584,10 @@ def main(argv=None) -> int:
     optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]))
     loss = loss_fn(recipe, teacher)
 
-    encoded = encode(load_examples(data_path), tok, s["seq_len"])[rank::world]
+    encoded = encode(load_examples(data_path), tok, s["seq_len"])
+    if s.get("packing"):
+        encoded = pack(encoded, s["seq_len"])
+    encoded = encoded[rank::world]
     if not encoded:
         ap.error("no usable examples for this rank")
     batch_size, accum = s["batch_size"], s.get("grad_accum", 1)

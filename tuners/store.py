@@ -273,8 +273,10 @@ def record_calibration(device: str, method: str, precision: str, efficiency: flo
 
 
 def calibration_for(device: str | None, method: str, precision: str):
-    """The latest calibration for (device, method, precision), or None — also when the store is
-    missing, unreadable or corrupt: an estimate never fails because of the history."""
+    """The latest calibration for (device, method, precision); without one, the latest for this device
+    and precision from another method (the stored efficiency is the method-independent base, so it
+    carries over; the record says which method measured it). None when the device has none — also
+    when the store is missing, unreadable or corrupt: an estimate never fails because of the history."""
     from estimators.calibration import Calibration
 
     if not device:
@@ -286,8 +288,8 @@ def calibration_for(device: str | None, method: str, precision: str):
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
             row = con.execute("SELECT device, method, precision, efficiency, overhead_bytes, slack, runs, updated, "
-                              "run_id FROM calibration WHERE device=? AND method=? AND precision=?",
-                              (device, method, precision)).fetchone()
+                              "run_id FROM calibration WHERE device=? AND precision=? ORDER BY method = ? DESC, "
+                              "updated DESC LIMIT 1", (device, precision, method)).fetchone()
         finally:
             con.close()
         cal = Calibration(*row) if row else None

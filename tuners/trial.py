@@ -20,6 +20,7 @@ import math
 import os
 import resource
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -225,6 +226,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     before = {n: p.detach().clone() for n, p in model.named_parameters()} \
         if request.get("record_changes") and world == 1 else None
     encoded = data_mod.encode(examples, tokenizer, setup.seq_len)
+    if setup.packing:
+        encoded = runtime.pack(encoded, setup.seq_len)
     if world > 1 and len(encoded) >= world:
         encoded = encoded[rank::world]  # each rank its own share of the data, as a real data-parallel run
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -287,7 +290,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         emit("step", step=step, steps=steps, loss=value, seconds=seconds, tokens=tokens_per_step, memory=memory)
 
     # --- report: measured beside estimated, the artifact and the project -------------------------
-    step_seconds = sum(timed) / len(timed)
+    step_seconds = statistics.median(timed)  # robust to a busy machine's stalls (the steps are alike)
     if device != "cpu":
         free, total = torch.cuda.mem_get_info()
         peak_alloc, peak_device = torch.cuda.max_memory_allocated(), total - free
@@ -306,15 +309,21 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
                 "step_seconds": slowest, "tokens_per_second": tps, "losses": losses, "trainable_params": n_trainable,
                 "total_params": n_total, "per_rank": per_rank, **extra_measured}
     total_tokens = setup.examples * (setup.tokens_per_example + setup.m.virtual_tokens(setup)) * setup.epochs
-    seconds = total_tokens / tps
+    estimated_tps = est.time.tokens_per_second
+    if est.time.seconds and estimated_tps:  # the estimate's run (its padding or packing) at the measured pace
+        seconds = est.time.seconds * estimated_tps / tps
+        assumption = ("the estimated whole run (its padding or packing, steps and optimizer) scaled by the measured "
+                      "over the estimated tokens/s at this trial's shape")
+    else:
+        seconds = total_tokens / tps
+        assumption = "whole run at the measured tokens/s of this device (padded batches of seq_len)"
     price = plan.hardware.get("price_per_hour")
     if price is None and gpu is not None and device != "cpu":
         price = gpu.price_per_hour_usd
     extrapolated = {"tokens": int(total_tokens), "seconds": seconds,
-                    "cost_usd": None if price is None else round(seconds / 3600 * price, 4),
-                    "assumption": "whole run at the measured tokens/s of this device (padded batches of seq_len)"}
+                    "cost_usd": None if price is None else round(seconds / 3600 * price, 4), "assumption": assumption}
     if gpu is not None and world == 1:  # several ranks add communication: not a device's own efficiency
-        calibrate(run_id, setup, gpu, est, tps, measured if device != "cpu" else None)
+        calibrate(run_id, setup, gpu, est, slowest, measured if device != "cpu" else None)
     ej = est.to_json()
     ratios = {"peak_allocated": peak_alloc / ej["memory"]["peak_allocated"] if peak_alloc else None}
     if ej["throughput"]["tokens_per_second"]:
@@ -346,18 +355,25 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             "trainable_params": n_trainable, "total_params": n_total}
 
 
-def calibrate(run_id: str, setup: TrainSetup, gpu, est, tokens_per_second: float, cuda_measured: dict | None) -> None:
+def calibrate(run_id: str, setup: TrainSetup, gpu, est, step_seconds: float, cuda_measured: dict | None) -> None:
     """Records what this device achieved so later estimates on it use it (estimators.calibration).
 
-    The stored efficiency is normalised like the GPU catalog's default: passed back to ``estimate``
-    it reproduces the measured tokens/s for this method and precision."""
-    from estimators.throughput import method_efficiency
+    The stored efficiency is the base efficiency that makes the step-time model (estimators/steptime.py)
+    reproduce this trial's measured step: one micro-batch padded to ``seq_len`` and its optimizer step,
+    so passed back to ``estimate`` it predicts other batches, lengths and methods on this device."""
+    import dataclasses
 
-    achieved = tokens_per_second * est.time.flops_per_token
-    peak = setup.num_gpus * gpu.peak_flops(setup.precision)
-    if not peak:
+    from estimators.steptime import efficiency_for
+    from estimators.throughput import flops_per_token
+
+    one = dataclasses.replace(setup, grad_accum=1)  # a trial step: one micro-batch, then the optimizer
+
+    def per_token(length):
+        return flops_per_token(est.spec, one, est.teacher, length)
+
+    efficiency = efficiency_for(est.spec, one, gpu, one.tokens_per_sequence, per_token, step_seconds)
+    if efficiency is None:  # faster than the terms that do not scale with efficiency: nothing to learn
         return
-    efficiency = achieved / (peak * method_efficiency(setup))
     overhead = slack = None
     if cuda_measured:
         overhead = cuda_measured["peak_device"] - cuda_measured["peak_reserved"]

@@ -44,6 +44,13 @@ def fmt_usd(x) -> str:
     return "—" if x is None else f"${x:,.2f}"
 
 
+def fmt_range(block: dict, key: str, fmt) -> str:
+    """``block[key]`` with its ``_low``/``_high`` range when the estimate has one: ``1.2 h (0.9 h–1.5 h)``."""
+    if block.get(key) is None or block.get(f"{key}_low") is None:
+        return fmt(block.get(key))
+    return f"{fmt(block[key])} ({fmt(block[f'{key}_low'])}–{fmt(block[f'{key}_high'])})"
+
+
 def settings_table(settings: dict) -> pd.DataFrame:
     return pd.DataFrame([{"setting": k.replace("_", " "), "value": str(v)} for k, v in settings.items()])
 
@@ -57,8 +64,8 @@ def render_recommendation(rec: dict) -> None:
     st.info(rec["summary"])
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
-                           "time": fmt_hours(((a["estimate"] or {}).get("time") or {}).get("seconds")),
-                           "cost": fmt_usd((a["estimate"] or {}).get("cost_usd"))}
+                           "time": fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours),
+                           "cost": fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)}
                           for i, a in enumerate(rec["recommendations"])])
     st.dataframe(table, hide_index=True, width="stretch", key="rec_table")
     for a in rec["recommendations"]:
@@ -155,11 +162,18 @@ def render_what_if(by_method: dict, gpu) -> None:
     m1, m2, m3 = st.columns(3)
     m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else "does not fit",
               delta_color="normal" if est["fits"] else "inverse")
-    m2.metric("Time", fmt_hours(est["time"]["seconds"]))
-    m3.metric("Cost", fmt_usd(est["cost_usd"]))
+    t = est["time"]
+    ranged = t.get("seconds_low") is not None
+    m2.metric("Time", fmt_hours(t["seconds"]),
+              f"{fmt_hours(t['seconds_low'])} – {fmt_hours(t['seconds_high'])}" if ranged else None, delta_color="off",
+              delta_arrow="off")
+    m3.metric("Cost", fmt_usd(est["cost_usd"]),
+              f"{fmt_usd(est['cost_usd_low'])} – {fmt_usd(est['cost_usd_high'])}"
+              if est.get("cost_usd_low") is not None else None, delta_color="off", delta_arrow="off")
     st.caption(f"The peak falls at the {est['memory']['peak_phase'].replace('_', ' ')} moment of a step. "
                + (f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
-                  "Default efficiency: run a trial on this GPU to calibrate time and overhead."))
+                  "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
+               + (f" Time range: {t['range_basis']}." if ranged else ""))
     fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="GiB", y="method", color="component",
                  orientation="h", height=280)
     fig.update_layout(legend={"orientation": "h", "y": -0.45, "title": None})

@@ -85,6 +85,9 @@ class MethodSpec:
     """Bytes per token per block the method saves for backward beyond the frozen block's own."""
     extra_flops_per_step: Callable[[ModelSpec, Any], float] = _zero
     """FLOPs per micro-batch that do not scale with tokens (e.g. DoRA's weight norms)."""
+    added_modules: Callable[[ModelSpec, Any], int] = _zero
+    """Small modules the method inserts into the model (LoRA layers, adapters): each adds a few short
+    kernels to every pass, which the step-time model counts as launch time (estimators/steptime.py)."""
     keeps_linear_inputs: bool = False
     """The frozen base's matmuls keep their inputs for backward (bitsandbytes' 4/8-bit kernels)."""
     virtual_tokens: Callable[[Any], int] = _zero
@@ -99,9 +102,9 @@ class MethodSpec:
     exact_check: bool = True
     """The fake-tensor dry run covers it."""
     efficiency: float = 1.0
-    """Share of the GPU's default MFU the method reaches (see estimators/throughput.py)."""
-    slowdown: float = 1.0
-    """Step-time multiplier on top of the FLOPs (QLoRA's dequantization)."""
+    """Share of the GPU's default MFU the method's matmuls reach (estimators/steptime.py). 1.0 for every
+    method today: launches of its added modules, dequantization and the optimizer step are terms of
+    their own, fitted on published runs (bench/time_accuracy.py)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
@@ -180,6 +183,11 @@ def lora_extra_activations(spec: ModelSpec, setup) -> int:
         seen_inputs.add(lin.in_features)
         extra += share * FP32 * setup.lora_rank
     return int(extra)
+
+
+def lora_modules(spec: ModelSpec, setup) -> int:
+    """LoRA layers the model gets: one per targeted linear."""
+    return sum(lin.count for lin in lora_linears(spec, setup.lora_targets))
 
 
 def lora_assumptions(spec: ModelSpec, setup) -> list[str]:

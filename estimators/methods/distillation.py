@@ -14,7 +14,6 @@ SPEC = MethodSpec(
     default_lr=1e-4,
     trainable=lambda spec, setup: spec.total_params,
     needs_teacher=True, exact_check=False,
-    efficiency=0.8,
     savers=(({"optimizer": "adamw_8bit"}, "8-bit AdamW"), ({"teacher_quant_bits": 4}, "teacher stored in 4 bits")),
     artifact="model",
     citation="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",

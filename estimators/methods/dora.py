@@ -10,7 +10,7 @@ What PEFT 0.21 does per DoRA layer and step (peft/tuners/lora/dora.py), and what
   of ``W + s·B·A`` (detached, Liu et al. §4.3): ~``2·r·in·(in + out) + 3·in·out`` FLOPs per layer.
 """
 from estimators.methods.base import (FP32, LORA_SETTINGS, MethodSpec, lora_assumptions, lora_extra_activations,
-                                     lora_linears, lora_params)
+                                     lora_linears, lora_modules, lora_params)
 
 
 def _trainable(spec, setup) -> int:
@@ -41,6 +41,7 @@ SPEC = MethodSpec(
     trains_base=False, settings=LORA_SETTINGS, default_lr=2e-4,
     trainable=_trainable,
     adapter_linears=lambda spec, setup: lora_linears(spec, setup.lora_targets),
+    added_modules=lora_modules,
     extra_activations=_activations,
     extra_flops_per_step=_norm_flops,
     exact_check=True,

@@ -1,10 +1,6 @@
 """QLoRA (Dettmers et al. 2023): LoRA over a base stored in 4-bit NF4 (or 8-bit LLM.int8)."""
 from estimators.methods.base import (LORA_SETTINGS, MethodSpec, Setting, lora_assumptions, lora_extra_activations,
-                                     lora_linears, lora_params)
-
-# QLoRA steps run about 1.4–1.5x slower than bf16 LoRA: every 4-bit weight is dequantized in
-# forward and again in backward (C6.4; Dettmers et al. 2023 and public benchmarks).
-SLOWDOWN = 1.45
+                                     lora_linears, lora_modules, lora_params)
 
 
 def _assumptions(spec, setup):
@@ -12,7 +8,8 @@ def _assumptions(spec, setup):
     dq = " with double quantization" if setup.quant_bits == 4 and setup.double_quant else ""
     return lora_assumptions(spec, setup) + [
         f"base linears in {bits}{dq}; embeddings, norms and head upcast to fp32 by prepare_model_for_kbit_training; "
-        f"steps {SLOWDOWN}x slower than LoRA (C6.4)"]
+        "every quantized weight dequantized to 16 bits per forward and backward pass (C6.4; "
+        "estimators/steptime.py)"]
 
 
 SPEC = MethodSpec(
@@ -25,10 +22,10 @@ SPEC = MethodSpec(
     default_lr=2e-4,
     trainable=lora_params,
     adapter_linears=lambda spec, setup: lora_linears(spec, setup.lora_targets),
+    added_modules=lora_modules,
     extra_activations=lora_extra_activations,
     keeps_linear_inputs=True,  # bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen
     quantized_base=True, compute_16bit=True, exact_check=False,
-    slowdown=SLOWDOWN,
     assumptions=_assumptions,
     citation="Dettmers et al. 2023, QLoRA: Efficient Finetuning of Quantized LLMs",
 )

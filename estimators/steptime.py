@@ -1,0 +1,247 @@
+"""Seconds per training step, from what sets them (issue 12).
+
+A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens costs, per GPU:
+
+* **compute**: ``B·L·flops_per_token(L)`` over ``peak × efficiency``. The efficiency is the GPU's
+  default model-FLOP utilisation (``gpus.json``, calibrated by trials), the method's share
+  (``MethodSpec.efficiency``) and a saturation factor ``T / (T + T½)`` in the tokens ``T = B·L`` of
+  the micro-batch: a small matmul leaves most of the GPU's SMs idle (the "wave quantisation" and
+  tile-occupancy effect of NVIDIA's GEMM performance guide, docs.nvidia.com/deeplearning/performance).
+* **kernel launches**: eager PyTorch issues each block's kernels from Python; when the kernels are
+  short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer`` plus
+  ``modules the method inserts × launch_seconds_per_module`` (LoRA layers, adapters) (×4/3 with
+  checkpointing, which runs the forward again), combined with compute as a smooth maximum because
+  launches overlap with running kernels (asynchronous CUDA streams). Not on a CPU device, where the
+  dispatcher's cost is part of the measured efficiency.
+* **eager attention** (``attention=eager``): the ``B × heads × L²`` score matrix is written, upcast,
+  softmaxed and read back in forward and backward — memory traffic over the GPU's bandwidth.
+  SDPA/flash kernels keep the scores in on-chip memory (Dao et al. 2022) and pay only the FLOPs.
+* **QLoRA dequantization**: every 4/8-bit base weight is expanded to 16 bits before its matmul, in
+  forward, in backward and in the recomputed forward — bytes over bandwidth per micro-batch,
+  whatever its token count (so it weighs less per token as batches grow; Dettmers et al. 2023).
+* **MoE routing**: tokens are permuted to their experts and back (forward and backward) — bytes over
+  bandwidth.
+* **fixed per micro-batch**: data collation, host-to-device copies, the loss's host sync, logging.
+
+and per optimizer step (once per ``grad_accum`` micro-batches):
+
+* **optimizer**: AdamW reads weights, gradients and both moments and writes weights and moments
+  (PyTorch's ``_multi_tensor_adamw``): a memory-bound pass that grows with the *trainable* parameters,
+  not with tokens. Sharded optimizers (ZeRO/FSDP) update only their shard.
+* **communication** (more than one GPU): DDP and ZeRO-1/2 all-reduce (or reduce-scatter +
+  all-gather) the gradients once per step; ZeRO-3/FSDP all-gather every parameter in forward and in
+  backward and reduce-scatter the gradients per micro-batch. A ring moves ``2·(n−1)/n`` of the
+  buffer per all-reduce and ``(n−1)/n`` per all-gather or reduce-scatter (Patarasuk & Yuan 2009),
+  over the GPU's link bandwidth (``gpus.json`` ``link_gbs``). DDP buckets and FSDP prefetch overlap
+  it with compute (Li et al. 2020; Zhao et al. 2023), so it costs only where it exceeds the compute.
+
+The constants that are not datasheet facts live in ``data/time_model.json`` with how they were
+fitted (``bench/time_accuracy.py --fit`` on the fit set of ``bench/data/throughput-records.json``).
+Pure and torch-free: a handful of float operations per estimate.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from statistics import NormalDist
+
+from estimators.catalog import GPU
+from estimators.methods import quantized_params, trainable_params
+from estimators.setup import DTYPE_BYTES, TrainSetup
+from estimators.spec import ModelSpec
+
+DATA = Path(__file__).parent / "data"
+# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for.
+DEFAULT_LINK_GBS = 32.0
+# Host memory bandwidth assumed for a CPU "device" whose bandwidth was not measured: a dual-channel DDR4 desktop.
+DEFAULT_CPU_BANDWIDTH_GBS = 20.0
+# Memory bandwidth assumed for a custom GPU given by memory and TFLOP/s only: GDDR6X/HBM2-class (an A10G
+# has 600 GB/s, an A100 40 GB 1,555).
+DEFAULT_GPU_BANDWIDTH_GBS = 1000.0
+# Smooth maximum of compute and launch time: (a^k + b^k)^(1/k); k=4 is within 19 % of max() when
+# a = b and within 2 % once one is twice the other.
+_SMOOTH_MAX_POWER = 4
+
+
+@lru_cache(maxsize=1)
+def constants() -> dict:
+    """The fitted and documented constants of the step-time model (``data/time_model.json``)."""
+    return json.loads((DATA / "time_model.json").read_text())
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds of one optimizer step (``grad_accum`` micro-batches) on one GPU, by term."""
+
+    compute: float
+    launch: float
+    """Kernel-launch floor (CUDA): overlaps with compute (``busy`` is their smooth maximum)."""
+    busy: float
+    """Per micro-batch: compute and launches together."""
+    eager_attention: float
+    dequantize: float
+    moe_routing: float
+    fixed: float
+    optimizer: float
+    """Per optimizer step."""
+    communication: float
+    """Per optimizer step, the part that compute does not hide."""
+    micro_batches: int
+
+    @property
+    def micro_batch(self) -> float:
+        return self.busy + self.eager_attention + self.dequantize + self.moe_routing + self.fixed
+
+    @property
+    def total(self) -> float:
+        return self.micro_batches * self.micro_batch + self.optimizer + self.communication
+
+    def to_dict(self) -> dict:
+        return {"compute": self.compute, "launch": self.launch, "eager_attention": self.eager_attention,
+                "dequantize": self.dequantize, "moe_routing": self.moe_routing, "fixed": self.fixed,
+                "optimizer": self.optimizer, "communication": self.communication,
+                "micro_batches": self.micro_batches, "total": self.total}
+
+
+def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
+    """A CUDA device (asynchronous kernels) rather than this machine's CPU standing in for one."""
+    return setup.device == "cuda" and gpu.id != "cpu"
+
+
+def _bandwidth(gpu: GPU) -> float:
+    gbs = gpu.bandwidth_gbs or (DEFAULT_CPU_BANDWIDTH_GBS if gpu.id == "cpu" else DEFAULT_GPU_BANDWIDTH_GBS)
+    return gbs * 1e9
+
+
+def _optimizer_bytes_per_param(setup: TrainSetup) -> float:
+    """Bytes AdamW-style updates move per trainable parameter: read weight, gradient and states, write
+    weight and states, plus one weight-sized ``foreach`` temporary written and read. PEFT keeps adapter
+    weights (hence gradients and states) in fp32; full tuning keeps them in ``weight_bytes``."""
+    w = 4 if setup.frozen_base else setup.weight_bytes
+    grad = w
+    states = {"adamw": 2 * w, "adamw_8bit": 2 * 1, "sgd": w, "adafactor": 0}[setup.optimizer]  # per element
+    return 2 * w + grad + 2 * states + 2 * w
+
+
+def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
+    """One optimizer step over this GPU's share of the trainable parameters (ZeRO/FSDP shard them)."""
+    n = trainable_params(spec, setup)
+    if setup.num_gpus > 1 and setup.sharding != "none":
+        n /= setup.num_gpus
+    if setup.cpu_offload:
+        return 0.0  # the update runs on the host (DeepSpeed's CPU Adam); not modelled
+    return n * _optimizer_bytes_per_param(setup) / _bandwidth(gpu)
+
+
+def _communication_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
+    """Bytes each GPU sends per optimizer step over its link (ring collectives)."""
+    n = setup.num_gpus
+    if n == 1:
+        return 0.0
+    share = (n - 1) / n
+    grad_bytes = trainable_params(spec, setup) * (4 if setup.frozen_base else setup.weight_bytes)
+    if setup.sharding in ("zero3", "fsdp"):
+        # Per micro-batch: gather every (16-bit) parameter for forward and again for backward, and
+        # reduce-scatter the trainable gradients.
+        params = spec.total_params * DTYPE_BYTES[setup.precision]
+        return setup.grad_accum * share * (2 * params + grad_bytes)
+    return 2 * share * grad_bytes  # all-reduce (DDP), or reduce-scatter + all-gather (ZeRO-1/2)
+
+
+def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
+              efficiency: float) -> StepTime:
+    """One optimizer step of ``setup.grad_accum`` micro-batches of ``batch_size`` sequences of
+    ``length`` tokens (padded or packed). ``flops_per_token(length)`` gives the training FLOPs per
+    token at that length; ``efficiency`` is the base MFU before the method's share."""
+    c = constants()
+    cuda = _on_gpu(setup, gpu)
+    bw = _bandwidth(gpu)
+    tokens = setup.batch_size * length
+    saturation = tokens / (tokens + c["saturation_tokens"]) if cuda else 1.0
+    rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency * saturation
+    compute = tokens * flops_per_token(length) / rate if rate else 0.0
+    launch = 0.0
+    if cuda:  # on a CPU the dispatcher's cost is part of the measured (and calibrated) efficiency
+        launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
+                  * c["launch_seconds_per_module"]) * (4 / 3 if setup.gradient_checkpointing else 1)
+    if setup.compile:
+        # torch.compile (Inductor) fuses the elementwise work between matmuls: fewer kernels to launch
+        # and less memory traffic. One published pair fits it (torchtune README, "Optimization flags").
+        compute /= c["compile_speedup"]
+        launch /= c["compile_speedup"]
+    k = _SMOOTH_MAX_POWER
+    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace.
+    busy = (compute**k + launch**k) ** (1 / k)
+    passes = 3 if setup.gradient_checkpointing else 2  # forward, backward (+ the recomputed forward)
+    eager = 0.0
+    if setup.attention == "eager":
+        scores = setup.batch_size * spec.heads * length * length * spec.layers
+        eager = scores * c["eager_attention_bytes_per_score"] * passes / 2 / bw
+    dequant = 0.0
+    if setup.m.quantized_base:  # fitted on NF4 runs; LLM.int8 (quant_bits 8) is assumed alike
+        dequant = quantized_params(spec) * c["dequant_bytes_per_weight"] * passes / bw
+    moe = 0.0
+    if spec.is_moe:
+        moved = tokens * spec.hidden * DTYPE_BYTES[setup.precision] * spec.experts_per_token
+        moe = moved * c["moe_permute_passes"] * spec.layers / bw
+    fixed = c["step_overhead_seconds"] if cuda else 0.0
+    optimizer = optimizer_seconds(spec, setup, gpu)
+    link = (gpu.link_gbs or DEFAULT_LINK_GBS) * 1e9
+    comm_seconds = _communication_bytes(spec, setup) / link
+    per_micro = busy + eager + dequant + moe + fixed
+    hidden = setup.grad_accum * per_micro
+    communication = max(0.0, comm_seconds - hidden)
+    return StepTime(compute=compute, launch=launch, busy=busy, eager_attention=eager, dequantize=dequant,
+                    moe_routing=moe, fixed=fixed, optimizer=optimizer, communication=communication,
+                    micro_batches=setup.grad_accum)
+
+
+def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
+                   step_seconds: float) -> float | None:
+    """The base efficiency that makes ``step_time`` equal a measured ``step_seconds`` (one micro-batch
+    of ``length`` tokens per sequence and the optimizer step after it): what a trial calibrates.
+    None when the measurement is faster than the terms that do not depend on the efficiency."""
+    one = step_time(spec, setup, gpu, length, flops_per_token, 1.0)
+    rest = one.total - one.micro_batches * one.busy
+    busy = (step_seconds - rest) / one.micro_batches
+    if busy <= one.launch * 1.02 or one.compute <= 0:
+        return None
+    k = _SMOOTH_MAX_POWER
+    compute = (busy**k - one.launch**k) ** (1 / k)
+    return one.compute / compute
+
+
+# --- padding ---------------------------------------------------------------------------------------
+
+_Z95 = 1.6448536269514722  # standard normal 95th percentile
+_GRID = 64  # quadrature points for the expected longest sequence of a micro-batch
+
+
+def padding_ratio(setup: TrainSetup) -> float:
+    """Padded tokens processed per real token when micro-batches are padded to their longest example.
+
+    Example lengths are modelled as log-normal through the data's median and 95th percentile
+    (``setup.length_quantiles``), capped at the longest example and at ``seq_len`` (truncation).
+    A micro-batch of ``B`` random examples costs, for each of its rows, the expected maximum of ``B``
+    draws: ``E[max] = ∫ q(v^(1/B)) dv`` over (0, 1), ``q`` the length quantile function. With data
+    parallelism every rank waits for the slowest at the gradient all-reduce, so ``n`` ranks cost the
+    longest of ``n·B`` examples (the straggler effect of variable-length batches).
+    1.0 when packing, or when the length spread is unknown."""
+    if setup.packing or setup.length_quantiles is None:
+        return 1.0
+    p50, p95, longest = setup.length_quantiles
+    cap = min(setup.seq_len, longest or setup.seq_len)
+    if p95 <= p50 or p50 <= 0:
+        return 1.0
+    mu, sigma = math.log(p50), math.log(p95 / p50) / _Z95
+    inv = NormalDist().inv_cdf
+    draws = setup.batch_size * setup.num_gpus
+    mean = peak = 0.0
+    for i in range(_GRID):
+        v = (i + 0.5) / _GRID  # midpoints: of u for the mean, of u^draws for the maximum
+        mean += min(cap, math.exp(mu + sigma * inv(v))) / _GRID
+        peak += min(cap, math.exp(mu + sigma * inv(v ** (1 / draws)))) / _GRID
+    return max(1.0, peak / mean)

@@ -1,0 +1,172 @@
+"""The step-time model's terms (estimators/steptime.py) against figures computed here by other means:
+a Monte Carlo of padded batches, the bytes an AdamW step moves, the bytes FSDP sends over a link;
+the time range; and the calibrated repeat on this CPU through two real trials."""
+import dataclasses
+import math
+import random
+
+import pytest
+
+from estimators.catalog import gpu_by_id, model_by_id
+from estimators.errors import InputError
+from estimators.plan import Plan
+from estimators.setup import TrainSetup
+from estimators.steptime import efficiency_for, optimizer_seconds, padding_ratio, step_time
+from estimators.throughput import estimate_time, flops_per_token
+
+P8B = 8_030_261_248  # Llama-3.1-8B parameters (tests/test_estimators.py)
+
+
+def monte_carlo_padding(p50, p95, cap, batch, draws=20000, seed=0):
+    """Padded over real tokens of random batches padded to their longest: log-normal lengths through
+    p50 and p95, truncated at ``cap``; sampled, not integrated."""
+    rng = random.Random(seed)
+    mu, sigma = math.log(p50), math.log(p95 / p50) / 1.6448536
+    real = padded = 0.0
+    for _ in range(draws):
+        xs = [min(cap, math.exp(rng.gauss(mu, sigma))) for _ in range(batch)]
+        real += sum(xs)
+        padded += batch * max(xs)
+    return padded / real
+
+
+@pytest.mark.parametrize("batch, lengths, seq_len", [(8, (100, 1000, None), 4096), (2, (250, 700, None), 512),
+                                                     (32, (110, 285, 1304), 2048)])
+def test_padding_ratio_matches_sampled_batches(batch, lengths, seq_len):
+    setup = TrainSetup(method="lora", batch_size=batch, seq_len=seq_len, length_quantiles=lengths)
+    cap = min(seq_len, lengths[2] or seq_len)
+    assert padding_ratio(setup) == pytest.approx(monte_carlo_padding(lengths[0], lengths[1], cap, batch), rel=0.03)
+
+
+def test_a_skewed_length_distribution_costs_more_than_its_mean_says():
+    spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
+    mean_only = TrainSetup(method="lora", batch_size=8, seq_len=4096, examples=10_000, tokens_per_example=300)
+    skewed = dataclasses.replace(mean_only, length_quantiles=(150, 1500, 4000))
+    a, b = estimate_time(spec, mean_only, gpu), estimate_time(spec, skewed, gpu)
+    assert a.tokens == b.tokens == 3_000_000 and a.steps == b.steps == 1250
+    # Every micro-batch of 8 is padded to its longest: the GPUs process the padding too.
+    ratio = monte_carlo_padding(150, 1500, 4000, 8)
+    assert b.padded_tokens / a.padded_tokens == pytest.approx(ratio, rel=0.03)
+    assert b.seconds > 2 * a.seconds
+    # Packing lays examples end to end in full rows: no padding, and fewer (fuller) steps.
+    packed = estimate_time(spec, dataclasses.replace(skewed, packing=True), gpu)
+    assert packed.steps == pytest.approx(3_000_000 / 4096 / 8)
+    assert packed.padded_tokens == pytest.approx(3_000_000, rel=1e-6) and packed.seconds < b.seconds
+    # Data parallelism: each rank waits for the slowest, so 4 ranks pay the longest of 32 examples.
+    four = dataclasses.replace(skewed, num_gpus=4)
+    assert padding_ratio(four) == pytest.approx(monte_carlo_padding(150, 1500, 4000, 32), rel=0.03)
+
+
+def test_the_optimizer_step_grows_with_trainable_parameters_not_tokens():
+    spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
+    full = TrainSetup(method="full")
+    # Pure bf16 AdamW moves per parameter: weight read + write (2 + 2), gradient read (2), both moments
+    # read + written (4 × 2) and a weight-sized foreach temporary written and read (2 + 2) = 18 bytes.
+    assert optimizer_seconds(spec, full, gpu) == pytest.approx(P8B * 18 / 2039e9)
+    per_token = (lambda length: flops_per_token(spec, full, None, length))
+    short = step_time(spec, full, gpu, 256, per_token, 0.33)
+    long = step_time(spec, dataclasses.replace(full, batch_size=16), gpu, 4096, per_token, 0.33)
+    assert short.optimizer == long.optimizer and long.compute > 100 * short.compute
+    # LoRA's adapters live in fp32 (PEFT): 36 bytes per trainable parameter, proportional to the rank.
+    r8, r64 = TrainSetup(method="lora", lora_rank=8), TrainSetup(method="lora", lora_rank=64)
+    trainable_r8 = 8 * sum((lin.in_features + lin.out_features) * lin.count for lin in spec.linears
+                           if lin.role in ("attn", "mlp"))
+    assert optimizer_seconds(spec, r8, gpu) == pytest.approx(trainable_r8 * 36 / 2039e9)
+    assert optimizer_seconds(spec, r64, gpu) == pytest.approx(8 * optimizer_seconds(spec, r8, gpu))
+    # ZeRO/FSDP: each GPU updates its shard only.
+    sharded = TrainSetup(method="full", num_gpus=8, sharding="fsdp")
+    assert optimizer_seconds(spec, sharded, gpu) == pytest.approx(P8B * 18 / 2039e9 / 8)
+
+
+def test_fsdp_communication_over_the_link():
+    spec = model_by_id("llama-3.1-8b")
+    setup = TrainSetup(method="full", num_gpus=8, sharding="fsdp", batch_size=1, seq_len=512)
+    per_token = (lambda length: flops_per_token(spec, setup, None, length))
+    # Per micro-batch each GPU sends 7/8 of: the bf16 weights gathered for forward and again for
+    # backward (2 × 2 bytes) and the bf16 gradients reduce-scattered (2 bytes).
+    sent = 7 / 8 * P8B * (2 * 2 + 2)
+    pcie = step_time(spec, setup, gpu_by_id("l40s"), 512, per_token, 0.35)
+    assert pcie.communication == pytest.approx(sent / 32e9 - pcie.micro_batch, rel=1e-6)  # PCIe 4.0: exposed
+    nvlink = step_time(spec, setup, gpu_by_id("h100-sxm"), 512, per_token, 0.4)
+    assert sent / 450e9 < pcie.communication and nvlink.total < pcie.total
+    ddp_lora = step_time(spec, TrainSetup(method="lora", num_gpus=8), gpu_by_id("l40s"), 512,
+                         lambda length: flops_per_token(spec, TrainSetup(method="lora"), None, length), 0.35)
+    assert ddp_lora.communication == 0  # tiny adapter gradients hide under the backward
+
+
+@pytest.mark.parametrize("gpu_id, method", [("a100-80gb", "lora"), ("a10g", "qlora"), ("l4", "full")])
+def test_calibration_inverts_the_step_model(gpu_id, method):
+    spec, gpu = model_by_id("llama-3.2-1b"), gpu_by_id(gpu_id)
+    setup = TrainSetup(method=method, batch_size=4, seq_len=512)
+    per_token = (lambda length: flops_per_token(spec, setup, None, length))
+    measured = step_time(spec, setup, gpu, 512, per_token, 0.21).total
+    assert efficiency_for(spec, setup, gpu, 512, per_token, measured) == pytest.approx(0.21, rel=1e-6)
+    # A step faster than launches and the optimizer alone cannot be explained by any efficiency.
+    floor = step_time(spec, setup, gpu, 512, per_token, 1e9).total
+    assert efficiency_for(spec, setup, gpu, 512, per_token, floor * 0.5) is None
+
+
+def test_time_range_and_its_narrowing_after_calibration():
+    spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
+    setup = TrainSetup(method="lora", batch_size=4, examples=2000, tokens_per_example=300)
+    t = estimate_time(spec, setup, gpu)
+    assert t.seconds_low < t.seconds < t.seconds_high and "published runs" in t.range_basis
+    assert t.cost_usd_low == pytest.approx(t.seconds_low / 3600 * 1.79)
+    assert t.cost_usd_high == pytest.approx(t.seconds_high / 3600 * 1.79)
+    c = estimate_time(spec, setup, gpu, efficiency=0.3)
+    assert c.seconds_high / c.seconds_low < t.seconds_high / t.seconds_low and "calibrated" in c.range_basis
+    # A GPU with a default (unfitted) efficiency gets a wider range than the fitted A100's, and says why.
+    d = estimate_time(spec, setup, gpu_by_id("h100-sxm"))
+    assert d.seconds_high / d.seconds_low > t.seconds_high / t.seconds_low and "default" in d.range_basis
+    block = t.contract()
+    assert {"tokens", "flops", "seconds", "seconds_low", "seconds_high", "step_seconds"} <= set(block)
+
+
+def test_plan_token_lengths_reach_the_setup_and_bad_ones_are_refused():
+    plan = Plan.create("llama-3.1-8b", "lora", {"batch_size": 4},
+                       data={"num_examples": 100, "tokens_per_example": 300,
+                             "token_lengths": {"mean": 300, "p50": 250, "p95": 900, "max": 2000}})
+    assert plan.setup().length_quantiles == (250, 900, 2000)
+    assert Plan.create("llama-3.1-8b", "lora", {"packing": True}).setup().packing is True
+    with pytest.raises(InputError, match="length_quantiles"):
+        TrainSetup(method="lora", length_quantiles=(900, 250, None))
+    with pytest.raises(InputError, match="token_lengths.p50 900 exceeds p95 250"):
+        Plan.create("llama-3.1-8b", "lora", data={"token_lengths": {"p50": 900, "p95": 250}})
+
+
+# --- the calibrated repeat on this CPU: two tiny real trials --------------------------------------
+
+@pytest.mark.slow
+def test_a_calibrated_trial_predicts_the_next_one_on_this_cpu(tmp_path, monkeypatch):
+    """Calibrate on one trial, predict a second with another batch, length and method. The issue's goal
+    is 10 % (bench/time_accuracy.py --repeat reports it); a noisy shared 2-core machine gets 30 %."""
+    pytest.importorskip("transformers")
+    from bench.time_accuracy import tiny_model, timed_trial
+    from tuners import store
+
+    monkeypatch.setenv("TUNING_ADVISOR_HOME", str(tmp_path / "home"))
+    model, data = tiny_model(tmp_path, hidden=192, layers=2)
+    first = timed_trial(model, data, {"method": "lora", "batch_size": 2, "seq_len": 64}, steps=10)
+    assert store.calibration_for("cpu", "lora", "fp32").run_id == first["run_id"]
+    second = timed_trial(model, data, {"method": "full", "batch_size": 4, "seq_len": 128}, steps=10)
+    assert first["run_id"] in second["estimate"]["calibrated"]
+    busy = max(first["scatter"], second["scatter"])
+    if busy > 2.0:  # the steps are alike: scattered times mean other work on this machine was timed
+        pytest.skip(f"this machine is too busy to time steps (interquartile ratio {busy:.2f})")
+    predicted = second["estimate"]["throughput"]["tokens_per_second"]
+    assert second["measured"]["tokens_per_second"] == pytest.approx(predicted, rel=0.30)
+
+
+def test_packing_lays_examples_end_to_end_without_cross_example_targets():
+    from tuners.runtime import pack
+
+    encoded = [{"input_ids": list(range(10, 15)), "labels": [-100, -100, 12, 13, 14]},
+               {"input_ids": list(range(20, 27)), "labels": list(range(20, 27))},
+               {"input_ids": [30, 31, 32, 33], "labels": [30, 31, 32, 33]}]
+    rows = pack(encoded, 4)
+    assert [r["input_ids"] for r in rows] == [[10, 11, 12, 13], [14, 20, 21, 22], [23, 24, 25, 26], [30, 31, 32, 33]]
+    # Each example's first token (positions 0, 5 and 12 of the stream) is no target.
+    assert [r["labels"] for r in rows] == [[-100, -100, 12, 13], [14, -100, 21, 22], [23, 24, 25, 26],
+                                           [-100, 31, 32, 33]]
+    assert pack(encoded, 64) == [{"input_ids": sum((e["input_ids"] for e in encoded), []),
+                                  "labels": [-100, -100, 12, 13, 14, -100, 21, 22, 23, 24, 25, 26, -100, 31, 32, 33]}]
