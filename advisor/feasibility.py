@@ -12,6 +12,7 @@ from estimators.methods import get
 from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
+from estimators.tokenizers import tokenizers_compatible
 
 # GPUs to suggest when nothing fits, smallest first.
 _UPGRADES = ("l40s", "a100-80gb", "h100-sxm", "h200", "mi300x", "b200")
@@ -65,15 +66,33 @@ def _ladder(base: Plan):
             f"FSDP over {n} GPUs with optimizer offload to CPU"]
 
 
-def pick_student(teacher: ModelSpec) -> ModelSpec | None:
-    """The largest catalog model that shares the teacher's vocabulary and is at most a quarter its size."""
-    best = None
+def _smaller(teacher: ModelSpec, same_tokenizer: bool) -> list[ModelSpec]:
+    """Catalog models of the teacher's kind at most a quarter of its size, largest first; with
+    ``same_tokenizer`` only those that share its tokenizer (the family, not the vocabulary size: C6.7)."""
+    found = []
     for model_id in model_configs():
         cand = model_by_id(model_id)
-        if cand.vocab == teacher.vocab and cand.kind == teacher.kind and cand.total_params * 4 <= teacher.total_params:
-            if best is None or cand.total_params > best.total_params:
-                best = cand
-    return best
+        if cand.kind != teacher.kind or cand.total_params * 4 > teacher.total_params:
+            continue
+        if same_tokenizer and not tokenizers_compatible(teacher, cand):
+            continue
+        found.append(cand)
+    return sorted(found, key=lambda m: (-m.total_params, m.id))
+
+
+def pick_student(teacher: ModelSpec) -> ModelSpec | None:
+    """The largest catalog model that shares the teacher's tokenizer and is at most a quarter its size."""
+    found = _smaller(teacher, same_tokenizer=True)
+    return found[0] if found else None
+
+
+def smaller_bases(spec: ModelSpec, limit: int = 3) -> list[str]:
+    """Catalog models to start from instead when no student can learn from ``spec``: the largest of
+    its kind at most a quarter of its size (any tokenizer: they are tuned directly, not distilled)."""
+    def key(m: ModelSpec):  # the same tokenizer first, then bases with a modern context (>= 4k tokens)
+        return (not tokenizers_compatible(spec, m), (m.max_positions or 0) < 4096)
+
+    return [m.id for m in sorted(_smaller(spec, same_tokenizer=False), key=key)[:limit]]
 
 
 def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float | None,

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from estimators.errors import InputError
 from estimators.spec import ModelSpec, spec_from_config
+from estimators.tokenizers import folder_tokenizer_id
 
 DATA = Path(__file__).parent / "data"
 GIB = 1024**3
@@ -112,7 +113,11 @@ def load_model(ref: str) -> ModelSpec:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read config '{path}': {exc} (give a valid config.json)") from None
-    return spec_from_config(raw, model_id=ref, source=str(path))
+    spec = spec_from_config(raw, model_id=ref, source=str(path))
+    if spec.tokenizer_family is None:  # the folder's own tokenizer files, when it has them
+        family = folder_tokenizer_id(path.parent)
+        spec = replace(spec, tokenizer_family=family) if family else spec
+    return spec
 
 
 def catalog_rows() -> list[dict]:
@@ -122,5 +127,5 @@ def catalog_rows() -> list[dict]:
         spec = model_by_id(model_id)
         rows.append({"id": model_id, "family": spec.family, "kind": spec.kind, "params": spec.total_params,
                      "active_params": spec.active_params, "layers": spec.layers, "hidden": spec.hidden,
-                     "vocab": spec.vocab, "source": raw.get("_source", "")})
+                     "vocab": spec.vocab, "tokenizer_family": spec.tokenizer_family, "source": raw.get("_source", "")})
     return sorted(rows, key=lambda r: r["params"])

@@ -6,7 +6,7 @@ for it, so the totals equal ``sum(p.numel() for p in model.parameters())`` of th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from estimators.errors import InputError
 
@@ -70,6 +70,9 @@ class ModelSpec:
     experts_per_token: int = 0
     max_positions: int | None = None
     source: str = ""
+    tokenizer_family: str | None = None
+    """Tokenizer identity (catalog ``_tokenizer_family``; a vocabulary digest for model folders), see
+    estimators/tokenizers.py. None when unknown (a pasted config)."""
     config: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -152,7 +155,8 @@ def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> M
     if builder is None:
         known = ", ".join(sorted(_FAMILIES))
         raise InputError(f"model_type {family!r} of '{model_id}' is not supported (supported: {known})")
-    return builder(_Cfg(cfg, model_id), family, model_id, source)
+    spec = builder(_Cfg(cfg, model_id), family, model_id, source)
+    return replace(spec, tokenizer_family=raw.get("_tokenizer_family")) if raw.get("_tokenizer_family") else spec
 
 
 def _spec(c: _Cfg, family: str, model_id: str, source: str, **kw) -> ModelSpec:
