@@ -105,5 +105,7 @@ def _over_text(label: str, fit: dict, fits: bool) -> str:
     if hw is None:
         return head + f"; no catalog GPU type × count up to {MAX_GPUS} meets the budget."
     cost = "" if hw["cost_usd"] is None else f", ${hw['cost_usd']:,.2f}"
-    return (head + f"; {hw['num_gpus']}× {hw['name']} ({hw['sharding']}) meets it: "
-            f"~{hw['seconds'] / 3600:.2g} h{cost}.")
+    spread = "" if hw["num_gpus"] == 1 else f" ({'DDP' if hw['sharding'] == 'none' else hw['sharding'].upper()})"
+    secs = hw["seconds"]
+    took = f"{secs / 60:.0f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
+    return head + f"; {hw['num_gpus']}× {hw['name']}{spread} meets it: ~{took}{cost}."

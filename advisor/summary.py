@@ -19,8 +19,8 @@ def hybrid_for(advice: list, answers: Answers) -> dict | None:
     goals = ", ".join(g.replace("_", " ") for g in others)
     return {"retrieval": "factual_recall", "tune": best.method, "label": best.label, "for": others,
             "criterion": "C5.1",
-            "text": (f"Hybrid: retrieve the facts at inference time (RAG) — tuning barely improves factual recall "
-                     f"(C5.1) — and tune {best.label} for {goals}.")}
+            "text": (f"Retrieve the facts at inference time (RAG) — tuning barely improves factual recall (C5.1) — "
+                     f"and tune {best.label} for {goals}.")}
 
 
 def summary_for(advice: list, dont_tune: bool, hybrid: dict | None, bases: tuple, answers: Answers,
@@ -41,6 +41,7 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
         return (f"Nothing fits {answers.num_gpus}× {gpu_name}; {best.label} comes closest. "
                 + best.reasons[0]["text"])
     if not best.within_budget:
-        return f"No method fits the budget; {best.label} is the closest. " + best.reasons[0]["text"]
-    lead = hybrid["text"] + " " if hybrid else ""
+        detail = (best.budget_fit or {}).get("text") or best.reasons[0]["text"]
+        return f"No method meets the budget; {best.label} ranks first among the least over it (C6.10). " + detail
+    lead = "Hybrid: " + hybrid["text"] + " " if hybrid else ""
     return lead + f"Recommended: {best.label} (score {best.score:.2f}). " + (best.reasons[0]["text"] if best.reasons else "")
