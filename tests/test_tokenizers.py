@@ -78,3 +78,28 @@ def test_unknown_family_falls_back_to_vocabulary_size(tmp_path):
     assert pasted.tokenizer_family is None
     assert same_tokenizer(pasted, model_by_id("qwen2.5-7b")) is None
     assert tokenizers_compatible(pasted, model_by_id("qwen2.5-0.5b"))
+
+
+def test_distillation_loss_compares_the_shared_rows_of_a_padded_vocabulary():
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from tuners.runtime import loss_fn
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 10, (2, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    student_logits = torch.randn(2, 5, 12)  # 10 real tokens + 2 padding rows
+    teacher_logits = torch.randn(2, 5, 16)  # the same 10 + 6 padding rows
+
+    def student(**kw):
+        return SimpleNamespace(logits=student_logits, loss=torch.tensor(1.0))
+
+    def teacher(**kw):
+        return SimpleNamespace(logits=teacher_logits)
+
+    recipe = {"teacher": {"temperature": 1.0, "alpha": 1.0}}
+    got = loss_fn(recipe, teacher)(student, batch)
+    s, t = student_logits.reshape(-1, 12)[:, :12], teacher_logits.reshape(-1, 16)[:, :12]
+    want = torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert torch.isfinite(got) and torch.allclose(got, want)
