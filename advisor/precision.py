@@ -42,14 +42,14 @@ def hardware_caveat(gpu: GPU, spec: ModelSpec, method: str) -> str | None:
         if REGISTRY[method].compute_16bit:
             return (f"{spec.family.upper()} overflows in fp16 and {gpu.name} has no bf16, while {label} computes in "
                     "16 bits: expect NaN losses; prefer a GPU with bf16 (C6.11).")
-        return (f"{spec.family.upper()} overflows in fp16 and {gpu.name} has no bf16: {label} trains in fp32, "
+        return (f"{spec.family.upper()} overflows in fp16 and {gpu.name} has no bf16: {label} — fp32 throughout, "
                 f"{gpu.tflops.get('fp16', 0) / max(gpu.tflops.get('fp32') or 1, 1e-9):.0f}× below the fp16 peak "
                 "(C6.11).")
     if REGISTRY[method].trains_base:
-        return (f"{gpu.name} has no bf16: {label} uses fp16 autocast with dynamic loss scaling over fp32 master "
+        return (f"{gpu.name} has no bf16: {label} — fp16 autocast with dynamic loss scaling over fp32 master "
                 "weights (C6.11).")
-    return (f"{gpu.name} has no bf16: {label} keeps the frozen base in fp16 and trains its fp32 parameters under "
-            "fp16 autocast with dynamic loss scaling (C6.11).")
+    return (f"{gpu.name} has no bf16: {label} — frozen base in fp16, the fp32 trainable parameters under fp16 "
+            "autocast with dynamic loss scaling (C6.11).")
 
 
 def pure_precision_caveat(plan: Plan, spec: ModelSpec, calibration=None) -> str | None:

@@ -97,11 +97,22 @@ def model_by_id(model_id: str) -> ModelSpec:
     if raw is None:
         raise InputError(f"unknown model '{model_id}' (see `tuning-advisor models` for ids, "
                          "or give a path to a config.json or a model folder)")
-    return spec_from_config(raw, model_id.lower(), source=raw.get("_source", ""))
+    spec = spec_from_config(raw, model_id.lower(), source=raw.get("_source", ""))
+    return replace(spec, tokenizer_family=raw.get("_tokenizer_family"))
 
 
 def load_model(ref: str) -> ModelSpec:
-    """Resolves ``--model``: a catalog id, a path to a ``config.json``, or a local model folder."""
+    """Resolves ``--model``: a catalog id, a path to a ``config.json``, or a local model folder; a model
+    folder's tokenizer files give its tokenizer identity (estimators/tokenizers.py)."""
+    spec = _spec_for(ref)
+    path = Path(ref).expanduser()
+    if spec.tokenizer_family is None and path.exists():
+        family = folder_tokenizer_id(path if path.is_dir() else path.parent)
+        spec = replace(spec, tokenizer_family=family) if family else spec
+    return spec
+
+
+def _spec_for(ref: str) -> ModelSpec:
     path = Path(ref).expanduser()
     if path.is_dir():
         path = path / "config.json"
@@ -113,11 +124,7 @@ def load_model(ref: str) -> ModelSpec:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read config '{path}': {exc} (give a valid config.json)") from None
-    spec = spec_from_config(raw, model_id=ref, source=str(path))
-    if spec.tokenizer_family is None:  # the folder's own tokenizer files, when it has them
-        family = folder_tokenizer_id(path.parent)
-        spec = replace(spec, tokenizer_family=family) if family else spec
-    return spec
+    return spec_from_config(raw, model_id=ref, source=str(path))
 
 
 def catalog_rows() -> list[dict]:

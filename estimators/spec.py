@@ -6,7 +6,7 @@ for it, so the totals equal ``sum(p.numel() for p in model.parameters())`` of th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from estimators.errors import InputError
 
@@ -155,8 +155,7 @@ def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> M
     if builder is None:
         known = ", ".join(sorted(_FAMILIES))
         raise InputError(f"model_type {family!r} of '{model_id}' is not supported (supported: {known})")
-    spec = builder(_Cfg(cfg, model_id), family, model_id, source)
-    return replace(spec, tokenizer_family=raw.get("_tokenizer_family")) if raw.get("_tokenizer_family") else spec
+    return builder(_Cfg(cfg, model_id), family, model_id, source)
 
 
 def _spec(c: _Cfg, family: str, model_id: str, source: str, **kw) -> ModelSpec:
