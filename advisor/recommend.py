@@ -179,9 +179,10 @@ def _no_student(teacher, bases: list[str]) -> str:
     return text + (f", or start from a smaller base: {', '.join(bases)}." if bases else ".")
 
 
-def _not_applicable(method: str, model: str, score: float, reasons: list, caveats: list, why: str) -> MethodAdvice:
+def _not_applicable(method: str, model: str, score: float, reasons: list, why: str) -> MethodAdvice:
+    """A method with nothing to estimate: its reasons say why; caveats about running it do not apply."""
     reasons = [{"criterion": "C6.7", "rule": "not-applicable", "effect": "-", "text": why}] + reasons
-    return MethodAdvice(method, score, False, False, reasons, caveats, {}, None, model,
+    return MethodAdvice(method, score, False, False, reasons, [], {}, None, model,
                         verdict="not applicable", verdict_reason=why)
 
 
@@ -193,7 +194,7 @@ def _advise(sit: _Situation, method: str, score: float, reasons: list) -> Method
     if REGISTRY[method].needs_teacher:
         teacher, model = _student(sit, method)
         if model is None:
-            return _not_applicable(method, "—", score, reasons, caveats, _no_student(teacher, smaller_bases(teacher)))
+            return _not_applicable(method, "—", score, reasons, _no_student(teacher, smaller_bases(teacher)))
         caveats.insert(0, f"Student {model.id} learns from teacher {teacher.id} (tokenizer "
                           f"{teacher.tokenizer_family or 'matched by vocabulary size'}, C6.7).")
         settings = {**settings, "teacher": a.teacher or a.model}
@@ -203,7 +204,7 @@ def _advise(sit: _Situation, method: str, score: float, reasons: list) -> Method
             hardware=sit.hardware, data=sit.data, tasks=a.num_tasks)
         f = find_feasible(base, gpu, a.max_hours, a.max_cost_usd, model, sit.calibration)
     except InputError as exc:  # e.g. a teacher with another tokenizer
-        return _not_applicable(method, model.id, score, reasons, caveats, str(exc))
+        return _not_applicable(method, model.id, score, reasons, str(exc))
     verdict, why = _verdict(score, reasons)
     fit = budget_fit(f, label, a.max_hours, a.max_cost_usd)
     reasons = _fit_reasons(f, fit, label) + reasons

@@ -43,5 +43,5 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
     if not best.within_budget:
         detail = (best.budget_fit or {}).get("text") or best.reasons[0]["text"]
         return f"No method meets the budget; {best.label} ranks first among the least over it (C6.10). " + detail
-    lead = "Hybrid: " + hybrid["text"] + " " if hybrid else ""
+    lead = "Hybrid: " + hybrid["text"][0].lower() + hybrid["text"][1:] + " " if hybrid else ""
     return lead + f"Recommended: {best.label} (score {best.score:.2f}). " + (best.reasons[0]["text"] if best.reasons else "")

@@ -321,6 +321,11 @@ def test_caveats_only_when_their_condition_holds():
     assert any("overfit" in c.lower() for c in by(small_data, "full")["caveats"])
     huge = rec_for(dict(model="llama-3.1-405b", gpu="h100-sxm", num_gpus=8)).to_json()
     assert not any("3B" in c for c in by(huge, "prompt_tuning")["caveats"])
+    no_student = rec_for(dict(model="bert-base-uncased", gpu="t4", goals=["small_footprint"])).to_json()
+    assert by(no_student, "distillation")["caveats"] == []  # nothing runs: no teacher passes to warn about
+    far = rec_for(dict(domain_distance="far")).to_json()
+    assert any("C6.2" in c for c in by(far, "lora")["caveats"])
+    assert not any("C6.2" in c for c in by(rec_for({}).to_json(), "lora")["caveats"])
 
 
 def test_pure_bf16_assumption_and_its_mixed_precision_alternative_are_stated():

@@ -71,8 +71,8 @@ def render_recommendation(rec: dict) -> None:
             icon = {"fits": "✅", "tight": "⚠️", "over budget": "💸", "does not fit": "⛔",
                     "not applicable": "🚫"}[verdict(a)]
             st.markdown(f"#### {icon} {label(a['method'])} · score {a['score']:.2f} · {verdict(a)}"
-                        + (f" · {a['verdict']}" if a.get("verdict") else "")
-                        + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher else ""))
+                        + (f" · {a['verdict']}" if a.get("verdict") and a["verdict"] != verdict(a) else "")
+                        + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher and a["estimate"] else ""))
             if a.get("verdict") in ("poor fit", "not applicable") and a.get("verdict_reason"):
                 st.caption(f"Why {a['verdict']}: {a['verdict_reason']}")
             if a.get("budget_fit"):
