@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from advisor.answers import Answers
 from advisor.budget import budget_fit
 from advisor.caveats import caveats_for
-from advisor.feasibility import find_feasible, pick_student, seq_len_for, smaller_bases
+from advisor.feasibility import HEADROOM, find_feasible, pick_student, seq_len_for, smaller_bases
 from advisor.precision import hardware_caveat, precision_for, pure_precision_caveat
 from advisor.rules import TUNING_GOALS, Context, apply_rules, squash
 from advisor.summary import hybrid_for, summary_for
@@ -164,7 +164,7 @@ def _verdict(score: float, reasons: list) -> tuple[str, str | None]:
     return ("good fit" if score >= GOOD_FIT else "possible"), (best or (reasons or [{}])[0]).get("text")
 
 
-def _student(sit: _Situation, method: str):
+def _student(sit: _Situation):
     """(teacher, student) for distillation; student None when the catalog has none for this teacher."""
     a, spec = sit.answers, sit.ctx.spec
     teacher = load_model(a.teacher) if a.teacher else spec
@@ -190,17 +190,17 @@ def _advise(sit: _Situation, method: str, score: float, reasons: list) -> Method
     spec, gpu, a = sit.ctx.spec, sit.gpu, sit.answers
     caveats = caveats_for(sit.ctx, method)
     label = REGISTRY[method].label
-    model, settings = spec, precision_for(gpu, spec, method)
+    model, settings = spec, {}
     if REGISTRY[method].needs_teacher:
-        teacher, model = _student(sit, method)
+        teacher, model = _student(sit)
         if model is None:
             return _not_applicable(method, "—", score, reasons, _no_student(teacher, smaller_bases(teacher)))
         caveats.insert(0, f"Student {model.id} learns from teacher {teacher.id} (tokenizer "
                           f"{teacher.tokenizer_family or 'matched by vocabulary size'}, C6.7).")
-        settings = {**settings, "teacher": a.teacher or a.model}
+        settings = {"teacher": a.teacher or a.model}
     try:
         base = Plan.create(model.id if model is not spec else a.model, method, settings={
-            **settings, "batch_size": 4, "seq_len": seq_len_for(sit.typical, model), "epochs": float(a.epochs)},
+            **settings, **precision_for(gpu, model, method), "batch_size": 4, "seq_len": seq_len_for(sit.typical, model), "epochs": float(a.epochs)},
             hardware=sit.hardware, data=sit.data, tasks=a.num_tasks)
         f = find_feasible(base, gpu, a.max_hours, a.max_cost_usd, model, sit.calibration)
     except InputError as exc:  # e.g. a teacher with another tokenizer
@@ -212,8 +212,8 @@ def _advise(sit: _Situation, method: str, score: float, reasons: list) -> Method
     if f.fits and f.within_budget and f.notes:
         caveats.append(f.notes[0][0].upper() + f.notes[0][1:] + ".")
     if f.memory_fit == "tight":
-        caveats.append(f"Tight: only {f.headroom:.1%} of {gpu.name}'s memory stays free (under the 5 % headroom, "
-                       "C6.12): fragmentation or a longer batch can run out of memory.")
+        caveats.append(f"Tight: only {f.headroom:.1%} of {gpu.name}'s memory stays free (under the {HEADROOM:.0%} "
+                       "headroom, C6.12): fragmentation or a longer batch can run out of memory.")
     return MethodAdvice(method, score, f.fits, f.within_budget, reasons, caveats, f.settings, f.plan.estimate,
                         model.id, f.plan, verdict=verdict, verdict_reason=why, memory_fit=f.memory_fit,
                         headroom=round(f.headroom, 4), budget_fit=fit)
