@@ -2,9 +2,9 @@
 GPU(s) and budget by the estimators, and ranked (deterministic).
 
 Ranking, best first: within budget with memory headroom; within budget but tight (C6.12); over budget,
-least over first (C6.10) — methods within OVER_BUDGET_TIE of the least-over one count as equally over,
-so that 3.2× against 3.3× does not outrank a better-suited method; does not fit, least memory first; not
-applicable. Inside a group: higher score first; equal (rounded) scores follow the registry's order,
+least over first (C6.10) — poor fits after the others, and methods within OVER_BUDGET_TIE of the
+least-over one count as equally over, so that 3.2× against 3.3× does not outrank a better-suited method;
+does not fit, least memory first; not applicable. Inside a group: higher score first; equal (rounded) scores follow the registry's order,
 cheapest method first.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from estimators.methods import REGISTRY
 from estimators.plan import Plan
 
 METHODS = tuple(REGISTRY)
-POOR_FIT = squash(0.3)
-"""Scores below this (rules summing to -0.2 or less) make a method a poor fit for the situation."""
-GOOD_FIT = squash(0.7)
+POOR_FIT = round(squash(0.3), 3)
+"""Scores at or below this (rules summing to -0.2 or less) make a method a poor fit for the situation."""
+GOOD_FIT = round(squash(0.7), 3)
 OVER_BUDGET_TIE = 1.25
 """Over-budget runs within 25 % of the least-over one are ranked by score (estimates are not that exact)."""
 
@@ -139,25 +139,27 @@ def recommend(answers: Answers, gpu: GPU | None = None, calibration=None, data: 
 
 
 def _ranked(advice: list[MethodAdvice]) -> list[MethodAdvice]:
-    over = [a.over_by for a in advice if a.estimate is not None and a.fits and not a.within_budget]
-    least = min(over, default=0.0)
+    over = [a for a in advice if a.estimate is not None and a.fits and not a.within_budget]
+    least = {poor: min((a.over_by for a in over if (a.verdict == "poor fit") == poor), default=0.0)
+             for poor in (False, True)}
 
     def key(a: MethodAdvice):
         order = METHODS.index(a.method)
         if a.estimate is None:
-            return (5, 0, 0, order)
+            return (5, 0, 0, 0, order)
         if not a.fits:
-            return (4, a.estimate["memory"]["total"], -a.score, order)
+            return (4, 0, a.estimate["memory"]["total"], -a.score, order)
         if not a.within_budget:
-            near = a.over_by <= least * OVER_BUDGET_TIE
-            return (2 if near else 3, 0 if near else a.over_by, -a.score, order)
-        return (0 if a.memory_fit == "fits" else 1, 0, -a.score, order)
+            poor = a.verdict == "poor fit"
+            near = a.over_by <= least[poor] * OVER_BUDGET_TIE
+            return (2, poor, 0 if near else a.over_by, -a.score, order)
+        return (0 if a.memory_fit == "fits" else 1, 0, 0, -a.score, order)
 
     return sorted(advice, key=key)
 
 
 def _verdict(score: float, reasons: list) -> tuple[str, str | None]:
-    if score < POOR_FIT:
+    if score <= POOR_FIT:
         worst = next((r for r in reasons if r["effect"] == "-"), None)
         return "poor fit", worst and worst["text"]
     best = next((r for r in reasons if r["effect"] == "+"), None)

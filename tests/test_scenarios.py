@@ -211,11 +211,14 @@ def test_scenario(recs, name, kw, want):
         assert a["within_budget"] and a["budget_fit"]["within"] is True
     if want.get("over_budget_sorted"):
         over = [a for a in rec["recommendations"] if a["fits"] and not a["within_budget"]]
-        ratios = [a["budget_fit"]["over_by"] for a in over]
-        assert len(over) >= 2 and all(r > 1 for r in ratios)
-        # least over first; runs within OVER_BUDGET_TIE of the least-over one may be ordered by score
-        near = [r for r in ratios if r <= min(ratios) * OVER_BUDGET_TIE]
-        assert ratios[:len(near)] == near and ratios[len(near):] == sorted(ratios[len(near):]), ratios
+        assert len(over) >= 2 and all(a["budget_fit"]["over_by"] > 1 for a in over)
+        poor = [a["verdict"] == "poor fit" for a in over]
+        assert poor == sorted(poor), "poor fits follow the others"
+        for group in ([a for a in over if a["verdict"] != "poor fit"], [a for a in over if a["verdict"] == "poor fit"]):
+            # least over first; runs within OVER_BUDGET_TIE of the least-over one may be ordered by score
+            ratios = [a["budget_fit"]["over_by"] for a in group]
+            near = [r for r in ratios if r <= min(ratios, default=0) * OVER_BUDGET_TIE]
+            assert ratios[:len(near)] == near and ratios[len(near):] == sorted(ratios[len(near):]), ratios
     if want.get("budget_fit_all"):
         for a in rec["recommendations"]:
             if a["fits"] and not a["within_budget"]:
