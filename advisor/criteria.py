@@ -58,6 +58,34 @@ CRITERIA = {
     "C6.9": ("DoRA", "DoRA splits each adapted weight into a magnitude and a direction and trains both (the "
              "direction through LoRA). At the same rank it closes part of LoRA's gap to full tuning, at the price of "
              "slower steps and slightly more memory; like LoRA it merges into the base for serving."),
+    # Added for issue 11 (budget-, size- and hardware-aware advice), in the project's words.
+    "C6.10": ("Budget", "A run over its time or money budget is ranked by how far over it is, and the advice "
+              "says what would meet the budget: whole-run time and cost are linear in the tokens trained, so the "
+              "share of the data (or of the epochs) that fits is the budget over the estimate; more GPUs of one "
+              "type divide the time at the same GPU-hours, so the cheapest GPU type × count that meets both "
+              "limits is searched over the catalog."),
+    "C6.11": ("Hardware precision", "bf16 needs Ampere or newer tensor cores; on T4 and V100 training runs in "
+              "fp16 with dynamic loss scaling, with fp32 master weights when every weight trains (Micikevicius "
+              "et al. 2018, Mixed Precision Training). T5 was pretrained in bf16 and overflows in fp16, so it "
+              "trains in fp32 there. Estimates default to pure 16-bit training (no fp32 master copy, ~8 bytes per "
+              "parameter for full AdamW tuning); Trainer-style automatic mixed precision needs ~16."),
+    "C6.12": ("Memory headroom", "A plan counts as fitting only with at least 5 % of the GPU's memory free: "
+              "allocator fragmentation, an unusually long batch or a library's workspace take the rest. Between "
+              "95 % and 100 % it is tight."),
+    "C6.13": ("Model size bands", "Up to ~1B parameters, 1-10B, 10-100B and beyond 100B behave differently: "
+              "full tuning is cheap below 1B, needs sharding over several GPUs from 10B, and is a multi-node job "
+              "beyond 100B, where 4-bit storage decides what fits on one node."),
+    "C6.14": ("Data in tokens", "Data is measured in tokens, and against the parameters that train: full "
+              "tuning of a multi-billion model on under ~1 token per 1,000 parameters mostly overfits (Alpaca: "
+              "~10M tokens on LLaMA-7B is just above), while from ~1 per 200 it has the signal to pull ahead of "
+              "LoRA on hard shifts (Biderman et al. 2024, LoRA Learns Less and Forgets Less)."),
+    "C6.15": ("Small models", "Below ~1B parameters and for encoders, full fine-tuning is cheap and the "
+              "standard practice (Devlin et al. 2019 for BERT; Howard and Ruder 2018): its memory is a few GiB."),
+    "C6.16": ("Where quantization pays", "4-bit storage (QLoRA, Dettmers et al. 2023) pays when the frozen "
+              "base's size decides whether it fits (from ~10B); under ~1B it saves a fraction of a GiB for "
+              "steps ~1.45× slower."),
+    "C6.17": ("Served size", "The model served has the size of the model tuned: only distillation (or starting "
+              "from a smaller base) makes it smaller for a phone, an edge device or a latency budget."),
 }
 
 

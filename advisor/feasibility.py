@@ -12,9 +12,15 @@ from estimators.methods import get
 from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
+from estimators.tokenizers import tokenizers_compatible
 
 # GPUs to suggest when nothing fits, smallest first.
 _UPGRADES = ("l40s", "a100-80gb", "h100-sxm", "h200", "mi300x", "b200")
+
+
+HEADROOM = 0.05
+"""C6.12: a plan "fits" only with at least 5 % of the GPU's memory free (fragmentation, a longer batch,
+a library's workspace); between 95 % and 100 % it is "tight"."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Feasibility:
     within_budget: bool
     notes: list
     """What was changed to make it fit, what the budget says, and what would fit otherwise."""
+    over_by: float | None = None
+    """Estimate over budget, as a multiple of the tighter limit (time or money); None without a budget."""
 
     @property
     def settings(self) -> dict:
@@ -33,6 +41,28 @@ class Feasibility:
         h = self.plan.hardware
         return {**self.plan.settings, "num_gpus": h["num_gpus"], "sharding": h["sharding"],
                 "cpu_offload": h["cpu_offload"]}
+
+    @property
+    def headroom(self) -> float:
+        """Share of the GPU's memory left free (negative: over)."""
+        return 1 - self.estimate.memory.total / self.estimate.gpu.memory_bytes
+
+    @property
+    def memory_fit(self) -> str:
+        """``fits`` (at least HEADROOM free), ``tight`` or ``does not fit``."""
+        if not self.fits:
+            return "does not fit"
+        return "fits" if self.headroom >= HEADROOM else "tight"
+
+
+def over_budget(e: Estimate, max_hours: float | None, max_cost: float | None) -> float | None:
+    """How many times over the tighter budget the run is (< 1: under); None when no budget applies."""
+    ratios = []
+    if max_hours is not None and e.time.seconds is not None:
+        ratios.append(e.time.seconds / 3600 / max_hours)
+    if max_cost is not None and e.time.cost_usd is not None:
+        ratios.append(e.time.cost_usd / max_cost)
+    return max(ratios) if ratios else None
 
 
 def seq_len_for(tokens: int, spec: ModelSpec) -> int:
@@ -65,15 +95,33 @@ def _ladder(base: Plan):
             f"FSDP over {n} GPUs with optimizer offload to CPU"]
 
 
-def pick_student(teacher: ModelSpec) -> ModelSpec | None:
-    """The largest catalog model that shares the teacher's vocabulary and is at most a quarter its size."""
-    best = None
+def _smaller(teacher: ModelSpec, same_tokenizer: bool) -> list[ModelSpec]:
+    """Catalog models of the teacher's kind at most a quarter of its size, largest first; with
+    ``same_tokenizer`` only those that share its tokenizer (the family, not the vocabulary size: C6.7)."""
+    found = []
     for model_id in model_configs():
         cand = model_by_id(model_id)
-        if cand.vocab == teacher.vocab and cand.kind == teacher.kind and cand.total_params * 4 <= teacher.total_params:
-            if best is None or cand.total_params > best.total_params:
-                best = cand
-    return best
+        if cand.kind != teacher.kind or cand.total_params * 4 > teacher.total_params:
+            continue
+        if same_tokenizer and not tokenizers_compatible(teacher, cand):
+            continue
+        found.append(cand)
+    return sorted(found, key=lambda m: (-m.total_params, m.id))
+
+
+def pick_student(teacher: ModelSpec) -> ModelSpec | None:
+    """The largest catalog model that shares the teacher's tokenizer and is at most a quarter its size."""
+    found = _smaller(teacher, same_tokenizer=True)
+    return found[0] if found else None
+
+
+def smaller_bases(spec: ModelSpec, limit: int = 3) -> list[str]:
+    """Catalog models to start from instead when no student can learn from ``spec``: the largest of
+    its kind at most a quarter of its size (any tokenizer: they are tuned directly, not distilled)."""
+    def key(m: ModelSpec):  # the same tokenizer first, then bases with a modern context (>= 4k tokens)
+        return (not tokenizers_compatible(spec, m), (m.max_positions or 0) < 4096)
+
+    return [m.id for m in sorted(_smaller(spec, same_tokenizer=False), key=key)[:limit]]
 
 
 def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float | None,
@@ -82,16 +130,20 @@ def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float
     ``calibration(gpu_id, method, precision)`` returns a calibration record or None (caller's I/O)."""
     spec = spec or base.spec()
     teacher = base.teacher_spec()
-    last = None
+    last = tight = None
     for plan, steps in _ladder(base):
         cal = calibration(gpu.id, plan.method, plan.settings["precision"]) if calibration else None
         e = plan.run_estimate(cal, spec)
         last = (plan, e, steps)
-        if e.fits:
+        if e.fits and e.memory.total <= (1 - HEADROOM) * gpu.memory_bytes:
             break
+        tight = tight or ((plan, e, steps) if e.fits else None)  # the first rung that fits without headroom
+    else:
+        last = tight or last
     plan, e, steps = last
     plan = replace(plan, estimate=e.to_json())
     notes = [f"to fit: {', '.join(steps)}"] if steps and e.fits else []
+    over = over_budget(e, max_hours, max_cost)
     within = True
     if e.fits:
         if max_hours is not None and e.time.seconds is not None and e.time.seconds / 3600 > max_hours:
@@ -106,7 +158,7 @@ def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float
         hint = what_would_fit(spec, e.setup, gpu, teacher)
         if hint:
             notes.append(hint)
-    return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes)
+    return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes, over_by=over)
 
 
 def what_would_fit(spec: ModelSpec, setup: TrainSetup, gpu: GPU, teacher: ModelSpec | None) -> str | None:

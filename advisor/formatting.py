@@ -86,24 +86,37 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join(out)
 
 
+def fit_label(fits: bool, within_budget: bool, memory_fit: str | None) -> str:
+    """One word for memory and budget together: fits, tight, over budget, does not fit (or — unestimated)."""
+    if memory_fit is None:
+        return "—"
+    if not fits:
+        return "does not fit"
+    return memory_fit if within_budget else "over budget"
+
+
 def format_recommendation(rec) -> str:
     lines = [rec.summary, ""]
     if rec.dont_tune:
         lines += ["DON'T TUNE — use retrieval (RAG) for factual recall (C5.1). Methods below are for format only.", ""]
+    elif rec.hybrid:
+        lines += [f"HYBRID — retrieval (RAG) for the facts, {rec.hybrid['label']} for the rest (C5.1).", ""]
     rows = []
     for i, a in enumerate(rec.recommendations, 1):
         e = a.estimate or {}
         mem = e.get("memory", {}).get("total")
         secs = (e.get("time") or {}).get("seconds")
-        verdict = "fits" if a.fits and a.within_budget else ("over budget" if a.fits else "does not fit")
-        rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": verdict,
-                     "memory/GPU": gib(mem), "time": human_seconds(secs),
-                     "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
-    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "memory/GPU", "time", "cost")]))
+        rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": a.verdict,
+                     "fit": fit_label(a.fits, a.within_budget, a.memory_fit), "memory/GPU": gib(mem),
+                     "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
+    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "fit", "memory/GPU", "time",
+                                                 "cost")]))
     for a in rec.recommendations:
         lines += ["", f"{a.method} ({a.model})"]
         if a.settings:
             lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in a.settings.items()))
+        if a.budget_fit:
+            lines.append(f"  budget: {a.budget_fit['text']}")
         lines += [f"  [{r['criterion']}] {r['effect']} {r['text']}" for r in a.reasons]
         lines += [f"  caveat: {c}" for c in a.caveats]
     return "\n".join(lines)

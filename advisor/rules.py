@@ -1,19 +1,29 @@
-"""The advisor's rules, as data. Each rule: an id, a condition on the answers (and the model), the
-change it makes to each method's score, the criterion of CRITERIA.md it rests on, and a sentence
-for the user. Scores start at 0.5 and are clipped to [0, 1] after every rule has spoken.
+"""The advisor's rules, as data. Each rule: an id, the criterion it rests on (CRITERIA.md, plus the
+project's additions in advisor/criteria.py), a condition on the answers and the model, the change it
+makes to each method's score, and a sentence per method (or per named group of methods) with the
+numbers that triggered it.
+
+Scores start at 0.5. The rules' sum is mapped into (0, 1) by a monotonic squash instead of being
+clipped, so methods never tie at 0 or 1 (see ``squash``); remaining ties are broken in the registry's
+order, cheapest method first (advisor/recommend.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from advisor.answers import Answers
+from advisor.caveats import CAVEATS  # noqa: F401  (each method's caveats, read beside its rules)
+from advisor.facts import (FULL_RICH_TPP, FULL_THIN_TPP, LARGE, PROMPT_PARITY, SMALL_DATA, SMALL_MODEL,
+                           SMALLER_MODEL_MAX, Facts)
 from estimators.spec import ModelSpec
 
-SMALL_DATA = 1_000      # C6.1: tens to ~1,000 examples are enough for prompt tuning or LoRA
-LARGE_DATA = 100_000    # C3.8 / C6.1: full tuning pays off from hundreds of thousands of examples
 TUNING_GOALS = {"style", "specialization", "domain_knowledge", "proprietary_data", "edge_cases", "multi_task",
                 "small_footprint", "reduce_inference_cost"}
+PEFT_GROUP = ("lora", "qlora", "dora", "adapters")
+MANY_TENANTS = 10
+"""From this many tasks on, per-task whole models dominate storage and serving (C3.6)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,10 @@ class Context:
     def goal(self, name: str) -> bool:
         return name in self.answers.goals
 
+    @cached_property
+    def facts(self) -> Facts:
+        return Facts(self.answers, self.spec)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -32,116 +46,237 @@ class Rule:
     when: Callable[[Context], bool]
     effects: dict
     """method id -> score change (positive favours the method)."""
-    text: str
+    texts: dict
+    """method id, or a tuple of method ids whose text names them all -> a sentence; ``{name}`` fields
+    are filled from ``Facts.values``."""
+
+    def text_for(self, method: str) -> str:
+        for key, text in self.texts.items():
+            if key == method or (isinstance(key, tuple) and method in key):
+                return text
+        raise KeyError(f"rule {self.id} has no text for {method}")
 
 
-PEFT = ("lora", "qlora", "adapters")
-
+P = PEFT_GROUP
 RULES: tuple[Rule, ...] = (
-    Rule("style", "C3.1", lambda c: c.goal("style"), {"lora": .15, "qlora": .12, "adapters": .1, "full": .05, "dora": .12},
-         "Changing style or tone is a classic reason to fine tune; adapters such as LoRA capture it well."),
-    Rule("style-cheap", "C4.2", lambda c: c.goal("style") and c.answers.priority != "accuracy",
-         {"prompt_tuning": .12}, "Prompt tuning adjusts style at the lowest cost when the base model is capable."),
+    # --- goals (C3, C4, C5) --------------------------------------------------------------------
+    Rule("style", "C3.1", lambda c: c.goal("style"), {"lora": .15, "qlora": .12, "adapters": .1, "full": .05, "dora": .12}, {
+        "lora": "A voice or tone is a small, low-rank change of behaviour: LoRA captures it in ~{lora_params} "
+                "trainable parameters.",
+        "qlora": "QLoRA learns a voice or tone as well as a bf16 LoRA in most reports, over a 4-bit base.",
+        "adapters": "Adapter layers learn a voice or tone in small inserted bottlenecks, one set per style.",
+        "dora": "DoRA learns a tone through a low-rank direction update plus a magnitude per output.",
+        "full": "Full fine-tuning also teaches a tone, but moves all {params} weights for what a low-rank update "
+                "already captures."}),
+    Rule("style-cheap", "C4.2", lambda c: c.goal("style") and c.answers.priority != "accuracy"
+         and c.facts.params >= PROMPT_PARITY, {"prompt_tuning": .12}, {
+        "prompt_tuning": "At {params} parameters a soft prompt of a few dozen vectors adjusts style for the least "
+                         "compute (Lester et al. 2021: parity with model tuning from ~10B)."}),
     Rule("specialize", "C3.2", lambda c: c.goal("specialization"),
-         {"lora": .12, "qlora": .1, "full": .1, "adapters": .1, "dora": .12},
-         "Specializing a general model for one task is what fine tuning is for."),
+         {"lora": .12, "qlora": .1, "full": .1, "adapters": .1, "dora": .12, "distillation": .05}, {
+        "lora": "Specializing for one {task} task is LoRA's standard use: a task adapter on the frozen base.",
+        "qlora": "QLoRA specializes the model for {task} on less GPU memory than LoRA needs.",
+        "full": "Full fine-tuning turns all {params} parameters toward {task}: the deepest specialization.",
+        "adapters": "Adapter layers specialize the model for {task} while its original weights stay untouched.",
+        "dora": "DoRA specializes the model for {task} with LoRA's parameters plus per-output magnitudes.",
+        "distillation": "Distillation specializes a smaller student for {task} from the teacher's full output "
+                        "distributions, richer than the labels alone."}),
     Rule("domain-knowledge", "C3.3", lambda c: c.goal("domain_knowledge"),
-         {"full": .15, "lora": .08, "qlora": .05, "adapters": .05, "prompt_tuning": -.1, "dora": .1},
-         "New domain vocabulary or knowledge needs weights to change; the more of it, the more full tuning pays."),
+         {"full": .15, "lora": .08, "qlora": .05, "adapters": .05, "prompt_tuning": -.1, "dora": .1}, {
+        "full": "New domain vocabulary and knowledge touch many weights at once; full fine-tuning can change all "
+                "{params} of them.",
+        "lora": "LoRA absorbs domain vocabulary within the reach of its rank-16 update.",
+        "qlora": "QLoRA adds domain knowledge like LoRA does, on a 4-bit base that blurs what it builds on.",
+        "adapters": "Adapter layers add domain knowledge in new bottleneck layers without rewriting the base.",
+        "dora": "DoRA absorbs domain knowledge somewhat closer to full tuning than LoRA does at the same rank.",
+        "prompt_tuning": "A soft prompt cannot add knowledge the model lacks: prompt tuning only steers what is "
+                         "already there."}),
     Rule("proprietary", "C3.4", lambda c: c.goal("proprietary_data"),
-         {"lora": .08, "qlora": .08, "full": .08, "adapters": .08, "dora": .08},
-         "Tuning on your own data builds it into the model (and keeps it off third-party prompts)."),
-    Rule("edge-cases", "C3.5", lambda c: c.goal("edge_cases"), {"full": .08, "lora": .08, "qlora": .06, "adapters": .06, "dora": .08},
-         "Edge cases the base model never saw are learned from examples by fine tuning."),
+         {"lora": .08, "qlora": .08, "full": .08, "adapters": .08, "dora": .08}, {
+        P: "LoRA, QLoRA, DoRA and adapter layers learn your private data into a small file you keep, beside an "
+           "unchanged public base.",
+        "full": "Full fine-tuning builds your private data into a whole new {params} model, which must then be "
+                "kept private."}),
+    Rule("edge-cases", "C3.5", lambda c: c.goal("edge_cases"),
+         {"full": .08, "lora": .08, "qlora": .06, "adapters": .06, "dora": .08}, {
+        P: "LoRA, QLoRA, DoRA and adapter layers learn edge cases from your {examples} examples while the base's "
+           "general behaviour stays frozen.",
+        "full": "Full fine-tuning learns edge cases from your {examples} examples in every weight."}),
     Rule("many-tasks", "C3.6", lambda c: c.goal("multi_task") or c.answers.num_tasks > 1,
          {"lora": .2, "qlora": .18, "adapters": .18, "prompt_tuning": .1, "full": -.25, "distillation": -.15,
-          "dora": .18},
-         "Many tasks on one base: small per-task adapters share the base model; full tuning per task costs a "
-         "whole model each and risks forgetting general skills."),
-    Rule("inference-cost", "C4.1", lambda c: c.goal("reduce_inference_cost"),
-         {"prompt_tuning": .15, "distillation": .2, "lora": .03},
-         "For cheaper inference at scale, a prompt-tuned or distilled smaller model can do the work of a larger one."),
-    Rule("output-format", "C4.3", lambda c: c.goal("output_format"), {"prompt_tuning": .12, "lora": .08, "qlora": .06},
-         "A reliable output format is learned cheaply; prompt tuning also shortens every prompt."),
+          "dora": .18}, {
+        P: "{tasks} task(s) on one base: LoRA, QLoRA and DoRA adapters or adapter layers (MBs each) share one "
+           "copy of the {params} model.",
+        "prompt_tuning": "Prompt tuning serves {tasks} task(s) as soft prompts of a few KB on one frozen model, "
+                         "even mixed in one batch (Lester et al. 2021).",
+        "full": "Full fine-tuning for {tasks} task(s) means a whole model per task ({serve_full} of weights to "
+                "store and serve) and risks forgetting general skills.",
+        "distillation": "Distillation trains and serves a whole student per task: {tasks} models."}),
+    Rule("many-tenants", "C3.6", lambda c: c.answers.num_tasks >= MANY_TENANTS,
+         {"full": -.2, "distillation": -.1, "lora": .05, "prompt_tuning": .05}, {
+        "full": "With {tasks} tenants, full fine-tuning would keep {tasks} copies of all {params} weights; "
+                "per-tenant adapters are the only practical form.",
+        "distillation": "With {tasks} tenants, one distilled student each multiplies training {tasks} times.",
+        "lora": "With {tasks} tenants, LoRA adapters can be served together on one base (multi-adapter serving "
+                "as in S-LoRA, Sheng et al. 2023).",
+        "prompt_tuning": "With {tasks} tenants, prompt tuning's per-tenant prompts are the smallest artifact "
+                         "of all (KBs each)."}),
+    Rule("inference-cost", "C4.1", lambda c: c.goal("reduce_inference_cost") and c.facts.params <= SMALLER_MODEL_MAX,
+         {"prompt_tuning": .15}, {
+        "prompt_tuning": "At {params} this is itself a smaller model: prompt-tuned, it can stand in for a larger "
+                         "prompted one at a fraction of the serving cost."}),
+    Rule("inference-cost-distil", "C2.7", lambda c: c.goal("reduce_inference_cost"), {"distillation": .3}, {
+        "distillation": "Distilling the {params} model into a smaller student cuts the serving cost per token "
+                        "roughly by their size ratio."}),
+    Rule("inference-merge", "C2.4", lambda c: c.goal("reduce_inference_cost"), {"lora": .03}, {
+        "lora": "LoRA merges into the base weights for serving: no added latency or cost per call."}),
+    Rule("output-format", "C4.3", lambda c: c.goal("output_format"), {"prompt_tuning": .12, "lora": .08, "qlora": .06}, {
+        "prompt_tuning": "A fixed output format is a light behaviour: a soft prompt learns it and replaces long "
+                         "instructions in every call.",
+        "lora": "LoRA learns a reliable output format from a few hundred examples.",
+        "qlora": "QLoRA learns the output format like LoRA does, on a 4-bit base."}),
     Rule("factual-recall", "C5.1", lambda c: c.goal("factual_recall"),
          {"full": -.15, "lora": -.1, "qlora": -.1, "adapters": -.1, "prompt_tuning": -.1, "distillation": -.1,
-          "dora": -.1},
-         "Tuning barely improves factual recall: give the model the facts at inference time (retrieval)."),
-    Rule("small-data", "C6.1", lambda c: c.answers.num_examples < SMALL_DATA,
-         {"prompt_tuning": .1, "lora": .1, "qlora": .1, "adapters": .1, "full": -.2, "dora": .08},
-         f"Under {SMALL_DATA:,} examples, parameter-efficient methods start well; full tuning tends to overfit."),
-    Rule("small-data-peft", "C3.8", lambda c: c.answers.num_examples < 10 * SMALL_DATA,
-         {"lora": .05, "adapters": .05, "full": -.05},
-         "Full tuning typically needs large data sets; adapters and LoRA help even with small ones."),
-    Rule("large-data", "C3.8", lambda c: c.answers.num_examples >= LARGE_DATA,
-         {"full": .2, "lora": .03, "prompt_tuning": -.1},
-         f"With {LARGE_DATA:,}+ examples there is enough signal for full tuning to pay off."),
-    Rule("far-domain", "C3.7", lambda c: c.answers.domain_distance == "far",
-         {"full": .2, "prompt_tuning": -.2, "lora": -.03},
-         "A domain far from pretraining is where full tuning is most reliable."),
-    Rule("far-domain-lora", "C6.2", lambda c: c.answers.domain_distance == "far",
-         {"lora": -.04, "qlora": -.04},
-         "LoRA learns less than full tuning and trails it on large domain shifts."),
-    Rule("close-domain", "C2.1", lambda c: c.answers.domain_distance == "close",
-         {"prompt_tuning": .15, "lora": .05, "full": -.1},
-         "A task close to what the model already knows suits prompt tuning and light adapters."),
-    Rule("small-model-prompt", "C4.5", lambda c: c.spec.active_params < 3e9,
-         {"prompt_tuning": -.2},
-         "Prompt tuning only catches up with tuning weights at billions of parameters; this model is smaller."),
-    Rule("deep-knowledge-prompt", "C4.5", lambda c: c.goal("domain_knowledge") or c.answers.task in ("code",),
-         {"prompt_tuning": -.1}, "Prompt tuning is weak when the task needs deep specialized knowledge."),
-    Rule("accuracy-first", "C2.5", lambda c: c.answers.priority == "accuracy",
-         {"full": .15, "lora": .05, "qlora": -.03, "prompt_tuning": -.1},
-         "When accuracy matters most and its cost is justified, full tuning is the strongest option."),
-    Rule("cost-first", "C2.4", lambda c: c.answers.priority == "cost",
-         {"prompt_tuning": .12, "qlora": .12, "lora": .06, "full": -.15, "distillation": -.05},
-         "When cost matters most: prompt tuning and QLoRA are the cheapest to tune and host."),
-    Rule("quantization-risk", "C6.4", lambda c: c.answers.priority == "accuracy",
-         {"qlora": -.05}, "QLoRA's 4-bit base can cost some quality and runs ~1.4–1.5× slower than LoRA."),
-    Rule("small-device", "C2.7", lambda c: c.goal("small_footprint"),
-         {"distillation": .35, "prompt_tuning": .02, "full": -.05},
-         "For phones, edge devices or tight latency, distil into a smaller student that keeps most of the quality."),
-    Rule("adapters-small-data", "C2.6", lambda c: c.answers.num_examples < 10 * SMALL_DATA,
-         {"adapters": .03}, "Adapter layers work with small data sets and resist forgetting and overfitting."),
+          "dora": -.1}, {
+        "full": "Full fine-tuning on facts mostly memorises phrasings and can overwrite others; retrieval keeps "
+                "facts exact and current.",
+        "lora": "LoRA stores new facts poorly (it learns less than full tuning): leave the facts to retrieval.",
+        "qlora": "QLoRA is no better than LoRA at storing facts: leave them to retrieval.",
+        "adapters": "Adapter layers do not make recall of facts reliable: retrieve the facts instead.",
+        "prompt_tuning": "A soft prompt stores no facts at all: retrieve them instead.",
+        "distillation": "A distilled student recalls fewer facts than its teacher: retrieve them instead.",
+        "dora": "DoRA, like LoRA, stores new facts poorly: retrieve them instead."}),
     Rule("no-reason-to-distil", "C2.7", lambda c: not (c.goal("small_footprint") or c.goal("reduce_inference_cost")),
-         {"distillation": -.2}, "Distillation pays off when serving cost or size is the constraint, not otherwise."),
+         {"distillation": -.2}, {
+        "distillation": "Distillation pays off when serving size or cost is the constraint; no such goal was given."}),
+    Rule("small-device", "C2.7", lambda c: c.goal("small_footprint"), {"distillation": .35}, {
+        "distillation": "For a phone, an edge device or tight latency, distil the {params} model into a smaller "
+                        "student that keeps most of its quality."}),
+    Rule("small-device-size", "C6.17", lambda c: c.goal("small_footprint"),
+         {"full": -.05, "lora": -.05, "qlora": -.05, "dora": -.05, "adapters": -.05, "prompt_tuning": -.05}, {
+        "full": "Full fine-tuning keeps all {params} parameters: it does not make the model any smaller for the "
+                "device.",
+        P: "LoRA, QLoRA, DoRA and adapter layers keep the {params} base at serving: they do not shrink it for the "
+           "device.",
+        "prompt_tuning": "Prompt tuning keeps the {params} model whole at serving: it does not shrink it."}),
+    # --- data, measured in examples and tokens (C6.1, C3.8, C6.14) ------------------------------
+    Rule("small-data", "C6.1", lambda c: c.answers.num_examples < SMALL_DATA,
+         {"prompt_tuning": .1, "lora": .1, "qlora": .1, "adapters": .1, "dora": .08}, {
+        "prompt_tuning": "{examples} examples are in the range where prompt tuning starts well (tens to ~1,000).",
+        "lora": "{examples} examples ({tokens} tokens, {lora_tpp} tokens per trainable adapter parameter) are "
+                "enough for LoRA to start.",
+        "qlora": "QLoRA, like LoRA, starts well from {examples} examples.",
+        "adapters": "Adapter layers train well on {examples} examples and resist overfitting them.",
+        "dora": "DoRA starts well from {examples} examples, as LoRA does."}),
+    Rule("small-data-peft", "C3.8", lambda c: c.answers.num_examples < 10 * SMALL_DATA, {"lora": .05, "adapters": .05}, {
+        "lora": "Under 10,000 examples ({examples}), LoRA is the usual choice: it helps even with small data sets.",
+        "adapters": "Adapter layers help even with small data sets such as these {examples} examples."}),
+    Rule("adapters-small-data", "C2.6", lambda c: c.answers.num_examples < 10 * SMALL_DATA, {"adapters": .03}, {
+        "adapters": "Adapter layers resist forgetting and overfitting, which matters with {examples} examples."}),
+    Rule("full-thin-data", "C6.14", lambda c: not c.facts.small_model and c.facts.tpp < FULL_THIN_TPP,
+         {"full": -.15}, {
+        "full": "Full fine-tuning on {tokens} tokens is {tpp} tokens per parameter of {params}: too little signal to "
+                "move every weight without overfitting (it pays off from ~{thin_tokens} tokens here)."}),
+    Rule("full-rich-data", "C3.8", lambda c: c.facts.tpp >= FULL_RICH_TPP, {"full": .2, "prompt_tuning": -.1}, {
+        "full": "Full fine-tuning has enough data here: {tokens} tokens, {tpp} tokens per parameter of {params}.",
+        "prompt_tuning": "With {tokens} tokens of data, a 20-token soft prompt leaves most of the signal unused."}),
+    # --- domain distance (C3.7, C6.2, C2.1) -----------------------------------------------------
+    Rule("far-domain", "C3.7", lambda c: c.answers.domain_distance == "far", {"full": .2, "prompt_tuning": -.2}, {
+        "full": "A domain far from pretraining is where full fine-tuning is most reliable: every layer can move.",
+        "prompt_tuning": "A soft prompt only steers the frozen model; a domain far from its pretraining needs "
+                         "weights to change."}),
+    Rule("far-domain-lora", "C6.2", lambda c: c.answers.domain_distance == "far",
+         {"lora": -.07, "qlora": -.07, "dora": -.03}, {
+        "lora": "LoRA's low-rank update learns less than full tuning and trails it on large domain shifts.",
+        "qlora": "QLoRA inherits LoRA's low-rank limit on large domain shifts, on top of its 4-bit base.",
+        "dora": "DoRA narrows but does not close the low-rank gap on large domain shifts."}),
+    Rule("close-domain", "C2.1", lambda c: c.answers.domain_distance == "close",
+         {"prompt_tuning": .15, "lora": .05, "full": -.1}, {
+        "prompt_tuning": "The task is close to what the model already knows: the case where prompt tuning does well.",
+        "lora": "Close to pretraining, a light LoRA update is enough.",
+        "full": "Close to pretraining, full fine-tuning of all {params} weights buys little over lighter methods."}),
+    # --- model size (C6.13, C4.5, C6.3, C6.15, C6.16) -------------------------------------------
+    Rule("prompt-small-model", "C4.5", lambda c: c.facts.params <= SMALL_MODEL or c.spec.kind == "encoder",
+         {"prompt_tuning": -.35}, {
+        "prompt_tuning": "At {params} parameters prompt tuning trails tuning the weights by a wide margin "
+                         "(Lester et al. 2021, Fig. 1: far behind at T5-Small/Base scale)."}),
+    Rule("prompt-mid-model", "C6.3", lambda c: SMALL_MODEL < c.facts.params < PROMPT_PARITY and c.spec.kind != "encoder",
+         {"prompt_tuning": -.15}, {
+        "prompt_tuning": "At {params} parameters prompt tuning still trails LoRA; it catches up with tuning the "
+                         "weights only from about 10B (Lester et al. 2021)."}),
+    Rule("prompt-large-model", "C4.5", lambda c: c.facts.params >= PROMPT_PARITY, {"prompt_tuning": .1}, {
+        "prompt_tuning": "At {params} parameters prompt tuning is within reach of full fine-tuning (Lester et al. "
+                         "2021: parity at ~11B), for a few KB per task."}),
+    Rule("deep-knowledge-prompt", "C4.5", lambda c: c.goal("domain_knowledge") or c.answers.task == "code",
+         {"prompt_tuning": -.1}, {
+        "prompt_tuning": "Prompt tuning is weak when the task needs deep specialized knowledge ({deep})."}),
+    Rule("full-small-model", "C6.15", lambda c: c.facts.small_model, {"full": .25}, {
+        "full": "At {params} parameters full fine-tuning is cheap and standard (as for BERT, GPT-2 or T5-Base): "
+                "about {full_gib} for weights, gradients and AdamW states."}),
+    Rule("qlora-no-gain", "C6.16", lambda c: c.facts.small_model, {"qlora": -.35}, {
+        "qlora": "At {params} parameters the 16-bit base weighs only {w16}; QLoRA's 4 bits save ~{saved} for "
+                 "~1.45× slower steps — nothing worth buying."}),
+    Rule("qlora-large-model", "C6.16", lambda c: c.facts.params >= LARGE, {"qlora": .08}, {
+        "qlora": "At {params} parameters the 16-bit base needs {w16}; QLoRA's NF4 brings it to ~{w4}, often the "
+                 "difference between one GPU and several."}),
+    Rule("full-large-model", "C6.13", lambda c: LARGE <= c.facts.params < 10 * LARGE, {"full": -.08}, {
+        "full": "Full fine-tuning at {params} parameters needs sharding over several GPUs and stores a {w16} model "
+                "per task."}),
+    Rule("full-huge-model", "C6.13", lambda c: c.facts.params >= 10 * LARGE, {"full": -.2}, {
+        "full": "Full fine-tuning of {params} parameters needs ~{full_gib} of weights, gradients and AdamW states: "
+                "a multi-node job."}),
+    Rule("moe-experts", "C2.2", lambda c: c.spec.is_moe, {"qlora": .05, "full": -.05}, {
+        "qlora": "{params} parameters but {active} active per token: the experts make memory, not compute, the "
+                 "bottleneck, and QLoRA stores them in 4 bits.",
+        "full": "Full fine-tuning of this mixture of experts trains all {params} parameters (and the router's "
+                "balance) for {active} active per token."}),
+    # --- priorities (C2.4, C2.5, C6.4, C6.9) ----------------------------------------------------
+    Rule("accuracy-first", "C2.5", lambda c: c.answers.priority == "accuracy",
+         {"full": .15, "lora": .05, "prompt_tuning": -.1}, {
+        "full": "Accuracy first: full fine-tuning is the strongest option when its cost is justified.",
+        "lora": "Accuracy first: LoRA comes close to full tuning on most tasks at a fraction of the cost.",
+        "prompt_tuning": "Accuracy first: prompt tuning is the least expressive of the methods."}),
+    Rule("cost-first", "C2.4", lambda c: c.answers.priority == "cost",
+         {"prompt_tuning": .12, "qlora": .12, "lora": .06, "full": -.15, "distillation": -.05}, {
+        "prompt_tuning": "Cost first: a soft prompt is the cheapest artifact to tune and to host.",
+        "qlora": "Cost first: QLoRA tunes on the smallest GPUs, and many adapters share one 4-bit base.",
+        "lora": "Cost first: LoRA adapters are cheap to train and share one base.",
+        "full": "Cost first: full fine-tuning pays for the most compute and a whole model per task.",
+        "distillation": "Cost first: distillation adds the teacher's forward passes to every training step."}),
+    Rule("quantization-risk", "C6.4", lambda c: c.answers.priority == "accuracy", {"qlora": -.05}, {
+        "qlora": "QLoRA's 4-bit base can cost some quality, and its steps run ~1.45× slower than LoRA's."}),
     Rule("dora-quality", "C6.9", lambda c: c.answers.priority == "accuracy" or c.answers.domain_distance == "far",
-         {"dora": .08}, "DoRA learns each weight's magnitude apart from its direction and closes part of LoRA's gap "
-                        "to full tuning at the same rank."),
-    Rule("dora-cost", "C6.9", lambda c: c.answers.priority == "cost", {"dora": -.05},
-         "DoRA's steps are slower than LoRA's (weight norms recomputed every micro-batch): more GPU-hours."),
-    Rule("lora-default", "C2.5", lambda c: True, {"lora": .05},
-         "LoRA is a strong general default: high quality, less overfitting, small artifacts."),
+         {"dora": .08}, {
+        "dora": "DoRA learns each weight's magnitude apart from its direction and closes part of LoRA's gap to full "
+                "tuning at the same rank."}),
+    Rule("dora-cost", "C6.9", lambda c: c.answers.priority == "cost", {"dora": -.05}, {
+        "dora": "DoRA's steps are slower than LoRA's (weight norms recomputed every micro-batch): more GPU-hours."}),
+    Rule("lora-default", "C2.5", lambda c: True, {"lora": .05}, {
+        "lora": "LoRA is a strong general default: high quality, little overfitting, small artifacts."}),
 )
 
-CAVEATS = {
-    "full": ["Risk of catastrophic forgetting of general skills (C3.6): evaluate on general tasks too.",
-             "Overfits small data sets (C3.8): hold out a validation set and stop early.",
-             "Produces and serves a whole new model per task (C2.4)."],
-    "lora": ["May fall short of full tuning on large domain shifts (C6.2)."],
-    "qlora": ["4-bit quantization of the base can lower quality (C2.1); compare with a LoRA run if you can.",
-              "Steps are ~1.4–1.5× slower than LoRA because weights are dequantized (C6.4)."],
-    "prompt_tuning": ["Weak on models below a few billion parameters and on tasks needing deep knowledge (C4.5).",
-                      "Saves little memory at ~3B, where activations dominate (C6.3)."],
-    "adapters": ["Extra layers add inference latency and architectural complexity (C2.6)."],
-    "dora": ["Steps are slower than LoRA's: every micro-batch recomputes the adapted weights' norms (C6.9).",
-             "Slightly more memory than LoRA: magnitude vectors and the extra outputs they keep (C6.9)."],
-    "distillation": ["Needs the teacher's forward passes: extra compute per step (C2.7).",
-                     "Teacher and student must share a tokenizer (C6.7)."],
-}
+
+def squash(raw: float) -> float:
+    """Maps a rule sum (0.5 ± changes) monotonically into (0, 1): 0.5 stays 0.5, ±0.5 becomes 0.5 ± 0.25.
+    Unlike clipping, two methods with different sums never share the ends of the scale."""
+    x = raw - 0.5
+    return 0.5 + 0.5 * x / (1 + abs(x))
 
 
 def apply_rules(ctx: Context, methods: tuple[str, ...]) -> dict[str, tuple[float, list[dict]]]:
-    """Score each method and collect the reasons that moved it (most influential first)."""
-    scores = {m: 0.5 for m in methods}
+    """Score each method (squashed, see ``squash``) and collect the reasons that moved it, most
+    influential first; each reason's text is the rule's sentence for that method, numbers filled in."""
+    raw = {m: 0.5 for m in methods}
     reasons: dict[str, list[tuple[float, dict]]] = {m: [] for m in methods}
+    values = ctx.facts.values
     for rule in RULES:
         if not rule.when(ctx):
             continue
         for method, delta in rule.effects.items():
-            if method in scores:
-                scores[method] += delta
+            if method in raw:
+                raw[method] += delta
                 reasons[method].append((delta, {"criterion": rule.criterion, "rule": rule.id,
-                                                "effect": "+" if delta > 0 else "-", "text": rule.text}))
-    return {m: (round(min(max(scores[m], 0.0), 1.0), 3),
-                [r for _, r in sorted(reasons[m], key=lambda x: -abs(x[0]))]) for m in methods}
+                                                "effect": "+" if delta > 0 else "-",
+                                                "text": rule.text_for(method).format(**values)}))
+    return {m: (round(squash(raw[m]), 3), [r for _, r in sorted(reasons[m], key=lambda x: -abs(x[0]))])
+            for m in methods}

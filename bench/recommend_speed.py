@@ -24,6 +24,15 @@ CASES = {
                                              "num_examples": 2_000_000, "domain_distance": "far",
                                              "model": "llama-3.1-8b", "gpu": "h100-sxm", "num_gpus": 8,
                                              "max_cost_usd": 300},
+    "8B, 1B tokens, 1-hour budget on one A100 (every method over: budget search)": {
+        "task": "generation", "goals": ["domain_knowledge"], "num_examples": 2_000_000, "avg_tokens_per_example": 512,
+        "domain_distance": "far", "model": "llama-3.1-8b", "gpu": "a100-80gb", "max_hours": 1},
+    "8B, 300M tokens, $20 on 8x A100 (budget search)": {
+        "task": "generation", "goals": ["specialization"], "num_examples": 1_000_000, "domain_distance": "moderate",
+        "model": "llama-3.1-8b", "gpu": "a100-80gb", "num_gpus": 8, "max_cost_usd": 20},
+    "405B, 1-hour and $500 budget on 8x H100": {
+        "task": "chat", "goals": ["style"], "num_examples": 50_000, "domain_distance": "moderate",
+        "model": "llama-3.1-405b", "gpu": "h100-sxm", "num_gpus": 8, "max_hours": 1, "max_cost_usd": 500},
 }
 
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from estimators.errors import InputError, read_json
 from estimators.spec import ModelSpec, spec_from_config
+from estimators.tokenizers import folder_tokenizer_id
 
 DATA = Path(__file__).parent / "data"
 GIB = 1024**3
@@ -104,11 +105,22 @@ def model_by_id(model_id: str) -> ModelSpec:
     if raw is None:
         raise InputError(f"unknown model '{model_id}' (see `tuning-advisor models` for ids, "
                          "or give a path to a config.json or a model folder)")
-    return spec_from_config(raw, model_id.lower(), source=raw.get("_source", ""))
+    spec = spec_from_config(raw, model_id.lower(), source=raw.get("_source", ""))
+    return replace(spec, tokenizer_family=raw.get("_tokenizer_family"))
 
 
 def load_model(ref: str) -> ModelSpec:
-    """Resolves ``--model``: a catalog id, a path to a ``config.json``, or a local model folder."""
+    """Resolves ``--model``: a catalog id, a path to a ``config.json``, or a local model folder; a model
+    folder's tokenizer files give its tokenizer identity (estimators/tokenizers.py)."""
+    spec = _spec_for(ref)
+    path = Path(ref).expanduser()
+    if spec.tokenizer_family is None and path.exists():
+        family = folder_tokenizer_id(path if path.is_dir() else path.parent)
+        spec = replace(spec, tokenizer_family=family) if family else spec
+    return spec
+
+
+def _spec_for(ref: str) -> ModelSpec:
     path = Path(ref).expanduser()
     if path.is_dir():
         path = path / "config.json"
@@ -126,5 +138,5 @@ def catalog_rows() -> list[dict]:
         spec = model_by_id(model_id)
         rows.append({"id": model_id, "family": spec.family, "kind": spec.kind, "params": spec.total_params,
                      "active_params": spec.active_params, "layers": spec.layers, "hidden": spec.hidden,
-                     "vocab": spec.vocab, "source": raw.get("_source", "")})
+                     "vocab": spec.vocab, "tokenizer_family": spec.tokenizer_family, "source": raw.get("_source", "")})
     return sorted(rows, key=lambda r: r["params"])

@@ -21,6 +21,7 @@ from estimators.errors import InputError
 from estimators.methods import quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
+from estimators.tokenizers import tokenizers_compatible
 
 GIB = 1024**3
 
@@ -146,9 +147,10 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     m = setup.m
     if m.needs_teacher and teacher is None:
         raise InputError(f"{m.id} needs a teacher model: give --teacher M (a larger model with the same tokenizer)")
-    if m.needs_teacher and teacher.vocab != spec.vocab:
-        raise InputError(f"teacher {teacher.id} (vocab {teacher.vocab}) and student {spec.id} (vocab {spec.vocab}) "
-                         "must share a tokenizer: choose a teacher from the student's family")
+    if m.needs_teacher and not tokenizers_compatible(teacher, spec):
+        raise InputError(f"teacher {teacher.id} (tokenizer {teacher.tokenizer_family or teacher.vocab}) and student "
+                         f"{spec.id} (tokenizer {spec.tokenizer_family or spec.vocab}) must share a tokenizer: "
+                         "choose a teacher from the student's family")
     if not m.encoders and spec.kind == "encoder":
         raise InputError(f"{m.label} needs a generative model; {spec.id} is an encoder (use lora or full)")
     n = setup.num_gpus

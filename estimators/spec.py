@@ -70,6 +70,9 @@ class ModelSpec:
     experts_per_token: int = 0
     max_positions: int | None = None
     source: str = ""
+    tokenizer_family: str | None = None
+    """Tokenizer identity (catalog ``_tokenizer_family``; a vocabulary digest for model folders), see
+    estimators/tokenizers.py. None when unknown (a pasted config)."""
     config: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -379,8 +379,11 @@ def loss_fn(recipe: dict, teacher=None):
         with torch.no_grad():
             t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
         mask = batch["labels"] != -100
-        s = out.logits[mask].float() / temperature
-        t = t_logits[mask].float() / temperature
+        # One tokenizer, padded embeddings (Qwen2.5-0.5B 151,936 vs 7B 152,064 rows): the rows past the
+        # smaller vocabulary are padding no token maps to, so only the shared rows are compared.
+        n = min(out.logits.size(-1), t_logits.size(-1))
+        s = out.logits[mask][..., :n].float() / temperature
+        t = t_logits[mask][..., :n].float() / temperature
         kl = F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
         return (1 - alpha) * out.loss + alpha * temperature**2 * kl
 

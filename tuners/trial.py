@@ -26,13 +26,14 @@ import time
 import traceback
 from pathlib import Path
 
-from estimators.catalog import gpus
+from estimators.catalog import gpus, load_model
 from estimators.errors import InputError
 from estimators.estimate import estimate
 from estimators.methods import get
 from estimators.plan import Plan
 from estimators.setup import TrainSetup
 from estimators.spec import spec_from_config
+from estimators.tokenizers import tokenizers_compatible
 from tuners import runtime, store
 
 # torch.cuda.get_device_name() fragments -> GPU catalog ids, to estimate time on the device we run on.
@@ -183,8 +184,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     teacher_spec = teacher = None
     if recipe.get("teacher"):
         teacher_spec = spec_from_config(teacher_source.config, model_id=s["teacher"])
-        if teacher_spec.vocab != spec.vocab:
-            raise InputError(f"teacher vocab {teacher_spec.vocab} differs from student vocab {spec.vocab}: "
+        if not tokenizers_compatible(load_model(s["teacher"]), load_model(plan.model)):  # family, not vocab size
+            raise InputError(f"teacher {s['teacher']} and student {plan.model} use different tokenizers: "
                              "distillation needs a shared tokenizer (C6.7)")
         recipe["teacher"]["model"] = str(teacher_source.folder)
 

@@ -10,6 +10,7 @@ import streamlit as st
 
 from advisor.criteria import explain
 from advisor.explore import memory_rows, time_cost_curve, what_if
+from advisor.formatting import fit_label
 from estimators import methods as methods_registry
 from estimators.errors import InputError
 from estimators.methods import REGISTRY
@@ -31,9 +32,8 @@ def fmt_hours(s) -> str:
 
 
 def verdict(a: dict) -> str:
-    if not a["fits"]:
-        return "does not fit"
-    return "fits" if a["within_budget"] else "over budget"
+    """Memory and budget in one word (advisor.formatting.fit_label); unestimated methods: not applicable."""
+    return fit_label(a["fits"], a["within_budget"], a.get("memory_fit")).replace("—", "not applicable")
 
 
 def label(method: str) -> str:
@@ -61,8 +61,13 @@ def render_recommendation(rec: dict) -> None:
             st.warning("**Don't tune — use retrieval (RAG).** Tuning barely improves factual recall (C5.1). "
                        "Index your documents and give the model the relevant passages at inference time. "
                        "The methods below only matter if you also need to shape the answers' format.")
+    if rec.get("hybrid"):
+        with st.container(border=True):
+            st.success(f"**Hybrid — retrieval (RAG) for the facts, {rec['hybrid']['label']} for the rest.** "
+                       + rec["hybrid"]["text"])
     st.info(rec["summary"])
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
+                           "suitability": a.get("verdict", "—"),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
                            "time": fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours),
                            "cost": fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)}
@@ -70,9 +75,15 @@ def render_recommendation(rec: dict) -> None:
     st.dataframe(table, hide_index=True, width="stretch", key="rec_table")
     for a in rec["recommendations"]:
         with st.container(border=True):
-            icon = {"fits": "✅", "over budget": "💸", "does not fit": "⛔"}[verdict(a)]
+            icon = {"fits": "✅", "tight": "⚠️", "over budget": "💸", "does not fit": "⛔",
+                    "not applicable": "🚫"}[verdict(a)]
             st.markdown(f"#### {icon} {label(a['method'])} · score {a['score']:.2f} · {verdict(a)}"
-                        + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher else ""))
+                        + (f" · {a['verdict']}" if a.get("verdict") and a["verdict"] != verdict(a) else "")
+                        + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher and a["estimate"] else ""))
+            if a.get("verdict") in ("poor fit", "not applicable") and a.get("verdict_reason"):
+                st.caption(f"Why {a['verdict']}: {a['verdict_reason']}")
+            if a.get("budget_fit"):
+                st.markdown(f"💰 **Budget:** {a['budget_fit']['text']}")
             if a["settings"]:
                 with st.expander("Settings of this plan"):
                     st.dataframe(settings_table(a["settings"]), hide_index=True, key=f"settings_{a['method']}")

@@ -20,7 +20,6 @@ SPEC = MethodSpec(
     default_lr=3e-2,
     trainable=_trainable,
     virtual_tokens=lambda setup: setup.num_virtual_tokens,
-    encoders=False,
     assumptions=peft_assumptions,
     citation="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning",
 )
