@@ -26,7 +26,8 @@ CAVEATS = {
     ),
     "qlora": (
         (_always, "4-bit quantization of the base can lower quality (C2.1); compare with a LoRA run if you can."),
-        (_always, "Steps are ~1.45× slower than LoRA because weights are dequantized (C6.4)."),
+        (_always, "Steps are slower than LoRA's because the 4-bit weights are dequantized on every pass (C6.4); "
+                  "the time shown counts it (more so at small micro-batches)."),
     ),
     "prompt_tuning": (
         (lambda c: c.facts.params < PROMPT_PARITY,

@@ -83,7 +83,7 @@ CRITERIA = {
               "standard practice (Devlin et al. 2019 for BERT; Howard and Ruder 2018): its memory is a few GiB."),
     "C6.16": ("Where quantization pays", "4-bit storage (QLoRA, Dettmers et al. 2023) pays when the frozen "
               "base's size decides whether it fits (from ~10B); under ~1B it saves a fraction of a GiB for "
-              "steps ~1.45× slower."),
+              "slower steps (dequantization on every pass)."),
     "C6.17": ("Served size", "The model served has the size of the model tuned: only distillation (or starting "
               "from a smaller base) makes it smaller for a phone, an edge device or a latency budget."),
 }

@@ -215,7 +215,7 @@ RULES: tuple[Rule, ...] = (
                 "about {full_gib} for weights, gradients and AdamW states."}),
     Rule("qlora-no-gain", "C6.16", lambda c: c.facts.small_model, {"qlora": -.35}, {
         "qlora": "At {params} parameters the 16-bit base weighs only {w16}; QLoRA's 4 bits save ~{saved} for "
-                 "~1.45× slower steps — nothing worth buying."}),
+                 "slower steps (dequantization on every pass) — nothing worth buying."}),
     Rule("qlora-large-model", "C6.16", lambda c: c.facts.params >= LARGE, {"qlora": .08}, {
         "qlora": "At {params} parameters the 16-bit base needs {w16}; QLoRA's NF4 brings it to ~{w4}, often the "
                  "difference between one GPU and several."}),
@@ -244,7 +244,7 @@ RULES: tuple[Rule, ...] = (
         "full": "Cost first: full fine-tuning pays for the most compute and a whole model per task.",
         "distillation": "Cost first: distillation adds the teacher's forward passes to every training step."}),
     Rule("quantization-risk", "C6.4", lambda c: c.answers.priority == "accuracy", {"qlora": -.05}, {
-        "qlora": "QLoRA's 4-bit base can cost some quality, and its steps run ~1.45× slower than LoRA's."}),
+        "qlora": "QLoRA's 4-bit base can cost some quality, and dequantizing it slows every step."}),
     Rule("dora-quality", "C6.9", lambda c: c.answers.priority == "accuracy" or c.answers.domain_distance == "far",
          {"dora": .08}, {
         "dora": "DoRA learns each weight's magnitude apart from its direction and closes part of LoRA's gap to full "
