@@ -433,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from tuners import metaspec  # no torch until an unknown architecture needs deriving
+
+    metaspec.install()
     try:
         return args.func(args)
     except InputError as exc:

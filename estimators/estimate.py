@@ -89,8 +89,11 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
         out.append("gradient checkpointing keeps block inputs only and recomputes each block (+1 forward, C6.5)")
     out.append("logits upcast to fp32 for the loss (transformers' causal-LM loss)")
     if spec.is_moe:
-        out.append(f"MoE: {spec.experts_per_token} of {spec.num_experts} experts per token for FLOPs/activations; "
-                   "LoRA all-linear skips the fused expert weights")
+        out.append(f"MoE: {spec.experts_per_token} of {spec.num_experts} experts per token for FLOPs/activations")
+    if spec.derived:
+        out.append(f"{spec.family}: parameter counts and layer shapes come from building the model on the meta "
+                   "device, but activations follow the generic Llama-style model, not this architecture's own "
+                   "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
         out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
                     "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",

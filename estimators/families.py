@@ -113,7 +113,7 @@ def _phi(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     """Phi-1 / 1.5 / 2: one LayerNorm per block (attention and MLP in parallel), biased q/k/v/dense
     and fc1/fc2 (GELU), optional per-head LayerNorms on q and k, and a biased untied head."""
     n = c.int("num_hidden_layers")
-    attn_linears, attn, dims = _attention(c, n, True, out="dense")
+    attn_linears, attn, dims = _attention(c, n, True, out="self_attn.dense")
     h, hd = dims[0], dims[3]
     inter = c.int("intermediate_size")
     mlp_linears = [Linear("fc1", h, inter, n, "mlp"), Linear("fc2", inter, h, n, "mlp")]
@@ -128,7 +128,7 @@ def _gpt_neox(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     (dense_h_to_4h, dense_4h_to_h), untied ``embed_out`` head."""
     n = c.int("num_hidden_layers")
     bias = c.flag("attention_bias", True)
-    attn_linears, attn, dims = _attention(c, n, bias, fused_qkv="query_key_value", out="dense")
+    attn_linears, attn, dims = _attention(c, n, bias, fused_qkv="query_key_value", out="attention.dense")
     h = dims[0]
     inter = c.int("intermediate_size")
     mlp_linears = [Linear("dense_h_to_4h", h, inter, n, "mlp"), Linear("dense_4h_to_h", inter, h, n, "mlp")]

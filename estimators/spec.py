@@ -185,10 +185,13 @@ def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> M
         raise InputError(f"config of '{model_id}' must be a JSON object (give a Hugging Face config.json)")
     cfg = clean_config(raw)
     family = cfg.get("model_type")
+    if not isinstance(family, str) or not family:
+        raise InputError(f"config of '{model_id}' has no 'model_type' (give a complete Hugging Face config.json)")
     builder = _FAMILIES.get(family)
-    if builder is None:
-        known = ", ".join(sorted(_FAMILIES))
-        raise InputError(f"model_type {family!r} of '{model_id}' is not supported (supported: {known})")
+    if builder is None:  # any other architecture: derived from a meta-device build (tuners/metaspec.py)
+        from estimators.derived import derived_spec
+
+        return derived_spec(cfg, model_id, source, SUPPORTED_FAMILIES)
     return builder(_Cfg(cfg, model_id), family, model_id, source)
 
 

@@ -63,12 +63,13 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from estimators.spec import spec_from_config
-    from tuners import methods, runtime
+    from tuners import metaspec, methods, runtime
     from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
     from tuners.models import auto_class
     from tuners.runtime import make_optimizer
 
+    metaspec.install()  # any architecture transformers builds
     setup = plan.setup(device)
     if setup.method not in SUPPORTED:
         raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")

@@ -130,12 +130,21 @@ _IO_ALIASES = {"lm_head": "head", "head": "head", "output": "head", "embed_token
                "embeddings": "embedding", "embed": "embedding"}
 
 
+# The v4 expert projection names PEFT 0.21 re-maps onto the fused expert tensors in the families it
+# converts (utils/transformers_weight_conversion.py, _MOE_TARGET_MODULE_MAPPING).
+_PEFT_REMAPPED = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+
+
 def _all_linear(spec: ModelSpec) -> list[Linear]:
     """PEFT's ``all-linear``: every ``nn.Linear`` (GPT-2's ``Conv1D`` too) except the output head.
     transformers 5 stores MoE experts as fused 3-D tensors and routers as custom modules, so they are
-    skipped, except in the families PEFT converts from the v4 layout (``spec.lora_experts``)."""
-    return [lin for lin in spec.linears
-            if lin.count and (spec.lora_experts or lin.role not in ("expert", "router"))]
+    skipped — except in the families PEFT converts from the v4 layout (``spec.lora_experts``): there
+    the router and the expert banks are adapted, and the names it re-maps onto the experts no longer
+    reach the dense MLPs and shared experts called the same (checked on DeepSeek-V3 and Qwen3-MoE)."""
+    if spec.lora_experts:
+        return [lin for lin in spec.linears if lin.count and not
+                (lin.role == "mlp" and lin.name.rsplit(".", 1)[-1] in _PEFT_REMAPPED)]
+    return [lin for lin in spec.linears if lin.count and lin.role not in ("expert", "router")]
 
 
 def _named(spec: ModelSpec, name: str) -> list[Linear]:
@@ -159,7 +168,7 @@ def lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
         if not hits:
             unknown.append(name)
         for lin in hits:
-            chosen[lin.name] = lin
+            chosen[(lin.name, lin.in_features, lin.out_features)] = lin
     if unknown:
         valid = ", ".join(sorted({lin.name for lin in spec.linears + spec.io_linears if lin.count}))
         raise InputError(f"LoRA target(s) {', '.join(unknown)} not found in {spec.id} "
