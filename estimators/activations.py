@@ -47,6 +47,45 @@ def _layer_norm(h: int, d: int, trainable_weight: bool) -> int:
     return d * h + (d * h if trainable_weight else 0)
 
 
+# Activations written as Python arithmetic keep every intermediate: transformers' NewGELUActivation
+# ("gelu_new": GPT-2, Phi-1/2) computes 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) and autograd keeps x,
+# tanh's output, 0.5·x and (1 + tanh) — four MLP-wide tensors (read off the autograd graph of a GPT-2
+# step); fused activations (F.gelu, SiLU) keep their input only.
+_ACT_SAVED = {"gelu_new": 4}
+# Dropout outside attention, per family: the config key and how many hidden-wide masks a block keeps
+# (GPT-2/Phi: after attention and after the MLP; BERT: after both output denses; GPT-NeoX: post-attention
+# and post-MLP), plus the embeddings' dropout key. Attention dropout runs inside the fused SDPA kernels.
+_DROPOUTS = {"gpt2": ("resid_pdrop", 2, "embd_pdrop"), "phi": ("resid_pdrop", 2, "embd_pdrop"),
+             "bert": ("hidden_dropout_prob", 2, "hidden_dropout_prob"),
+             "roberta": ("hidden_dropout_prob", 2, "hidden_dropout_prob"), "gpt_neox": ("hidden_dropout", 2, None)}
+
+
+def _activation(spec: ModelSpec) -> str:
+    cfg = spec.config
+    return str(cfg.get("activation_function") or cfg.get("hidden_act") or cfg.get("hidden_activation")
+               or ("gelu_new" if spec.family == "gpt2" else "")).lower()
+
+
+def _p(spec: ModelSpec, key: str | None) -> float:
+    value = spec.config.get(key) if key else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def dropout_masks(spec: ModelSpec, setup: TrainSetup) -> tuple[float, float]:
+    """(per block, once per model) bytes per token of dropout masks: a 1-byte bool mask per element on a
+    GPU (``native_dropout``); on a CPU the mask is a noise tensor in the activation dtype."""
+    per_elem = 1 if setup.device == "cuda" else setup.act_bytes
+    if spec.family == "t5":  # after each attention and the FF block, inside the FF (d_ff), embeddings and ends
+        if not _p(spec, "dropout_rate"):
+            return 0.0, 0.0
+        enc = spec.config.get("num_layers", spec.layers // 2)
+        dec = spec.layers - enc
+        per_block = (enc * (2 * spec.hidden + spec.intermediate) + dec * (3 * spec.hidden + spec.intermediate)) / spec.layers
+        return per_elem * per_block, per_elem * 4 * spec.hidden
+    key, count, embed_key = _DROPOUTS.get(spec.family, (None, 0, None))
+    return (per_elem * count * spec.hidden * (_p(spec, key) > 0), per_elem * spec.hidden * (_p(spec, embed_key) > 0))
+
+
 def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     """Bytes saved for backward by one block, per token of the micro-batch."""
     d = setup.act_bytes
@@ -56,8 +95,7 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     # QLoRA: bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen.
     m = setup.m
     trainable = m.trains_base or m.keeps_linear_inputs
-    layer_norm = spec.family in ("gpt2", "bert", "roberta")
-    norm = (_layer_norm if layer_norm else _rms_norm)(h, d, m.trains_base)
+    norm = (_layer_norm if spec.norm == "layer" else _rms_norm)(h, d, m.trains_base)
     if m.keeps_linear_inputs and not m.trains_base:
         norm += d * h  # the 4-bit linears keep the normalised input
     # Attention: q, k, v after RoPE are kept by the kernel; the output by SDPA (with a fp32
@@ -72,12 +110,11 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     # MLP: SwiGLU keeps gate (for SiLU), SiLU(gate) and up (for the product), and the product for a
     # trainable down_proj. A MoE token goes through k experts.
     width = i * max(spec.experts_per_token, 1)
-    gated = spec.family not in ("gpt2", "bert", "roberta") and spec.config.get("feed_forward_proj", "gated").startswith("gated")
-    if gated:
+    if spec.gated_mlp:
         mlp = 3 * d * width + (d * width if trainable else 0)
-    else:  # GELU MLP: the pre-activation (GELU's input) and the activation (for the second linear)
-        mlp = d * width + (d * width if trainable else 0)
-    return 2 * norm + attn + mlp + m.extra_activations(spec, setup)
+    else:  # GELU MLP: what the activation keeps (its input at least), and its output for a trainable fc2
+        mlp = _ACT_SAVED.get(_activation(spec), 1) * d * width + (d * width if trainable else 0)
+    return int(2 * norm + attn + mlp + dropout_masks(spec, setup)[0] + m.extra_activations(spec, setup))
 
 
 def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, int]:
@@ -104,7 +141,7 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     tokens = setup.batch_size * setup.tokens_per_sequence
     d = setup.act_bytes
     per_layer = per_token_layer_bytes(spec, setup) * tokens
-    norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden) * tokens
+    norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden + dropout_masks(spec, setup)[1]) * tokens
     if setup.gradient_checkpointing:
         # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
         saved = spec.layers * d * spec.hidden * tokens + norm_final
