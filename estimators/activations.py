@@ -60,8 +60,16 @@ _DROPOUTS = {"gpt2": ("resid_pdrop", 2, "embd_pdrop"), "phi": ("resid_pdrop", 2,
              "roberta": ("hidden_dropout_prob", 2, "hidden_dropout_prob"), "gpt_neox": ("hidden_dropout", 2, None)}
 
 
+# Blocks with four RMSNorms (pre and post attention, pre and post feed-forward) instead of two, and
+# families that RMS-normalise q and k before RoPE (Qwen3 and Gemma 3 per head, OLMo 2 over the projection).
+_NORMS_PER_BLOCK = {"gemma2": 4, "gemma3_text": 4}
+_QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text", "olmo2"}
+
+
 def _activation(spec: ModelSpec) -> str:
     cfg = spec.config
+    if spec.family == "t5":  # T5Config: "gated-gelu" means gelu_new (T5 v1.1, Flan-T5), else relu
+        return str(cfg.get("dense_act_fn") or ("gelu_new" if cfg.get("feed_forward_proj") == "gated-gelu" else "relu"))
     return str(cfg.get("activation_function") or cfg.get("hidden_act") or cfg.get("hidden_activation")
                or ("gelu_new" if spec.family == "gpt2" else "")).lower()
 
@@ -101,6 +109,8 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     # Attention: q, k, v after RoPE are kept by the kernel; the output by SDPA (with a fp32
     # log-sum-exp per head); a trainable o_proj keeps the re-laid-out copy of that output.
     attn = d * (a + 2 * kv) + (d * a if trainable else 0)
+    if spec.family in _QK_NORM:  # each keeps its fp32 input (and, trainable, what its weight needs)
+        attn += _rms_norm(a, d, m.trains_base) + _rms_norm(kv, d, m.trains_base)
     if setup.attention == "sdpa":
         attn += d * a + FP32 * spec.heads
     else:  # eager: fp32 softmax of the s×s scores, and its copy cast back for the matmul with v
@@ -110,11 +120,15 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     # MLP: SwiGLU keeps gate (for SiLU), SiLU(gate) and up (for the product), and the product for a
     # trainable down_proj. A MoE token goes through k experts.
     width = i * max(spec.experts_per_token, 1)
-    if spec.gated_mlp:
-        mlp = 3 * d * width + (d * width if trainable else 0)
+    saved_by_act = _ACT_SAVED.get(_activation(spec), 1)
+    if spec.gated_mlp:  # what act(gate) keeps, its output and up (for the product), the product for down_proj
+        mlp = (saved_by_act + 2) * d * width + (d * width if trainable else 0)
     else:  # GELU MLP: what the activation keeps (its input at least), and its output for a trainable fc2
-        mlp = _ACT_SAVED.get(_activation(spec), 1) * d * width + (d * width if trainable else 0)
-    return int(2 * norm + attn + mlp + dropout_masks(spec, setup)[0] + m.extra_activations(spec, setup))
+        mlp = saved_by_act * d * width + (d * width if trainable else 0)
+    if spec.kind == "encoder_decoder":  # decoder blocks add cross-attention and its norm (averaged over blocks)
+        decoder_share = 1 - spec.config.get("num_layers", spec.layers // 2) / spec.layers
+        attn += decoder_share * (attn + norm)
+    return int(_NORMS_PER_BLOCK.get(spec.family, 2) * norm + attn + mlp + dropout_masks(spec, setup)[0] + m.extra_activations(spec, setup))
 
 
 def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, int]:
@@ -123,18 +137,35 @@ def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, 
     transformers' causal-LM loss upcasts the logits to fp32 and runs log-softmax + NLL: at the end of
     forward the logits (d) and the log-softmax output (fp32) are alive; at the start of backward the
     log-softmax output, its incoming gradient and the gradient of the logits (fp32 each); the d-typed
-    logits are gone by then (measured: three fp32 vocab-sized tensors per token in bf16 and fp32). Large vocabularies (128k–152k) make this the biggest single activation.
+    logits are gone by then (measured: three fp32 vocab-sized tensors per token in bf16 and fp32).
+    Masked-LM (BERT) and T5 heads call ``CrossEntropyLoss`` on the logits as they are: the same buffers
+    in the activation dtype. Large vocabularies (128k–152k) make this the biggest single activation.
     """
     d = setup.act_bytes
     v = spec.vocab
-    forward = tokens * v * (d + FP32 + (FP32 if d < FP32 else 0))
-    backward = tokens * v * 3 * FP32
+    loss = FP32 if spec.kind == "decoder" else d  # the dtype log-softmax runs in
+    forward = tokens * v * (d + loss + (FP32 if d < loss else 0))
+    backward = tokens * v * 3 * loss
+    if spec.config.get("final_logit_softcapping"):  # Gemma 2: cap·tanh(logits/cap) keeps tanh's output
+        forward += tokens * v * d
+        backward += tokens * v * d
     if setup.m.needs_teacher:
         # The teacher's logits (d) and its softened fp32 distribution, plus the student's softened
         # log-probabilities (fp32) and their gradient for the KL term.
         forward += tokens * v * (d + 2 * FP32)
         backward += tokens * v * (d + 3 * FP32)
     return forward, backward
+
+
+def position_bias_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
+    """T5 under SDPA: the relative position bias is the attention mask, one (heads × s × s) tensor shared
+    by the batch. The encoder's and the cross-attention's are shared by their layers; each decoder
+    layer builds its own causal copy (transformers' ``create_position_bias_mask``), which the kernel keeps."""
+    if spec.kind != "encoder_decoder" or setup.attention != "sdpa":
+        return 0
+    s = setup.tokens_per_sequence
+    decoder_layers = spec.layers - spec.config.get("num_layers", spec.layers // 2)
+    return (decoder_layers + 2) * spec.heads * s * s * setup.act_bytes
 
 
 def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
@@ -146,7 +177,7 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
         # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
         saved = spec.layers * d * spec.hidden * tokens + norm_final
     else:
-        saved = spec.layers * per_layer + norm_final
+        saved = spec.layers * per_layer + norm_final + position_bias_bytes(spec, setup)
     fwd, bwd = logits_bytes(spec, setup, tokens)
     temporaries = 3 * d * spec.intermediate * max(spec.experts_per_token, 1) * tokens
     return Activations(saved=int(saved), per_layer=int(per_layer), logits_forward=int(fwd), logits_backward=int(bwd),

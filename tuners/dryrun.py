@@ -91,6 +91,18 @@ def _fake_friendly(gpu: bool = False):
         functional.scaled_dot_product_attention, functional.dropout = kept
 
 
+def _model_class(cfg: dict):
+    """The trial's class; an encoder (BERT, RoBERTa) trains its masked-LM head (labels = inputs)."""
+    import transformers
+
+    from tuners.models import auto_class
+
+    arch = (cfg.get("architectures") or [""])[0]
+    if cfg.get("model_type") in ("bert", "roberta") or "MaskedLM" in arch:
+        return transformers.AutoModelForMaskedLM
+    return auto_class(cfg)
+
+
 def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> dict:
     """Peak live tensor bytes of a steady-state step (after a warm-up step) for ``plan`` on the
     architecture in ``config``, without allocating it, as a GPU (``device="cuda"``: foreach optimizer
@@ -103,7 +115,6 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
     from tuners import metaspec, methods, runtime
     from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
-    from tuners.models import auto_class
     from tuners.runtime import make_optimizer
 
     metaspec.install()  # any architecture transformers builds
@@ -128,7 +139,7 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)  # build in the training dtype: .to(dtype) on a fake model fails
         try:
-            model = auto_class(cfg).from_config(conf)
+            model = _model_class(cfg).from_config(conf)
         except ValueError as exc:  # e.g. Gemma 2 has no SDPA path in transformers 5 (soft-capping)
             if "attention implementation" in str(exc):
                 raise InputError(f"{cfg.get('model_type')} does not support attention '{setup.attention}' in "
