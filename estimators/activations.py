@@ -168,6 +168,18 @@ def position_bias_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     return (decoder_layers + 2) * spec.heads * s * s * setup.act_bytes
 
 
+def folded_expert_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
+    """LoRA on fused expert banks (PEFT 0.21's ``ParamWrapper``): each forward folds W + s·B·A into a full
+    effective weight (one ``baddbmm`` per bank, in the weight's dtype), which the experts' matmuls keep
+    for backward — a copy of every adapted bank, or one layer's with checkpointing (measured: the exact
+    check of Qwen3-30B-A3B keeps the size of its routed experts on top of the dense model's activations)."""
+    if setup.m.adapter_linears is None:
+        return 0
+    banks = sum(lin.in_features * lin.out_features * lin.count for lin in setup.m.adapter_linears(spec, setup)
+                if lin.role == "expert")
+    return int(banks * setup.act_bytes / (spec.layers if setup.gradient_checkpointing else 1))
+
+
 def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     tokens = setup.batch_size * setup.tokens_per_sequence
     d = setup.act_bytes
@@ -175,9 +187,9 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden + dropout_masks(spec, setup)[1]) * tokens
     if setup.gradient_checkpointing:
         # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
-        saved = spec.layers * d * spec.hidden * tokens + norm_final
+        saved = spec.layers * d * spec.hidden * tokens + norm_final + folded_expert_bytes(spec, setup)
     else:
-        saved = spec.layers * per_layer + norm_final + position_bias_bytes(spec, setup)
+        saved = spec.layers * per_layer + norm_final + position_bias_bytes(spec, setup) + folded_expert_bytes(spec, setup)
     fwd, bwd = logits_bytes(spec, setup, tokens)
     temporaries = 3 * d * spec.intermediate * max(spec.experts_per_token, 1) * tokens
     return Activations(saved=int(saved), per_layer=int(per_layer), logits_forward=int(fwd), logits_backward=int(bwd),

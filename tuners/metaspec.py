@@ -53,8 +53,10 @@ def install(in_child: bool = False) -> None:
 
 
 def _derive_in_child(cfg: dict, timeout: float = 300) -> dict:
+    from tuners.launch import ROOT, child_env
+
     proc = subprocess.run([sys.executable, "-m", "tuners.metaspec"], input=json.dumps(cfg), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=ROOT, env=child_env())
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InputError(last)
