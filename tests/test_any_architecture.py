@@ -137,3 +137,14 @@ def test_derived_estimate_names_generic_activations_and_exact_check(derive_here)
 def test_unbuildable_config_is_an_input_error(derive_here):
     with pytest.raises(InputError):
         spec_from_config({"model_type": "no_such_architecture", "hidden_size": 8}, "x")
+
+
+@pytest.mark.parametrize("model_id", ["qwen3-30b-a3b", "gpt-oss-20b", "smollm3-3b", "gemma-3-1b", "qwen3-1.7b"])
+def test_scaled_down_copies_of_new_families_build(model_id):
+    """--scale-down keeps per-layer lists (layer_types, no_rope_layers) and expert counts consistent."""
+    from estimators.catalog import model_configs
+    from estimators.spec import clean_config
+    from tuners.models import scale_down
+
+    cfg = scale_down(clean_config(model_configs()[model_id]))
+    assert spec_from_config(cfg).total_params == sum(p.numel() for p in meta_model(cfg).parameters())
