@@ -148,3 +148,13 @@ def test_scaled_down_copies_of_new_families_build(model_id):
 
     cfg = scale_down(clean_config(model_configs()[model_id]))
     assert spec_from_config(cfg).total_params == sum(p.numel() for p in meta_model(cfg).parameters())
+
+
+def test_moe_lora_assumptions_say_what_peft_does():
+    from estimators.catalog import model_by_id
+    from estimators.estimate import estimate
+
+    qwen = " ".join(estimate(model_by_id("qwen3-30b-a3b"), TrainSetup(method="lora")).assumptions)
+    oss = " ".join(estimate(model_by_id("gpt-oss-20b"), TrainSetup(method="lora")).assumptions)
+    assert "adapts the router and every expert" in qwen and "folds" in qwen
+    assert "leaves the fused experts and the router frozen" in oss and "attention sinks" in oss

@@ -227,7 +227,8 @@ def lora_assumptions(spec: ModelSpec, setup) -> list[str]:
            f"LoRA rank {setup.lora_rank} on {setup.lora_targets}"]
     if spec.is_moe and "all-linear" in str(setup.lora_targets):
         out.append("MoE: PEFT 0.21's all-linear adapts the router and every expert's fused gate_up_proj "
-                   "(rank 2r) and down_proj (rank r)" if spec.lora_experts else
+                   "(rank 2r) and down_proj (rank r), and folds each bank into a full effective weight per forward "
+                   "that is kept for backward (the size of the experts in the training dtype)" if spec.lora_experts else
                    "MoE: PEFT 0.21's all-linear leaves the fused experts and the router frozen for this family")
     return out
 
