@@ -113,6 +113,9 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
         attn += _rms_norm(a, d, m.trains_base) + _rms_norm(kv, d, m.trains_base)
     if setup.attention == "sdpa":
         attn += d * a + FP32 * spec.heads
+    elif spec.family == "gpt_oss":  # eager with sinks: softmax in the activation dtype over s + 1 logits,
+        # on k and v repeated to every head (copies) — modeling_gpt_oss.eager_attention_forward
+        attn += spec.heads * s * d + 2 * d * (a - kv)
     else:  # eager: fp32 softmax of the s×s scores, and its copy cast back for the matmul with v
         attn += spec.heads * s * (FP32 + (d if d < FP32 else 0))
         if spec.config.get("attn_logit_softcapping"):  # Gemma 2: tanh soft-capping keeps its output
@@ -159,13 +162,15 @@ def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, 
 
 def position_bias_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     """T5 under SDPA: the relative position bias is the attention mask, one (heads × s × s) tensor shared
-    by the batch. The encoder's and the cross-attention's are shared by their layers; each decoder
-    layer builds its own causal copy (transformers' ``create_position_bias_mask``), which the kernel keeps."""
+    by the batch, and transformers' ``create_position_bias_mask(...).contiguous()`` gives each layer its
+    own: a contiguous copy of the encoder's (permuted) bias, each decoder layer's causal copy; only the
+    cross-attention's zeros are shared. The fused kernel keeps each for backward. With checkpointing the
+    three biases a stack hands from block to block (encoder, decoder, cross) are kept as block inputs."""
     if spec.kind != "encoder_decoder" or setup.attention != "sdpa":
         return 0
     s = setup.tokens_per_sequence
-    decoder_layers = spec.layers - spec.config.get("num_layers", spec.layers // 2)
-    return (decoder_layers + 2) * spec.heads * s * s * setup.act_bytes
+    copies = 3 if setup.gradient_checkpointing else spec.layers + 1
+    return copies * spec.heads * s * s * setup.act_bytes
 
 
 def folded_expert_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
@@ -187,7 +192,8 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden + dropout_masks(spec, setup)[1]) * tokens
     if setup.gradient_checkpointing:
         # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
-        saved = spec.layers * d * spec.hidden * tokens + norm_final + folded_expert_bytes(spec, setup)
+        saved = (spec.layers * d * spec.hidden * tokens + norm_final + folded_expert_bytes(spec, setup)
+                 + position_bias_bytes(spec, setup))
     else:
         saved = spec.layers * per_layer + norm_final + position_bias_bytes(spec, setup) + folded_expert_bytes(spec, setup)
     fwd, bwd = logits_bytes(spec, setup, tokens)
