@@ -128,6 +128,10 @@ def per_token_layer_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
         mlp = (saved_by_act + 2) * d * width + (d * width if trainable else 0)
     else:  # GELU MLP: what the activation keeps (its input at least), and its output for a trainable fc2
         mlp = saved_by_act * d * width + (d * width if trainable else 0)
+    if spec.is_moe:  # transformers 5's grouped experts: each token's k expert outputs, kept by the product
+        # with the routing weights; with trainable experts (full, LoRA on the banks) also its k gathered inputs
+        adapted = m.adapter_linears is not None and any(lin.role == "expert" for lin in m.adapter_linears(spec, setup))
+        mlp += d * h * spec.experts_per_token * (2 if m.trains_base or adapted else 1)
     if spec.kind == "encoder_decoder":  # decoder blocks add cross-attention and its norm (averaged over blocks)
         decoder_share = 1 - spec.config.get("num_layers", spec.layers // 2) / spec.layers
         attn += decoder_share * (attn + norm)

@@ -213,8 +213,8 @@ def lora_extra_activations(spec: ModelSpec, setup) -> int:
         if lin.role == "embedding":  # the input is token ids: only lora_embedding_A's output (r) is kept
             extra += share * FP32 * setup.lora_rank
             continue
-        if lin.role == "expert":  # each token passes through k of the E experts
-            share *= spec.experts_per_token / max(spec.num_experts, 1)
+        if lin.role in ("expert", "router"):  # folded into the weight (ParamWrapper): no input copy, see
+            continue                          # activations.folded_expert_bytes
         if d < FP32 or lin.in_features not in seen_inputs:
             extra += share * FP32 * lin.in_features
         seen_inputs.add(lin.in_features)
