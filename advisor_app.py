@@ -10,9 +10,11 @@ from advisor.answers import Answers
 from advisor.recommend import recommend
 from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
-from tuners import store
+from tuners import metaspec, store
 from tuners.data import histogram
 from ui import access, questionnaire, results, trial
+
+metaspec.install(in_child=True)  # architectures without built-in arithmetic: derived in a child process (no torch here)
 
 st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
 access.gate()  # served on a network: a token first (README, "Serving on a network")

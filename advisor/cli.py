@@ -226,7 +226,30 @@ def estimate_plan(plan: Plan) -> Estimate:
 # --- commands -------------------------------------------------------------------------------------
 
 
+def cmd_local_models(args) -> int:
+    """`models --local`: models in the Hugging Face cache and the given folders (nothing downloaded)."""
+    from tuners.localmodels import hub_cache_dir, scan  # files only: no torch
+
+    rows = [m.to_dict() for m in scan(args.folder or ())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models found in {hub_cache_dir()}" + (f" or {', '.join(args.folder)}" if args.folder else ""))
+        return 0
+    shown = [{**r, "params": human_count(r["params"]) if r["params"] else "?", "size": gib(r["size_bytes"]),
+              "tokenizer": "yes" if r["tokenizer"] else "no", "weights": "yes" if r["weights"] else "no",
+              "model_type": r["model_type"] or r["error"] or "?"} for r in rows]
+    print(_table(shown, [("id", "id"), ("model_type", "family"), ("params", "params"), ("size", "on disk"),
+                         ("weights", "weights"), ("tokenizer", "tokenizer"), ("path", "path (for --model)")]))
+    return 0
+
+
 def cmd_models(args) -> int:
+    if args.folder and not args.local:
+        raise InputError("--folder lists models on this machine: add --local (models --local --folder DIR)")
+    if args.local:
+        return cmd_local_models(args)
     rows = catalog_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -383,8 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuning-advisor", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("models", help="list the model catalog")
+    p = sub.add_parser("models", help="list the model catalog (or, with --local, the models on this machine)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--local", action="store_true",
+                   help="list models in the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub)")
+    p.add_argument("--folder", action="append", metavar="DIR",
+                   help="with --local: also look in this folder (a model folder or a folder of them; repeatable)")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("gpus", help="list the GPU catalog")
     p.add_argument("--json", action="store_true")
@@ -456,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from tuners import metaspec  # no torch until an unknown architecture needs deriving
+
+    metaspec.install()
     try:
         return args.func(args)
     except InputError as exc:

@@ -40,6 +40,34 @@ TRIAL_MODELS = {
                        "tie_word_embeddings": True},
 }
 DRY_MODELS = ["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "llama-3.2-3b"]
+# GPT-2, T5, an encoder, MoE and the 2025–26 families (catalog models), each with a smaller matrix.
+DRY_FAMILIES = ["gpt2", "flan-t5-base", "bert-base-uncased", "qwen3-1.7b", "gemma-3-1b", "smollm3-3b", "phi-4",
+                "qwen3-30b-a3b", "gpt-oss-20b", "phi-shape", "gpt-neox-shape", "olmo2-shape"]
+# Families with hand-written arithmetic but no catalog model: transformers' own default config of the
+# family (PhiConfig: Phi-1.5's shape; GPTNeoXConfig: GPT-NeoX-20B's; Olmo2Config: OLMo-2 7B's).
+SHAPES = {"phi-shape": "phi", "gpt-neox-shape": "gpt_neox", "olmo2-shape": "olmo2"}
+
+
+def long_shapes(model: str) -> tuple:
+    """4,096 tokens in sequences as long as the model's learned positions allow (BERT 512, GPT-2 1024,
+    else 2048; T5's positions are relative), without and with checkpointing."""
+    cfg = dry_config(model)
+    learned = cfg.get("max_position_embeddings") or (cfg.get("n_positions") if cfg.get("model_type") == "gpt2" else None)
+    seq = min(2048, learned or 2048)
+    return ((4096 // seq, seq, False), (4096 // seq, seq, True))
+
+
+def dry_config(model: str) -> dict:
+    """A catalog model's config, or the default config transformers gives a family (SHAPES)."""
+    if model not in SHAPES:
+        from estimators.catalog import model_configs
+
+        return model_configs()[model]
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model(SHAPES[model]).to_dict()
+    return {**cfg, "model_type": SHAPES[model], "architectures": [transformers.AutoModelForCausalLM._model_mapping[
+        type(transformers.AutoConfig.for_model(SHAPES[model]))].__name__]}
 
 
 def versions() -> dict:
@@ -101,24 +129,35 @@ def trial_case(folder: Path, model: str, method: str, batch: int, seq: int, ckpt
 
 
 # transformers 5 has no SDPA path for Gemma 2 (soft-capping): real runs use eager attention.
-EAGER_ONLY = {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b"}
+EAGER_ONLY = {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "gpt-oss-20b"}
 
 
 def dry_case(model: str, method: str, batch: int, seq: int, ckpt: bool) -> dict:
-    from estimators.catalog import model_by_id, model_configs
     from estimators.memory import estimate_memory
+    from estimators.spec import spec_from_config
     from estimators.plan import Plan
     from estimators.setup import TrainSetup
     from tuners.dryrun import dry_run
 
     setup = TrainSetup(method=method, batch_size=batch, seq_len=seq, gradient_checkpointing=ckpt, device="cuda",
                        attention="eager" if model in EAGER_ONLY else "sdpa")
-    exact = dry_run(model_configs()[model], Plan.from_setup(model, setup))
-    est = estimate_memory(model_by_id(model), setup)
-    return {"kind": "dry-run", "model": model, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt,
+    cfg = dry_config(model)
+    spec = spec_from_config(cfg, model)
+    ref = model if model not in SHAPES else _shape_file(model, cfg)
+    exact = dry_run(cfg, Plan.from_setup(ref, setup))
+    est = estimate_memory(spec, setup)
+    return {"kind": "dry-run", "model": model, "family": spec.family, "method": method, "batch": batch, "seq": seq,
+            "ckpt": ckpt,
             "precision": "bf16", "attention": setup.attention, "status": "completed", "est_peak": est.peak_allocated,
             "meas_peak": exact["peak_allocated"], "est_phase": est.peak_phase, "meas_phase": exact["peak_phase"],
-            "seconds": round(exact["seconds"], 1), "params": model_by_id(model).total_params}
+            "seconds": round(exact["seconds"], 1), "params": spec.total_params}
+
+
+def _shape_file(model: str, cfg: dict) -> str:
+    """A family shape as a config.json a plan can name."""
+    path = Path(tempfile.gettempdir()) / f"accuracy-{model}.json"
+    path.write_text(json.dumps(cfg, default=str))
+    return str(path)
 
 
 def err(est, meas):
@@ -138,6 +177,17 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def summarise_families(rows: list[dict]) -> list[dict]:
+    """Exact checks by model family, all methods and shapes together."""
+    dry = sorted((r for r in rows if r["status"] == "completed" and r.get("family")), key=lambda r: r["family"])
+    out = []
+    for family, group in itertools.groupby(dry, key=lambda r: r["family"]):
+        errs = [abs(err(r["est_peak"], r["meas_peak"])) for r in group]
+        out.append({"family": family, "cases": len(errs), "memory_median": statistics.median(errs),
+                    "memory_worst": max(errs)})
+    return out
+
+
 def pct(x):
     return "—" if x is None else f"{x:.1%}"
 
@@ -150,6 +200,11 @@ def markdown(summary: list[dict], rows: list[dict], meta: dict) -> str:
     for s in summary:
         lines.append(f"| {s['kind']} | {s['method']} | {s['cases']} | {pct(s['memory_median'])} | "
                      f"{pct(s['memory_worst'])} | {pct(s['tps_median'])} | {pct(s['tps_worst'])} |")
+    families = summarise_families(rows)
+    if families:
+        lines += ["", "| exact checks by family | cases | peak memory: median abs error | worst |", "|---|---:|---:|---:|"]
+        lines += [f"| {f['family']} | {f['cases']} | {pct(f['memory_median'])} | {pct(f['memory_worst'])} |"
+                  for f in families]
     failed = [r for r in rows if r["status"] != "completed"]
     if failed:
         lines += ["", f"{len(failed)} case(s) did not complete: " + "; ".join(
@@ -182,6 +237,8 @@ def main():
         trials += [("llama-60m", m, 2, 128, False, "bf16") for m in ("lora", "qlora")]  # bf16 is slow on CPUs
         drys = [(mid, m, b, s, c) for mid in DRY_MODELS for m in methods for b, s in ((1, 512), (2, 2048))
                 for c in (False, True)]
+        drys += [(mid, m, b, s, c) for mid in DRY_FAMILIES for m in methods[:3] if m != "prompt_tuning" or mid != "bert-base-uncased"
+                 for b, s, c in ((1, 512, False),) + long_shapes(mid)]
     rows, t0 = [], time.time()
     header = (f"{'kind':8} {'model':16} {'method':14} {'b':>2} {'seq':>5} {'ckpt':5} {'prec':5} "
               f"{'est MiB':>9} {'meas MiB':>9} {'err':>7}   {'est tok/s':>9} {'meas tok/s':>10} {'err':>7}")
@@ -210,6 +267,9 @@ def main():
               f"{(r.get('est_tps') or 0):9.0f} {(r.get('meas_tps') or 0):10.0f} "
               f"{pct(err(r.get('est_tps'), r.get('meas_tps'))):>7}", flush=True)
     summary = summarise(rows)
+    for f in summarise_families(rows):
+        print(f"  family {f['family']:14} cases {f['cases']:>3}  memory median {pct(f['memory_median']):>6} "
+              f"worst {pct(f['memory_worst']):>6}")
     print("\nsummary (absolute relative error)")
     for s in summary:
         print(f"  {s['kind']:8} {s['method']:14} cases {s['cases']:>2}  memory median {pct(s['memory_median']):>6} "

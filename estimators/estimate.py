@@ -79,6 +79,10 @@ def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher
                     calibration=calibration)
 
 
+# Families transformers 5 runs with eager attention only (SDPA cannot express their attention).
+_NO_SDPA = {"gemma2": ("Gemma 2", "attention soft-capping"), "gpt_oss": ("gpt-oss", "attention sinks")}
+
+
 def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBreakdown,
                  calibration: Calibration | None) -> tuple[str, ...]:
     out = [f"peak is the {mem.peak_phase.replace('_', ' ')} moment of a steady-state step "
@@ -87,16 +91,19 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
     out.append(f"{precision}; {s.optimizer} states in the trainable parameters' dtype")
     out += s.m.assumptions(spec, s)
     out.append(f"attention: {s.attention} ({'memory linear in sequence length' if s.attention == 'sdpa' else 'fp32 scores, quadratic in length'})")
-    if spec.family == "gemma2" and s.attention == "sdpa":
-        out.append("Gemma 2: transformers has no SDPA path (attention soft-capping) and falls back to eager "
-                   "attention; sdpa here assumes a flash-attention kernel with soft-capping — estimate with "
-                   "--attention eager for plain transformers")
+    if spec.family in _NO_SDPA and s.attention == "sdpa":
+        name, why = _NO_SDPA[spec.family]
+        out.append(f"{name}: transformers has no SDPA path ({why}) and falls back to eager attention; sdpa here "
+                   "assumes a fused kernel that handles it — estimate with --attention eager for plain transformers")
     if s.gradient_checkpointing:
         out.append("gradient checkpointing keeps block inputs only and recomputes each block (+1 forward, C6.5)")
     out.append("logits upcast to fp32 for the loss (transformers' causal-LM loss)")
     if spec.is_moe:
-        out.append(f"MoE: {spec.experts_per_token} of {spec.num_experts} experts per token for FLOPs/activations; "
-                   "LoRA all-linear skips the fused expert weights")
+        out.append(f"MoE: {spec.experts_per_token} of {spec.num_experts} experts per token for FLOPs/activations")
+    if spec.derived:
+        out.append(f"{spec.family}: parameter counts and layer shapes come from building the model on the meta "
+                   "device, but activations follow the generic Llama-style model, not this architecture's own "
+                   "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
         out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
                     "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",

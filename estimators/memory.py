@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from estimators.activations import FP32, activations
 from estimators.errors import InputError
 from estimators.methods import quantized_params, trainable_params
+from estimators.methods.base import lora_rank_of
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.tokenizers import tokenizers_compatible
@@ -99,9 +100,10 @@ def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int
         dense_vectors = spec.params.norms
         return (factored + dense_vectors) * pb
     if m.adapter_linears is not None:  # A is r×in, B is out×r: factored to r+in and out+r
-        r = setup.lora_rank
-        factored = sum((lin.in_features + lin.out_features + 2 * r) * lin.count for lin in m.adapter_linears(spec, setup))
-        lora = sum(r * (lin.in_features + lin.out_features) * lin.count for lin in m.adapter_linears(spec, setup))
+        linears = m.adapter_linears(spec, setup)
+        rank = {lin: lora_rank_of(lin, setup.lora_rank) for lin in linears}  # fused expert banks: r × projections
+        factored = sum((lin.in_features + lin.out_features + 2 * rank[lin]) * lin.count for lin in linears)
+        lora = sum(rank[lin] * (lin.in_features + lin.out_features) * lin.count for lin in linears)
         return (factored + trainable - lora) * pb  # vectors beside the matrices (DoRA's magnitudes) stay whole
     return trainable * pb  # prompt vectors and adapter vectors are small: keep them whole
 

@@ -23,6 +23,9 @@ class Linear:
     """How many such layers the whole model has."""
     role: str
     """``attn``, ``mlp``, ``expert`` (routed MoE experts, stored fused in transformers 5) or ``router``."""
+    fused: int = 1
+    """Projections of the pre-fusion checkpoint one tensor holds (2 for an expert bank's gate_up_proj):
+    PEFT multiplies the LoRA rank by it when it adapts the fused tensor."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,19 @@ class ModelSpec:
     tokenizer_family: str | None = None
     """Tokenizer identity (catalog ``_tokenizer_family``; a vocabulary digest for model folders), see
     estimators/tokenizers.py. None when unknown (a pasted config)."""
+    norm: str = "rms"
+    """``rms`` (RMSNorm, computed in fp32 by transformers) or ``layer`` (LayerNorm)."""
+    gated_mlp: bool = True
+    """The feed-forward block is gated (SwiGLU / GeGLU: three matmuls) rather than act(W1 x) W2."""
+    lora_experts: bool = False
+    """PEFT's ``all-linear`` also adapts the fused expert banks and the router (families transformers
+    converts from the v4 per-expert layout; see ``estimators/families.py``)."""
+    embed_name: str = "embed_tokens"
+    """The input embedding's module name (a LoRA target: ``--lora-targets embed_tokens``)."""
+    head_name: str = "lm_head"
+    """The output head's module name (a LoRA target: ``--lora-targets lm_head``)."""
+    derived: bool = False
+    """Built from a meta-device instantiation (``tuners/metaspec.py``) rather than hand-written arithmetic."""
     config: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -88,11 +104,17 @@ class ModelSpec:
         """Elements of the largest single weight tensor (embedding, a linear, or a fused expert bank)."""
         sizes = [self.vocab * self.hidden]
         sizes += [lin.in_features * lin.out_features for lin in self.linears if lin.role != "expert"]
-        if self.num_experts:  # transformers 5 fuses each layer's experts: E × 2I × h for gate+up
-            per_layer = self.num_experts * max(lin.in_features * lin.out_features for lin in self.linears
-                                               if lin.role == "expert")
-            sizes.append(2 * per_layer)
+        if self.num_experts:  # transformers 5 fuses each layer's experts: E × h × 2I for gate_up_proj
+            sizes.append(self.num_experts * max(lin.in_features * lin.out_features for lin in self.linears
+                                                if lin.role == "expert"))
         return max(sizes)
+
+    @property
+    def io_linears(self) -> tuple[Linear, ...]:
+        """The input embedding and the output head, which LoRA adapts only when named (PEFT's
+        ``all-linear`` skips the head; an embedding gets ``lora_embedding_A/B`` of r·(vocab + hidden))."""
+        return (Linear(self.embed_name, self.vocab, self.hidden, 1, "embedding"),
+                Linear(self.head_name, self.hidden, self.vocab, 1, "head"))
 
     def linear_params(self, roles: tuple[str, ...] = ("attn", "mlp", "expert", "router")) -> int:
         return sum(lin.in_features * lin.out_features * lin.count for lin in self.linears if lin.role in roles)
@@ -104,6 +126,21 @@ _ENCODERS = {"bert", "roberta"}
 _ENC_DEC = {"t5"}
 # transformers' default for ``tie_word_embeddings`` per config class (5.x), used when the key is absent.
 _TIE_DEFAULT = {"gemma2": True, "gpt2": True, "bert": True, "roberta": True, "t5": True}
+# MoE families whose checkpoints transformers 5 converts from v4's per-expert nn.Linear layers to fused
+# expert tensors (transformers 5.23 conversion_mapping._MODEL_TO_CONVERSION_PATTERN → "mixtral" or
+# "qwen2_moe"). For them PEFT 0.21 (utils/transformers_weight_conversion.py) turns ``all-linear`` into the
+# router's weight plus the fused ``gate_up_proj`` (rank 2r) and ``down_proj`` (rank r) of every expert.
+# Other MoE families (gpt-oss) keep their experts frozen under all-linear. Checked against the installed
+# libraries by tests/test_spec_meta.py.
+PEFT_EXPERT_FAMILIES = frozenset({
+    "mixtral", "minimax", "minimax_m2", "qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_omni_moe",
+    "qwen3_omni_moe_thinker", "qwen3_omni_moe_text", "deepseek_v2", "deepseek_v3", "deepseek_v32", "dots1",
+    "ernie4_5_moe", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "glm4v_moe", "longcat_flash", "solar_open",
+    "mellum", "hunyuan_v1_moe", "flex_olmo", "olmoe", "exaone_moe", "cohere2_moe", "afmoe", "beam"})
+
+
+def peft_adapts_experts(family: str) -> bool:
+    return family in PEFT_EXPERT_FAMILIES
 
 
 # Integer config keys we read, with the range a real model can have. A value outside is a wrong config
@@ -188,14 +225,29 @@ def spec_from_config(raw: dict, model_id: str = "custom", source: str = "") -> M
         raise InputError(f"config of '{model_id}' must be a JSON object (give a Hugging Face config.json)")
     cfg = clean_config(raw)
     family = cfg.get("model_type")
-    known = ", ".join(sorted(_FAMILIES))
-    if not isinstance(family, str):
-        raise InputError(f"config of '{model_id}' needs 'model_type' as text (one of: {known}); "
+    if not isinstance(family, str) or not family.strip():
+        raise InputError(f"config of '{model_id}' needs 'model_type' as text (e.g. llama, qwen3, gpt2); "
                          f"got {_shown(family) if family is not None else 'none'}")
     builder = _FAMILIES.get(family)
-    if builder is None:  # the value itself is not shown: it is whatever the file holds
-        raise InputError(f"the model_type of '{model_id}' is not one we can count (supported: {known})")
+    if builder is None:  # any other architecture: derived from a meta-device build (tuners/metaspec.py)
+        from estimators.derived import derived_spec
+
+        _Cfg(cfg, model_id).check()  # the keys we know are typed and bounded whoever counts
+
+        return derived_spec(cfg, model_id, source, SUPPORTED_FAMILIES)
     return builder(_Cfg(cfg, model_id), family, model_id, source)
+
+
+_IO_NAMES = {"gpt2": {"embed_name": "wte"},
+             "bert": {"embed_name": "word_embeddings", "head_name": "decoder"},
+             "roberta": {"embed_name": "word_embeddings", "head_name": "decoder"}}
+
+
+def expert_bank(h: int, inter: int, count: int) -> list[Linear]:
+    """Routed experts as transformers 5 stores them: one fused gate+up tensor and one down tensor per
+    layer (``count`` = layers × experts)."""
+    return [Linear("experts.gate_up_proj", h, 2 * inter, count, "expert", fused=2),
+            Linear("experts.down_proj", inter, h, count, "expert")]
 
 
 def _spec(c: _Cfg, family: str, model_id: str, source: str, **kw) -> ModelSpec:
@@ -244,10 +296,7 @@ def _llama_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     experts = c.raw.get("num_local_experts") or 0
     top_k = c.raw.get("num_experts_per_tok") or 0
     if experts:  # Mixtral: a router plus ``experts`` gated MLPs per layer, stored fused
-        mlp_linears = [Linear("gate", h, experts, n_layers, "router"),
-                       Linear("w1", h, inter, n_layers * experts, "expert"),
-                       Linear("w3", h, inter, n_layers * experts, "expert"),
-                       Linear("w2", inter, h, n_layers * experts, "expert")]
+        mlp_linears = [Linear("gate", h, experts, n_layers, "router"), *expert_bank(h, inter, n_layers * experts)]
         routed = n_layers * experts * 3 * h * inter
         mlp = n_layers * h * experts + routed
     elif family == "phi3":
@@ -270,7 +319,7 @@ def _llama_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
                  head_dim=hd, intermediate=inter, vocab=vocab, params=params,
                  linears=tuple(attn_linears + mlp_linears), tied_embeddings=tied, active_params=active,
                  num_experts=experts, experts_per_token=top_k if experts else 0,
-                 max_positions=c.raw.get("max_position_embeddings"))
+                 max_positions=c.raw.get("max_position_embeddings"), lora_experts=peft_adapts_experts(family))
 
 
 def _deepseek(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
@@ -305,11 +354,10 @@ def _deepseek(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     attn = sum(lin.in_features * lin.out_features * lin.count for lin in attn_linears)
     mlp_linears = [Linear("gate_proj", h, inter, dense_layers, "mlp"), Linear("up_proj", h, inter, dense_layers, "mlp"),
                    Linear("down_proj", inter, h, dense_layers, "mlp"),
-                   Linear("shared_experts", h, 3 * moe_inter * shared, moe_layers, "mlp"),
-                   Linear("gate", h, experts, moe_layers, "router"),
-                   Linear("experts.gate_proj", h, moe_inter, moe_layers * experts, "expert"),
-                   Linear("experts.up_proj", h, moe_inter, moe_layers * experts, "expert"),
-                   Linear("experts.down_proj", moe_inter, h, moe_layers * experts, "expert")]
+                   Linear("shared_experts.gate_proj", h, moe_inter * shared, moe_layers if shared else 0, "mlp"),
+                   Linear("shared_experts.up_proj", h, moe_inter * shared, moe_layers if shared else 0, "mlp"),
+                   Linear("shared_experts.down_proj", moe_inter * shared, h, moe_layers if shared else 0, "mlp"),
+                   Linear("gate", h, experts, moe_layers, "router"), *expert_bank(h, moe_inter, moe_layers * experts)]
     routed = moe_layers * experts * 3 * h * moe_inter
     # (V3's per-expert score-correction bias is a buffer in transformers 5, not a parameter.)
     mlp = dense_layers * 3 * h * inter + moe_layers * (3 * h * moe_inter * shared + h * experts) + routed
@@ -320,7 +368,8 @@ def _deepseek(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     return _spec(c, family, model_id, source, kind="decoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
                  head_dim=qk, intermediate=moe_inter, vocab=vocab, params=params,
                  linears=tuple(attn_linears + mlp_linears), tied_embeddings=tied, active_params=active,
-                 num_experts=experts, experts_per_token=top_k, max_positions=c.raw.get("max_position_embeddings"))
+                 num_experts=experts, experts_per_token=top_k, max_positions=c.raw.get("max_position_embeddings"),
+                 lora_experts=peft_adapts_experts(family))
 
 
 def _gpt2(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
@@ -341,7 +390,8 @@ def _gpt2(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     params = ParamCounts(vocab * h + positions * h, attn, mlp, norms, 0 if tied else vocab * h)
     return _spec(c, family, model_id, source, kind="decoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
                  head_dim=h // heads, intermediate=inter, vocab=vocab, params=params, linears=linears,
-                 tied_embeddings=tied, active_params=params.total, max_positions=positions)
+                 tied_embeddings=tied, active_params=params.total, max_positions=positions, norm="layer", gated_mlp=False,
+                 **_IO_NAMES[family])
 
 
 def _bert_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
@@ -366,7 +416,8 @@ def _bert_like(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     params = ParamCounts((vocab + positions + types) * h, attn, mlp, norms, head)
     return _spec(c, family, model_id, source, kind="encoder", hidden=h, layers=n_layers, heads=heads, kv_heads=heads,
                  head_dim=h // heads, intermediate=inter, vocab=vocab, params=params, linears=linears,
-                 tied_embeddings=tied, active_params=params.total, max_positions=positions)
+                 tied_embeddings=tied, active_params=params.total, max_positions=positions, norm="layer", gated_mlp=False,
+                 **_IO_NAMES[family])
 
 
 def _t5(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
@@ -396,7 +447,8 @@ def _t5(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     params = ParamCounts(vocab * d, attn, mlp, norms, 0 if tied else vocab * d)
     return _spec(c, family, model_id, source, kind="encoder_decoder", hidden=d, layers=enc + dec, heads=heads,
                  kv_heads=heads, head_dim=d_kv, intermediate=d_ff, vocab=vocab, params=params, linears=linears,
-                 tied_embeddings=tied, active_params=params.total, max_positions=c.raw.get("n_positions"))
+                 tied_embeddings=tied, active_params=params.total, max_positions=c.raw.get("n_positions"),
+                 gated_mlp=gated, embed_name="shared")
 
 
 _FAMILIES = {
@@ -404,4 +456,8 @@ _FAMILIES = {
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
     "gpt2": _gpt2, "bert": _bert_like, "roberta": _bert_like, "t5": _t5,
 }
+
+from estimators.families import FAMILIES as _MORE  # noqa: E402  (they build on the helpers above)
+
+_FAMILIES.update(_MORE)
 SUPPORTED_FAMILIES = tuple(sorted(_FAMILIES))

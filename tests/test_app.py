@@ -247,3 +247,23 @@ def test_a_trial_too_big_for_this_machine_asks_first(home):
     at.checkbox(key="trial_scale").uncheck().run()
     assert any("may not fit this machine" in w.value for w in at.warning)
     assert at.button(key="trial_launch").disabled
+
+
+def test_models_on_this_machine_are_offered(home, tmp_path, monkeypatch):
+    """The picker lists the Hugging Face cache (a fake one, laid out as the hub lays it out); a model
+    whose architecture has no built-in arithmetic is derived in a child process, not in the app."""
+    from tests.test_localmodels import QWEN, snapshot
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    snapshot(cache, "Qwen", "Qwen2.5-0.5B", "abc", {"config.json": json.dumps(QWEN).encode(), "tokenizer.json": b"{}"})
+    tiny = {"model_type": "starcoder2", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    snapshot(cache, "bigcode", "tiny-starcoder2", "def", {"config.json": json.dumps(tiny).encode()})
+    at = app().run()
+    at.radio(key="model_mode").set_value("On this machine").run()
+    options = at.selectbox(key="local_model").options
+    assert any(o.startswith("Qwen/Qwen2.5-0.5B") for o in options) and not at.exception
+    at.selectbox(key="local_model").set_value(next(o for o in options if "starcoder2" in o)).run()
+    assert not at.exception and at.info[0].value.startswith("Recommended:")
+    assert list((home / "specs").glob("*.json"))  # derived once, cached for the estimators

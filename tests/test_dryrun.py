@@ -69,3 +69,27 @@ def test_dry_run_refuses_qlora_with_a_clear_line():
     r = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "smollm2-135m", "--method", "qlora",
                         "--dry-run"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "needs a real trial run" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# GPT-2 (attention and residual dropout 0.1, gelu_new), T5, an encoder and the new families, at a real
+# size: the analytic estimate within 5 % of the exact check as a GPU would run it.
+@pytest.mark.parametrize("model_id,method,targets", [
+    ("gpt2", "full", "all-linear"), ("gpt2", "lora", "q,v"), ("gpt2", "lora", "all-linear,lm_head"),
+    ("gpt2", "prompt_tuning", "all-linear"), ("flan-t5-base", "lora", "all-linear"),
+    ("bert-base-uncased", "full", "all-linear"), ("gemma-3-1b", "lora", "all-linear")])
+def test_analytic_within_5_percent_of_gpu_exact_check(model_id, method, targets):
+    setup = TrainSetup(method=method, batch_size=4, seq_len=256, lora_targets=targets)
+    exact = dry_run(model_configs()[model_id], Plan.from_setup(model_id, setup))
+    assert exact["kernels"].startswith("CUDA's fused")
+    assert estimate_memory(model_by_id(model_id), setup).peak_allocated == pytest.approx(exact["peak_allocated"], rel=0.05)
+
+
+def test_gpu_exact_check_keeps_no_attention_scores_for_gpt2():
+    """With attention dropout (GPT-2: 0.1) a CPU's SDPA keeps s×s scores and masks; CUDA's fused kernels
+    do not — the exact check for a GPU must grow linearly with the sequence."""
+    def peak(seq):
+        setup = TrainSetup(method="lora", batch_size=1, seq_len=seq, lora_targets="c_attn")
+        return dry_run(model_configs()["gpt2"], Plan.from_setup("gpt2", setup))["peak_allocated"]
+
+    base = peak(128)
+    assert (peak(1024) - base) / (peak(512) - base) == pytest.approx((1024 - 128) / (512 - 128), rel=0.05)

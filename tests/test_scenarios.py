@@ -70,9 +70,9 @@ S = [
      dict(task="classification", model="bert-base-uncased", gpu="t4", goals=["small_footprint"]),
      dict(verdict={"distillation": "not applicable"}, distil_text="half the layers")),
     # --- teacher / student ----------------------------------------------------------------------
-    ("Qwen2.5-7B to a phone: padded-vocab student",
+    ("Qwen2.5-7B to a phone: padded-vocab student (Qwen3-1.7B: same BPE, 151,936 rows vs 152,064)",
      dict(model="qwen2.5-7b", gpu="h100-sxm", goals=["small_footprint", "specialization"], num_examples=50_000),
-     dict(top={"distillation"}, student={"distillation": "qwen2.5-0.5b"}, cites={"C2.7"})),
+     dict(top={"distillation"}, student={"distillation": "qwen3-1.7b"}, cites={"C2.7"})),
     ("Llama 3.1 70B to cut serving cost, 8xH100",
      dict(model="llama-3.1-70b", gpu="h100-sxm", num_gpus=8, goals=["reduce_inference_cost", "specialization"],
           num_examples=100_000),
@@ -137,7 +137,7 @@ S = [
      dict(top={"lora", "dora", "full", "qlora"}, not_top={"prompt_tuning"})),
     ("multilingual assistant on a phone: Qwen student",
      dict(task="translation", model="qwen2.5-7b", gpu="a100-80gb", goals=["small_footprint"], num_examples=30_000),
-     dict(top={"distillation"}, student={"distillation": "qwen2.5-0.5b"})),
+     dict(top={"distillation"}, student={"distillation": "qwen3-1.7b"})),
 ]
 
 _ALIAS = {"prompt_tuning": r"prompt tuning|soft prompt", "lora": r"\bLoRA\b", "qlora": r"\bQLoRA\b",

@@ -27,3 +27,13 @@ def meta_count(model_id: str) -> int:
 @pytest.mark.parametrize("model_id", sorted(model_configs()))
 def test_count_equals_meta_instantiation(model_id):
     assert model_by_id(model_id).total_params == meta_count(model_id)
+
+
+@pytest.mark.parametrize("model_id", sorted(model_configs()))
+def test_count_close_to_published(model_id):
+    """The transcribed config is the model the authors describe: within 5 % of their rounded figure
+    (Phi-4's "14B" is the loosest: 14.66B)."""
+    raw = model_configs()[model_id]
+    assert abs(model_by_id(model_id).total_params / raw["_published_params"] - 1) < 0.05
+    if model_id in ("qwen3-30b-a3b", "mixtral-8x7b-v0.1"):  # others publish active counts without embeddings
+        assert abs(model_by_id(model_id).active_params / raw["_published_active_params"] - 1) < 0.05

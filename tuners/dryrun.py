@@ -13,6 +13,16 @@ Two things must be switched off inside the fake step, and are restored after it:
   parameters — everything is on the same fake CPU device, so it is made a no-op;
 * the packed-sequence detector reads tensor values (impossible on fake tensors); our batches are
   never packed, so it answers "not packed".
+
+For a GPU (``device="cuda"``) the step also runs the kernels a GPU runs, so its figure is the GPU's:
+* attention (SDPA) goes through CUDA's fused kernels — FlashAttention-2 for 16-bit inputs without a
+  mask, the memory-efficient kernel otherwise — whose fake (meta) implementations keep exactly what
+  the CUDA kernels keep (q, k, v, output, log-sum-exp; dropout drawn inside the kernel from a seed).
+  On a CPU, SDPA with attention dropout falls back to the math path and keeps the s×s scores and
+  masks, which no GPU run does (GPT-2's ``attn_pdrop`` is 0.1). Grouped-query attention keeps
+  PyTorch's own path, with dropout off (what the fused kernels keep is the same);
+* dropout uses the fused ``native_dropout`` (a 1-byte bool mask per element, as CUDA keeps) instead
+  of the CPU's multiply by a noise tensor in the activation dtype.
 """
 from __future__ import annotations
 
@@ -30,11 +40,37 @@ from estimators.spec import clean_config
 SUPPORTED = tuple(m for m, spec in REGISTRY.items() if spec.exact_check)
 
 
+def _gpu_kernels():
+    """(sdpa, dropout) replacements that keep what CUDA's fused kernels keep (see module doc)."""
+    import torch
+
+    aten, sdpa = torch.ops.aten, torch.nn.functional.scaled_dot_product_attention
+
+    def gpu_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if k.shape[-3] != q.shape[-3]:  # grouped-query attention: PyTorch's own path, dropout inside
+            return sdpa(q, k, v, attn_mask=attn_mask, dropout_p=0.0, is_causal=is_causal, scale=scale,
+                        enable_gqa=enable_gqa)
+        if attn_mask is None and q.dtype in (torch.bfloat16, torch.float16):
+            return aten._scaled_dot_product_flash_attention(q, k, v, dropout_p, is_causal, False, scale=scale)[0]
+        return aten._scaled_dot_product_efficient_attention(q, k, v, attn_mask, True, dropout_p, is_causal,
+                                                            scale=scale)[0]
+
+    def gpu_dropout(x, p=0.5, training=True, inplace=False):
+        return torch.native_dropout(x, p, True)[0] if training and 0 < p < 1 else x
+
+    return gpu_sdpa, gpu_dropout
+
+
 @contextmanager
-def _fake_friendly():
+def _fake_friendly(gpu: bool = False):
     import torch
     import transformers.masking_utils as mu
     import transformers.utils.import_utils as iu
+
+    functional = torch.nn.functional
+    kept = (functional.scaled_dot_product_attention, functional.dropout)
+    if gpu:
+        functional.scaled_dot_product_attention, functional.dropout = _gpu_kernels()
 
     original = iu.is_tracing
     find_packed = mu.find_packed_sequence_indices
@@ -52,6 +88,19 @@ def _fake_friendly():
             m.is_tracing = original
         torch.nn.Module.to = to
         mu.find_packed_sequence_indices = find_packed
+        functional.scaled_dot_product_attention, functional.dropout = kept
+
+
+def _model_class(cfg: dict):
+    """The trial's class; an encoder (BERT, RoBERTa) trains its masked-LM head (labels = inputs)."""
+    import transformers
+
+    from tuners.models import auto_class
+
+    arch = (cfg.get("architectures") or [""])[0]
+    if cfg.get("model_type") in ("bert", "roberta") or "MaskedLM" in arch:
+        return transformers.AutoModelForMaskedLM
+    return auto_class(cfg)
 
 
 def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> dict:
@@ -63,12 +112,12 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from estimators.spec import spec_from_config
-    from tuners import methods, runtime
+    from tuners import metaspec, methods, runtime
     from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
-    from tuners.models import auto_class
     from tuners.runtime import make_optimizer
 
+    metaspec.install()  # any architecture transformers builds
     setup = plan.setup(device)
     if setup.method not in SUPPORTED:
         raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")
@@ -83,13 +132,14 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
                                                          "fp32": torch.float32}[setup.precision]
     t0 = time.perf_counter()
     transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings(), _fake_friendly(), FakeTensorMode(allow_non_fake_inputs=True):
+    with warnings.catch_warnings(), _fake_friendly(gpu=setup.device == "cuda"), \
+            FakeTensorMode(allow_non_fake_inputs=True):
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)  # build in the training dtype: .to(dtype) on a fake model fails
         try:
-            model = auto_class(cfg).from_config(conf)
+            model = _model_class(cfg).from_config(conf)
         except ValueError as exc:  # e.g. Gemma 2 has no SDPA path in transformers 5 (soft-capping)
             if "attention implementation" in str(exc):
                 raise InputError(f"{cfg.get('model_type')} does not support attention '{setup.attention}' in "
@@ -119,4 +169,6 @@ def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> di
         with tracker:
             step(tracker)
     return {"peak_allocated": tracker.peak, "peak_phase": tracker.peak_phase, "phases": dict(tracker.by_phase),
-            "seconds": time.perf_counter() - t0, "device": "fake (no memory allocated)"}
+            "seconds": time.perf_counter() - t0, "device": "fake (no memory allocated)",
+            "kernels": "CUDA's fused attention and dropout kernels (meta implementations)" if setup.device == "cuda"
+            else "this CPU's kernels"}

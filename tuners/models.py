@@ -77,9 +77,16 @@ def scale_down(cfg: dict, layers: int = SCALED_LAYERS, hidden: int = SCALED_HIDD
             cfg[key] = head_dim
     if "query_pre_attn_scalar" in cfg:
         cfg["query_pre_attn_scalar"] = head_dim
-    if cfg.get("num_local_experts"):
-        cfg["num_local_experts"] = min(cfg["num_local_experts"], 4)
-        cfg["num_experts_per_tok"] = min(cfg.get("num_experts_per_tok", 2), 2)
+    for key in ("num_local_experts", "num_experts"):
+        if cfg.get(key):
+            cfg[key] = min(cfg[key], 4)
+            cfg["num_experts_per_tok"] = min(cfg.get("num_experts_per_tok", 2), 2)
+    n_layers = min(cfg.get("num_hidden_layers") or layers, layers)
+    for key in ("layer_types", "no_rope_layers"):  # per-layer lists follow the depth
+        if isinstance(cfg.get(key), list):
+            cfg[key] = cfg[key][:n_layers]
+    if isinstance(cfg.get("mlp_only_layers"), list):
+        cfg["mlp_only_layers"] = [i for i in cfg["mlp_only_layers"] if i < n_layers]
     cfg["vocab_size"] = min(cfg.get("vocab_size", vocab), vocab)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
         value = cfg.get(key)

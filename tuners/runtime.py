@@ -328,7 +328,9 @@ def prepare(model, recipe: dict, settings: dict, tokenizer_path=None):
         import peft
 
         kwargs = dict(peft_spec["kwargs"])
-        kwargs.setdefault("task_type", "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM")
+        masked_lm = type(model).__name__.endswith("ForMaskedLM")  # an encoder's MLM step (exact check only)
+        kwargs.setdefault("task_type", "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else
+                          None if masked_lm else "CAUSAL_LM")
         if kwargs.get("prompt_tuning_init") == "TEXT":
             kwargs["tokenizer_name_or_path"] = str(tokenizer_path)
         model = peft.get_peft_model(model, getattr(peft, peft_spec["config"])(**kwargs))

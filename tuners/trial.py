@@ -484,6 +484,9 @@ def main(argv=None) -> int:
     ap.add_argument("--run-id", required=True)
     ap.add_argument("--worker", action="store_true", help="one rank of a sharded run (started by torchrun)")
     args = ap.parse_args(argv)
+    from tuners import metaspec
+
+    metaspec.install()  # any architecture transformers builds
     return run(args.run_id, args.worker)
 
 

@@ -61,6 +61,30 @@ def _pasted_config(text: str) -> str:
     return str(path)
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def local_models(folders: tuple[str, ...]) -> list[dict]:
+    """Models in the Hugging Face cache and the given folders (files only; nothing downloaded)."""
+    from tuners.localmodels import scan
+
+    return [m.to_dict() for m in scan(folders)]
+
+
+def _pick_local(sb, problems: list) -> str | None:
+    """A model found in the Hugging Face cache or in folders the user adds; its folder is the model."""
+    extra = sb.text_input("Also look in (folders, comma-separated)", key="local_folders")
+    try:
+        found = local_models(tuple(f.strip() for f in extra.split(",") if f.strip()))
+    except InputError as exc:
+        problems.append(str(exc))
+        return None
+    if not found:
+        problems.append("no models in the Hugging Face cache or the folders given: add a folder, or pick another source")
+        return None
+    labels = {f"{m['id']} · {m['model_type'] or '?'} · {m['size_bytes'] / 2**30:.1f} GiB"
+              + ("" if m["tokenizer"] else " · no tokenizer"): m["path"] for m in found}
+    return labels[sb.selectbox("Model found on this machine", list(labels), key="local_model")]
+
+
 def render() -> dict:
     """Draws the questionnaire in the sidebar; returns the answers as a dict plus 'gpu_spec' and 'data_path'."""
     out, problems = {}, []
@@ -84,11 +108,13 @@ def render() -> dict:
     out["domain_distance"] = sb.select_slider("Distance of your domain from pretraining", DISTANCES,
                                               value="moderate", key="domain")
     sb.subheader("Base model")
-    source = sb.radio("Model source", ("Catalog", "Local folder", "Paste config.json"), horizontal=True,
-                      key="model_mode", label_visibility="collapsed")
+    source = sb.radio("Model source", ("Catalog", "On this machine", "Local folder", "Paste config.json"),
+                      horizontal=True, key="model_mode", label_visibility="collapsed")
     ids = model_ids()
     if source == "Catalog":
         out["model"] = sb.selectbox("Model (type to search)", ids, index=ids.index("llama-3.1-8b"), key="model")
+    elif source == "On this machine":
+        out["model"] = _pick_local(sb, problems)
     elif source == "Local folder":
         out["model"] = sb.text_input("Model folder path", key="model_folder").strip()
         if not out["model"]:

@@ -123,51 +123,86 @@ class MethodSpec:
 
 # --- shared arithmetic for LoRA-style methods -------------------------------------------------
 
-# Short names users type for the usual attention/MLP projections, per naming scheme (Llama-style,
-# T5, BERT, GPT-2 fused qkv).
-_ALIASES = {"q": ("q_proj", "q", "query", "c_attn"), "k": ("k_proj", "k", "key", "c_attn"),
-            "v": ("v_proj", "v", "value", "c_attn"), "o": ("o_proj", "o", "attention.output.dense", "attn.c_proj")}
+# Short names users type for the usual projections, per naming scheme (Llama-style, T5, BERT, GPT-2's
+# fused qkv, GPT-NeoX's query_key_value, Phi's dense), and for the output head and the input embedding.
+_ALIASES = {"q": ("q_proj", "q", "query", "c_attn", "query_key_value", "qkv_proj"),
+            "k": ("k_proj", "k", "key", "c_attn", "query_key_value", "qkv_proj"),
+            "v": ("v_proj", "v", "value", "c_attn", "query_key_value", "qkv_proj"),
+            "o": ("o_proj", "o", "attention.output.dense", "attn.c_proj", "attention.dense", "self_attn.dense")}
+_IO_ALIASES = {"lm_head": "head", "head": "head", "output": "head", "embed_tokens": "embedding",
+               "embeddings": "embedding", "embed": "embedding"}
+
+
+# The v4 expert projection names PEFT 0.21 re-maps onto the fused expert tensors in the families it
+# converts (utils/transformers_weight_conversion.py, _MOE_TARGET_MODULE_MAPPING).
+_PEFT_REMAPPED = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+
+
+def _all_linear(spec: ModelSpec) -> list[Linear]:
+    """PEFT's ``all-linear``: every ``nn.Linear`` (GPT-2's ``Conv1D`` too) except the output head.
+    transformers 5 stores MoE experts as fused 3-D tensors and routers as custom modules, so they are
+    skipped — except in the families PEFT converts from the v4 layout (``spec.lora_experts``): there
+    the router and the expert banks are adapted, and the names it re-maps onto the experts no longer
+    reach the dense MLPs and shared experts called the same (checked on DeepSeek-V3 and Qwen3-MoE)."""
+    if spec.lora_experts:
+        return [lin for lin in spec.linears if lin.count and not
+                (lin.role == "mlp" and lin.name.rsplit(".", 1)[-1] in _PEFT_REMAPPED)]
+    return [lin for lin in spec.linears if lin.count and lin.role not in ("expert", "router")]
+
+
+def _named(spec: ModelSpec, name: str) -> list[Linear]:
+    role = _IO_ALIASES.get(name)
+    if role:
+        return [lin for lin in spec.io_linears if lin.role == role]
+    names = _ALIASES.get(name, ()) + (name, f"{name}_proj")
+    pool = spec.linears + spec.io_linears
+    return [lin for lin in pool if lin.count and (lin.name in names or lin.name.split(".")[-1] in names)]
 
 
 def lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
-    """The linear layers LoRA wraps for ``targets`` (``all-linear`` or a comma list of names).
-
-    ``all-linear`` follows PEFT: every ``nn.Linear`` (GPT-2's ``Conv1D`` too) except the output head.
-    transformers 5 stores MoE experts as fused 3-D parameters, not ``nn.Linear``, so they are skipped.
-    """
-    if targets == "all-linear":
-        return [lin for lin in spec.linears if lin.role != "expert" and lin.count]
+    """The linear layers LoRA wraps for ``targets``: ``all-linear`` (optionally ``all-linear,lm_head``)
+    or a comma list of names (short ``q,v,o``, module names, ``lm_head``, ``embed_tokens``)."""
     chosen, unknown = {}, []
     for raw in str(targets).split(","):
         name = raw.strip()
         if not name:
             continue
-        names = _ALIASES.get(name, ()) + (name, f"{name}_proj")
-        hits = [lin for lin in spec.linears if lin.count and (lin.name in names or lin.name.split(".")[-1] in names)]
+        hits = _all_linear(spec) if name == "all-linear" else _named(spec, name)
         if not hits:
             unknown.append(name)
         for lin in hits:
-            chosen[lin.name] = lin
+            chosen[(lin.name, lin.in_features, lin.out_features)] = lin
     if unknown:
-        valid = ", ".join(sorted({lin.name for lin in spec.linears if lin.count}))
+        valid = ", ".join(sorted({lin.name for lin in spec.linears + spec.io_linears if lin.count}))
         raise InputError(f"LoRA target(s) {', '.join(unknown)} not found in {spec.id} "
-                         f"(use all-linear or some of: {valid})")
+                         f"(use all-linear, lm_head or some of: {valid})")
     return list(chosen.values())
 
 
 def lora_target_modules(spec: ModelSpec, targets: str) -> str | list[str]:
     """What PEFT's ``target_modules`` gets for ``targets`` on this architecture: ``all-linear`` as is,
-    else the modules' own (last) names, so ``q,v`` becomes ``q_proj, v_proj`` on Llama and ``c_attn`` on
-    GPT-2. The one place short names are resolved (estimate, trial and export all use it)."""
+    else the modules' names as suffixes of their paths, so ``q,v`` becomes ``q_proj, v_proj`` on Llama
+    and ``c_attn`` on GPT-2, and GPT-2's ``o`` is ``attn.c_proj`` (not the MLP's ``c_proj``). The one
+    place target names are resolved (estimate, dry run, trial and export all use it)."""
     if targets == "all-linear":
         return "all-linear"
-    return sorted({lin.name.split(".")[-1] for lin in lora_linears(spec, targets)})
+    names = {lin.name for lin in lora_linears(spec, targets)}
+    if "all-linear" in [t.strip() for t in str(targets).split(",")]:  # PEFT takes a list or the shorthand
+        names |= {lin.name for lin in _all_linear(spec)}
+    return sorted(names)
+
+
+def lora_rank_of(lin: Linear, r: int) -> int:
+    """PEFT multiplies the rank of a fused expert tensor by the projections it fuses (gate + up)."""
+    return r * lin.fused
 
 
 def lora_params(spec: ModelSpec, setup) -> int:
-    """LoRA adds A (r × in) and B (out × r) beside each targeted layer (Hu et al. 2021)."""
-    r = setup.lora_rank
-    return sum(r * (lin.in_features + lin.out_features) * lin.count for lin in lora_linears(spec, setup.lora_targets))
+    """LoRA adds A (r × in) and B (out × r) beside each targeted layer (Hu et al. 2021); an embedding
+    gets r × vocab and hidden × r. PEFT's expert banks (``ParamWrapper``) hold one A/B pair per expert,
+    stacked: (r·E × in) and (out × r·E), which is the same count per expert."""
+    return sum(lora_rank_of(lin, setup.lora_rank) * (lin.in_features + lin.out_features) * lin.count
+               for lin in lora_linears(spec, setup.lora_targets))
 
 
 def lora_extra_activations(spec: ModelSpec, setup) -> int:
@@ -178,10 +213,15 @@ def lora_extra_activations(spec: ModelSpec, setup) -> int:
     extra, seen_inputs = 0.0, set()
     for lin in lora_linears(spec, setup.lora_targets):
         share = lin.count / max(spec.layers, 1)  # how many of this layer a block has
+        if lin.role == "embedding":  # the input is token ids: only lora_embedding_A's output (r) is kept
+            extra += share * FP32 * setup.lora_rank
+            continue
+        if lin.role in ("expert", "router"):  # folded into the weight (ParamWrapper): no input copy, see
+            continue                          # activations.folded_expert_bytes
         if d < FP32 or lin.in_features not in seen_inputs:
             extra += share * FP32 * lin.in_features
         seen_inputs.add(lin.in_features)
-        extra += share * FP32 * setup.lora_rank
+        extra += share * FP32 * lora_rank_of(lin, setup.lora_rank)
     return int(extra)
 
 
@@ -191,8 +231,14 @@ def lora_modules(spec: ModelSpec, setup) -> int:
 
 
 def lora_assumptions(spec: ModelSpec, setup) -> list[str]:
-    return ["PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)",
-            f"LoRA rank {setup.lora_rank} on {setup.lora_targets}"]
+    out = ["PEFT keeps trainable adapter/prompt parameters in fp32 (grads and optimizer states too)",
+           f"LoRA rank {setup.lora_rank} on {setup.lora_targets}"]
+    if spec.is_moe and "all-linear" in str(setup.lora_targets):
+        out.append("MoE: PEFT 0.21's all-linear adapts the router and every expert's fused gate_up_proj "
+                   "(rank 2r) and down_proj (rank r), and folds each bank into a full effective weight per forward "
+                   "that is kept for backward (the size of the experts in the training dtype)" if spec.lora_experts else
+                   "MoE: PEFT 0.21's all-linear leaves the fused experts and the router frozen for this family")
+    return out
 
 
 def peft_assumptions(spec: ModelSpec, setup) -> list[str]:
