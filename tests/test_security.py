@@ -125,6 +125,9 @@ def test_paths_outside_the_allowed_roots_are_refused_alike(network, monkeypatch)
     at.radio(key="model_mode").set_value("Local folder").run()
     at.text_input(key="model_folder").set_value("/usr").run()
     assert "allowed folders" in at.error[0].value
+    at.radio(key="model_mode").set_value("On this machine").run()
+    at.text_input(key="local_folders").set_value("/usr/lib").run()  # no scanning of the server's disk either
+    assert "allowed folders" in at.error[0].value
 
 
 def test_locally_any_path_is_the_users_own(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from estimators.errors import InputError
 from tuners import store
+from tuners.localmodels import hub_cache_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -33,19 +34,10 @@ def network_mode() -> bool:
     return address not in LOOPBACK  # an empty address means every interface
 
 
-def hf_cache() -> Path:
-    """The Hugging Face hub cache as the hub library finds it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path.home() / ".cache" / "huggingface" / "hub"
-
-
 def allowed_roots() -> list[Path]:
     extra = [Path(p).expanduser() for p in os.environ.get("TUNING_ADVISOR_ALLOWED_ROOTS", "").split(os.pathsep)
              if p.strip()]
-    return [Path(os.path.realpath(p)) for p in (store.home(), hf_cache(), *extra)]
+    return [Path(os.path.realpath(p)) for p in (store.home(), hub_cache_dir(), *extra)]
 
 
 def checked_path(text: str, what: str) -> str:

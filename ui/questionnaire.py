@@ -73,7 +73,8 @@ def _pick_local(sb, problems: list) -> str | None:
     """A model found in the Hugging Face cache or in folders the user adds; its folder is the model."""
     extra = sb.text_input("Also look in (folders, comma-separated)", key="local_folders")
     try:
-        found = local_models(tuple(f.strip() for f in extra.split(",") if f.strip()))
+        found = local_models(tuple(access.checked_path(f.strip(), "model folders") for f in extra.split(",")
+                                   if f.strip()))
     except InputError as exc:
         problems.append(str(exc))
         return None

@@ -72,7 +72,8 @@ def render_recommendation(rec: dict) -> None:
                            "time": fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours),
                            "cost": fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)}
                           for i, a in enumerate(rec["recommendations"])])
-    st.dataframe(table, hide_index=True, width="stretch", key="rec_table")
+    st.dataframe(table, hide_index=True, width="stretch", key="rec_table",
+                 column_config={"score": st.column_config.NumberColumn(format="%.2f")})
     for a in rec["recommendations"]:
         with st.container(border=True):
             icon = {"fits": "✅", "tight": "⚠️", "over budget": "💸", "does not fit": "⛔",
