@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -106,7 +107,9 @@ def _smaller(teacher: ModelSpec, same_tokenizer: bool) -> list[ModelSpec]:
         if same_tokenizer and not tokenizers_compatible(teacher, cand):
             continue
         found.append(cand)
-    return sorted(found, key=lambda m: (-m.total_params, m.id))
+    # Equal sizes (Llama-3.1-8B and a distill built on it): the teacher's own model line first, by the
+    # longest common start of the catalog ids ("llama-3.1-" for llama-3.1-70b), then the id.
+    return sorted(found, key=lambda m: (-m.total_params, -len(os.path.commonprefix([teacher.id, m.id])), m.id))
 
 
 def pick_student(teacher: ModelSpec) -> ModelSpec | None:
