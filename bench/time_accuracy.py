@@ -237,7 +237,8 @@ def timed_trial(model: Path, data: Path, settings: dict, steps: int = 12) -> dic
 
 
 def repeat(steps: int = 12) -> list[dict]:
-    """Two real trials per pair, each pair on a fresh store: the first calibrates, the second is predicted."""
+    """Real trials per pair, each pair on a fresh store: the first calibrates, the second is predicted,
+    and the first runs again to measure the machine's drift between them."""
     import os
     import tempfile
 
@@ -246,12 +247,15 @@ def repeat(steps: int = 12) -> list[dict]:
     out = []
     for i, (first, second) in enumerate(REPEAT_PAIRS):
         os.environ["TUNING_ADVISOR_HOME"] = str(root / f"home{i}")
-        results = [timed_trial(model, data, settings, steps) for settings in (first, second)]
+        results = [timed_trial(model, data, settings, steps) for settings in (first, second, first)]
         est = results[1]["estimate"]["throughput"]["tokens_per_second"]
         measured = results[1]["measured"]["tokens_per_second"]
+        # The calibrating trial once more after the predicted one: how far this machine's own speed moved
+        # between the trials (a shared machine's neighbours), which no model of the step can predict.
+        drift = results[2]["measured"]["tokens_per_second"] / results[0]["measured"]["tokens_per_second"] - 1
         out.append({"calibrate": first, "predict": second, "calibrated": bool(results[1]["estimate"]["calibrated"]),
                     "estimated_tps": est, "measured_tps": measured, "error": est / measured - 1,
-                    "scatter": max(r["scatter"] for r in results)})
+                    "scatter": max(r["scatter"] for r in results), "drift": drift})
     return out
 
 
@@ -264,12 +268,15 @@ def main():
     doc = load()
     if args.repeat:
         rows = repeat()
-        print(f"{'calibrated on':52} {'predicted':52} {'estimated':>9} {'measured':>9} {'error':>7} {'scatter':>7}")
+        print(f"{'calibrated on':52} {'predicted':52} {'estimated':>9} {'measured':>9} {'error':>7} {'scatter':>7} "
+              f"{'drift':>7}")
         for r in rows:
             print(f"{json.dumps(r['calibrate']):52} {json.dumps(r['predict']):52} {r['estimated_tps']:9.0f} "
-                  f"{r['measured_tps']:9.0f} {r['error']:+7.1%} {r['scatter']:7.2f}")
+                  f"{r['measured_tps']:9.0f} {r['error']:+7.1%} {r['scatter']:7.2f} {r['drift']:+7.1%}")
         print("(tokens/s; error = estimated / measured − 1; scatter = upper / lower quartile of the timed steps' "
-              "seconds, the larger of the two trials: above ~1.2 the machine was busy)")
+              "seconds, the largest of the pair's trials: above ~1.2 the machine was busy; drift = the calibrating "
+              "trial run again after the predicted one, its tokens/s over the first run's − 1: the machine's own "
+              "speed change between the trials)")
         errs = [abs(r["error"]) for r in rows]
         print(f"calibrated repeat on this CPU: median {statistics.median(errs):.1%}, worst {max(errs):.1%} "
               f"(goal 10 %)")

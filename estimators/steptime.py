@@ -11,8 +11,15 @@ A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens costs, per G
   short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer`` plus
   ``modules the method inserts × launch_seconds_per_module`` (LoRA layers, adapters) (×4/3 with
   checkpointing, which runs the forward again), combined with compute as a smooth maximum because
-  launches overlap with running kernels (asynchronous CUDA streams). Not on a CPU device, where the
-  dispatcher's cost is part of the measured efficiency.
+  launches overlap with running kernels (asynchronous CUDA streams).
+* **CPU dispatch** (a CPU device): there the same threads run the Python modules, the dispatcher and
+  the kernels, one after another, so the host's per-block and per-inserted-module cost *adds* to the
+  compute instead of hiding under it; and each module a method inserts (LoRA path, adapter) streams
+  its input and output through memory-bound elementwise passes (dropout, scaling, residual add, their
+  backward) per token. Measured on tiny Llamas by ``bench/cpu_step_sweep.py`` (18 shapes × methods,
+  results in ``bench/results/``): without these terms a calibrated CPU trial mispredicts another
+  batch or method by 10–30 %. The host's seconds are one 2-core EPYC's: a trial calibrates only the
+  compute efficiency beside them, so on a much faster or slower host they are off by its speed.
 * **eager attention** (``attention=eager``): the ``B × heads × L²`` score matrix is written, upcast,
   softmaxed and read back in forward and backward — memory traffic over the GPU's bandwidth.
   SDPA/flash kernels keep the scores in on-chip memory (Dao et al. 2022) and pay only the FLOPs.
@@ -27,7 +34,9 @@ and per optimizer step (once per ``grad_accum`` micro-batches):
 
 * **optimizer**: AdamW reads weights, gradients and both moments and writes weights and moments
   (PyTorch's ``_multi_tensor_adamw``): a memory-bound pass that grows with the *trainable* parameters,
-  not with tokens. Sharded optimizers (ZeRO/FSDP) update only their shard.
+  not with tokens. Sharded optimizers (ZeRO/FSDP) update only their shard. On a CPU, PyTorch picks the
+  per-tensor loop (``_single_tensor_adamw``: about a dozen ops per parameter tensor), a fixed host cost
+  per trainable tensor on top of the bytes.
 * **communication** (more than one GPU): DDP and ZeRO-1/2 all-reduce (or reduce-scatter +
   all-gather) the gradients once per step; ZeRO-3/FSDP all-gather every parameter in forward and in
   backward and reduce-scatter the gradients per micro-batch. A ring moves ``2·(n−1)/n`` of the
@@ -50,6 +59,7 @@ from statistics import NormalDist
 
 from estimators.catalog import GPU
 from estimators.methods import quantized_params, trainable_params
+from estimators.methods.base import lora_linears
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 
@@ -90,10 +100,12 @@ class StepTime:
     communication: float
     """Per optimizer step, the part that compute does not hide."""
     micro_batches: int
+    module_traffic: float = 0.0
+    """Per micro-batch on a CPU: the inserted modules' elementwise passes over their tokens."""
 
     @property
     def micro_batch(self) -> float:
-        return self.busy + self.eager_attention + self.dequantize + self.moe_routing + self.fixed
+        return self.busy + self.eager_attention + self.dequantize + self.moe_routing + self.fixed + self.module_traffic
 
     @property
     def total(self) -> float:
@@ -103,7 +115,7 @@ class StepTime:
         return {"compute": self.compute, "launch": self.launch, "eager_attention": self.eager_attention,
                 "dequantize": self.dequantize, "moe_routing": self.moe_routing, "fixed": self.fixed,
                 "optimizer": self.optimizer, "communication": self.communication,
-                "micro_batches": self.micro_batches, "total": self.total}
+                "module_traffic": self.module_traffic, "micro_batches": self.micro_batches, "total": self.total}
 
 
 def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
@@ -133,7 +145,38 @@ def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
         n /= setup.num_gpus
     if setup.cpu_offload:
         return 0.0  # the update runs on the host (DeepSpeed's CPU Adam); not modelled
-    return n * _optimizer_bytes_per_param(setup) / _bandwidth(gpu)
+    seconds = n * _optimizer_bytes_per_param(setup) / _bandwidth(gpu)
+    if not _on_gpu(setup, gpu):
+        c = constants()
+        # CPU: torch's per-tensor AdamW/SGD loop pays host time per tensor, and its per-tensor temporaries
+        # (AdamW's denominator) land on fresh pages: glibc hands large freed blocks back to the kernel
+        # (mmap threshold, heap trim), so each step faults and zero-fills them again. Measured as the
+        # optimizer phase with and without MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ pinned
+        # (bench/results/cpu-step-sweep-2026-11-23.txt): ~0.75 µs per 4 KiB page.
+        seconds += trainable_tensors(spec, setup) * c["cpu_optimizer_seconds_per_tensor"]
+        seconds += n * 4 * c["cpu_first_touch_seconds_per_byte"]
+    return seconds
+
+
+def trainable_tensors(spec: ModelSpec, setup: TrainSetup) -> int:
+    """Parameter tensors the optimizer visits (biases not counted). Full tuning: every linear, two norms
+    per block, the final norm, the embeddings and (untied) the LM head. LoRA-style: A and B per adapted
+    linear. Inserted modules (adapters): down and up weight and bias each. Prompt tuning: one table."""
+    modules = setup.m.added_modules(spec, setup)
+    if not setup.frozen_base:
+        linears = sum(lin.count for lin in lora_linears(spec, "all-linear"))
+        return linears + 2 * spec.layers + (2 if spec.tied_embeddings else 3)
+    if setup.m.adapter_linears is not None:
+        return 2 * modules
+    return 4 * modules if modules else 1
+
+
+def module_features(spec: ModelSpec, setup: TrainSetup) -> int:
+    """Input plus output features summed over the modules a method inserts: what their elementwise
+    passes stream per token (LoRA: each adapted linear's in + out; an adapter: hidden in, hidden out)."""
+    if setup.m.adapter_linears is not None:
+        return sum(lin.count * (lin.in_features + lin.out_features) for lin in setup.m.adapter_linears(spec, setup))
+    return setup.m.added_modules(spec, setup) * 2 * spec.hidden
 
 
 def _communication_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
@@ -163,18 +206,28 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
     saturation = tokens / (tokens + c["saturation_tokens"]) if cuda else 1.0
     rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency * saturation
     compute = tokens * flops_per_token(length) / rate if rate else 0.0
-    launch = 0.0
-    if cuda:  # on a CPU the dispatcher's cost is part of the measured (and calibrated) efficiency
+    launch = traffic = 0.0
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1  # checkpointing runs the forward again
+    if cuda:
         launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
-                  * c["launch_seconds_per_module"]) * (4 / 3 if setup.gradient_checkpointing else 1)
+                  * c["launch_seconds_per_module"]) * recompute
+    else:
+        # CPU dispatch: Python modules and the ATen dispatcher per block and per inserted module, forward
+        # and backward, on the threads that then run the kernels (bench/cpu_step_sweep.py).
+        launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
+                  * c["cpu_dispatch_seconds_per_module"]) * recompute
+        # The inserted modules' elementwise passes (dropout, scale, add, activation and their backward)
+        # read and write their inputs and outputs per token, in fp32: bytes over the host's bandwidth.
+        traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / bw
     if setup.compile:
         # torch.compile (Inductor) fuses the elementwise work between matmuls: fewer kernels to launch
         # and less memory traffic. One published pair fits it (torchtune README, "Optimization flags").
         compute /= c["compile_speedup"]
         launch /= c["compile_speedup"]
     k = _SMOOTH_MAX_POWER
-    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace.
-    busy = (compute**k + launch**k) ** (1 / k)
+    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace. A CPU
+    # issues and runs them on the same threads: they add.
+    busy = (compute**k + launch**k) ** (1 / k) if cuda else compute + launch
     passes = 3 if setup.gradient_checkpointing else 2  # forward, backward (+ the recomputed forward)
     eager = 0.0
     if setup.attention == "eager":
@@ -191,12 +244,12 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
     optimizer = optimizer_seconds(spec, setup, gpu)
     link = (gpu.link_gbs or DEFAULT_LINK_GBS) * 1e9
     comm_seconds = _communication_bytes(spec, setup) / link
-    per_micro = busy + eager + dequant + moe + fixed
+    per_micro = busy + eager + dequant + moe + fixed + traffic
     hidden = setup.grad_accum * per_micro
     communication = max(0.0, comm_seconds - hidden)
     return StepTime(compute=compute, launch=launch, busy=busy, eager_attention=eager, dequantize=dequant,
                     moe_routing=moe, fixed=fixed, optimizer=optimizer, communication=communication,
-                    micro_batches=setup.grad_accum)
+                    micro_batches=setup.grad_accum, module_traffic=traffic)
 
 
 def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
@@ -209,6 +262,8 @@ def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, 
     busy = (step_seconds - rest) / one.micro_batches
     if busy <= one.launch * 1.02 or one.compute <= 0:
         return None
+    if not _on_gpu(setup, gpu):  # CPU: dispatch and compute add (see step_time)
+        return one.compute / (busy - one.launch)
     k = _SMOOTH_MAX_POWER
     compute = (busy**k - one.launch**k) ** (1 / k)
     return one.compute / compute
