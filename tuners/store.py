@@ -202,6 +202,21 @@ def _writable(path: Path) -> bool:
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
+def _read_only(path: Path, query: str, args: tuple) -> list[tuple]:
+    """A query on the store without writing to it: ``mode=ro`` (a read-only WAL store needs its -shm
+    file), else ``immutable=1``. Raises the last sqlite3.Error when neither opens it."""
+    for mode in ("mode=ro", "immutable=1"):
+        try:
+            con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+            try:
+                return con.execute(query, args).fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            problem = exc
+    raise problem
+
+
 def _read(query: str, args: tuple) -> list[dict]:
     """Rows of a query, reaping dead runs on the way. Reading needs no write access: with no store
     there is nothing to read, and a store in a read-only home is opened immutable (no reaping)."""
@@ -209,19 +224,13 @@ def _read(query: str, args: tuple) -> list[dict]:
     if not path.is_file():
         return []
     if not _writable(path):
-        for mode in ("mode=ro", "immutable=1"):  # read-only WAL needs its -shm file; immutable does not
-            try:
-                con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
-                try:
-                    rows = [row for r in con.execute(query, args) if (row := _row(r)) is not None]
-                finally:
-                    con.close()
-                _reap(None, rows)
-                return rows
-            except sqlite3.Error as exc:
-                problem = exc
-        print(f"tuning-advisor: the run history {path} could not be read ({problem})", file=sys.stderr)
-        return []
+        try:
+            rows = [row for r in _read_only(path, query, args) if (row := _row(r)) is not None]
+        except sqlite3.Error as exc:
+            print(f"tuning-advisor: the run history {path} could not be read ({exc})", file=sys.stderr)
+            return []
+        _reap(None, rows)
+        return rows
     with _session() as con:
         rows = [row for r in con.execute(query, args) if (row := _row(r)) is not None]
         _reap(con, rows)
@@ -285,14 +294,10 @@ def calibration_for(device: str | None, method: str, precision: str):
     if not path.is_file():
         return None
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = con.execute("SELECT device, method, precision, efficiency, overhead_bytes, slack, runs, updated, "
-                              "run_id FROM calibration WHERE device=? AND precision=? ORDER BY method = ? DESC, "
-                              "updated DESC LIMIT 1", (device, precision, method)).fetchone()
-        finally:
-            con.close()
-        cal = Calibration(*row) if row else None
+        rows = _read_only(path, "SELECT device, method, precision, efficiency, overhead_bytes, slack, runs, updated, "
+                                "run_id FROM calibration WHERE device=? AND precision=? ORDER BY method = ? DESC, "
+                                "updated DESC LIMIT 1", (device, precision, method))
+        cal = Calibration(*rows[0]) if rows else None
         return cal if cal is not None and cal.efficiency > 0 else None
     except (sqlite3.Error, TypeError, ValueError):
         return None
