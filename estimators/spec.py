@@ -179,9 +179,12 @@ class _Cfg:
         self.raw = raw
         self.model_id = model_id
         self.problems: list[str] = []
+        self.refused: set[str] = set()
+        """Keys already reported out of type or bounds (not reported twice by ``int``)."""
         for key, (low, high) in _INT_BOUNDS.items():  # every known integer, whether a family reads it or not
             value = raw.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+                self.refused.add(key)
                 self.problems.append(f"'{key}' must be a whole number from {low} to {high:,} (got {_shown(value)})")
         for key in _FLAGS:
             if raw.get(key) is not None and not isinstance(raw[key], bool):
@@ -193,7 +196,7 @@ class _Cfg:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
-                if not any(key in p for p in self.problems):
+                if key not in self.refused:
                     self.problems.append(f"'{key}' must be a positive integer (got {_shown(value)})")
                 return 1
             return value
