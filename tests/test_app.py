@@ -6,7 +6,7 @@ import time
 import pytest
 
 from estimators.methods import REGISTRY
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reached, wait_until
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 APP = str(ROOT / "advisor_app.py")
@@ -203,17 +203,14 @@ def test_every_bad_line_is_reported_in_one_message(home, tmp_path):
 @pytest.mark.slow
 def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path, tiny_model):
     from estimators.plan import Plan
-    from tuners import launch, store
+    from tuners import launch
 
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps({"text": f"line {i} of the data"}) for i in range(16)))
     plan = Plan.create(str(tiny_model), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
                        data={"path": str(data)})
     run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": 100000})
-    deadline = time.time() + 120
-    while not any(e["event"] == "step" for e in store.events(run_dir)):
-        assert time.time() < deadline, "the run never reached a step"
-        time.sleep(0.5)
+    assert wait_until(lambda: reached(run_dir, "step"), 120, poll=0.5), "the run never reached a step"
     at = app().run()  # a new session (a reload, another tab): the live run is shown, with its cancel button
     at.radio(key="view").set_value("Trial run").run()
     assert any(m.value.startswith(f"**Run {run_id}**") for m in at.markdown)

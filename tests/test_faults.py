@@ -6,23 +6,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reached, wait_until
 from tests.test_tuners import home, plan_for, tiny  # noqa: F401  (fixtures)
 from tuners import launch, store
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_for(run_dir, event, seconds=120):
-    deadline = time.time() + seconds
-    while not any(e["event"] == event for e in store.events(run_dir)):
-        assert time.time() < deadline, f"the run never reached '{event}'"
-        time.sleep(0.1)
 
 
 def _group_members(pgid):
@@ -39,24 +33,16 @@ def _group_members(pgid):
 
 
 def _group_gone(pid, seconds=10):
-    deadline = time.time() + seconds
-    while _group_members(pid):
-        if time.time() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return wait_until(lambda: not _group_members(pid), seconds)
 
 
 @pytest.mark.parametrize("when", ["start-up", "model build", "mid-step"])
 def test_a_killed_runner_ends_failed_with_its_cause(home, tiny, when):  # noqa: F811
     run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000})
     if when == "model build":  # the device is recorded right before the data and model are loaded
-        deadline = time.time() + 120
-        while not store.get(run_id)["device"]:
-            assert time.time() < deadline
-            time.sleep(0.02)
+        assert wait_until(lambda: store.get(run_id)["device"], 120, poll=0.02)
     elif when == "mid-step":
-        _wait_for(run_dir, "step")
+        assert wait_until(lambda: reached(run_dir, "step"), 120), "the run never reached a step"
     pid = store.get(run_id)["pid"]
     os.killpg(pid, signal.SIGKILL)  # no handler runs: the store must find out by itself
     res = launch.follow(run_id, timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from estimators.plan import Plan
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -73,12 +73,7 @@ def test_qlora_shards_its_4bit_base_under_fsdp(tiny, home):
 
 def _no_process_left(run_id: str, within: float = 30) -> bool:
     """True once no process names the run (ranks get a grace period to stop, then are killed)."""
-    deadline = time.time() + within
-    while _processes_naming(run_id):
-        if time.time() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
+    return wait_until(lambda: not _processes_naming(run_id), within, poll=0.5)
 
 
 def _processes_naming(run_id: str) -> list[int]:
