@@ -530,6 +530,17 @@ def verify(model, out: Path, model_path, recipe: dict, settings: dict, device: s
 # --- the script -------------------------------------------------------------------------------
 
 
+def _trainloop():
+    """The loop's helpers (schedule, clipping, eval, checkpoints, progress): ``trainloop.py`` beside this
+    file, in the exported project as in ``tuners/``. Loaded by path, so nothing else there is importable."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainloop", Path(__file__).resolve().parent / "trainloop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -544,19 +555,30 @@ def main(argv=None) -> int:
     ap.add_argument("--verify", action="store_true",
                     help="after saving, load the base again with the saved artifact and check it reproduces the "
                          "trained model's outputs (writes verify.safetensors; loads the base a second time)")
+    loop = _trainloop()
+    plan_path = ap.parse_known_args(argv)[0].plan
+    plan = json.loads(Path(plan_path).read_text())
+    loop.add_arguments(ap, plan.get("training"))  # schedule, clipping, eval, checkpoints: the plan's defaults
     args = ap.parse_args(argv)
+    if loop.check_args(args):
+        ap.error(loop.check_args(args))
 
     import torch
     import transformers
 
-    plan = json.loads(Path(args.plan).read_text())
     s, recipe, hardware = plan["settings"], plan["recipe"], plan.get("hardware", {})
-    model_path = args.model or plan["model"]
+    model_path = args.model or plan.get("model_source") or plan["model"]
     data_path = args.data or (plan.get("data") or {}).get("path")
     if not data_path:
         ap.error("no data: give --data FILE (the plan has no data path)")
+    if not args.data and not Path(data_path).is_absolute():  # bundled with the project: relative to plan.json
+        data_path = Path(plan_path).resolve().parent / data_path
+    if not Path(data_path).is_file():
+        ap.error(f"data file {data_path} not found: give --data FILE")
     if Path(model_path).exists() and not (Path(model_path) / "config.json").is_file():
         ap.error(f"--model must be a Hugging Face model folder with config.json, or a hub id (got {model_path})")
+    if not args.tokenizer and loop.tokenizer_problem(model_path):
+        ap.error(loop.tokenizer_problem(model_path))
 
     rank, local_rank, world = distributed()
     if world > 1:
@@ -590,6 +612,8 @@ def main(argv=None) -> int:
     loss = loss_fn(recipe, teacher)
 
     encoded = encode(load_examples(data_path), tok, s["seq_len"])
+    encoded, eval_rows = loop.split_eval(encoded, args.eval_share, s["batch_size"] * s.get("grad_accum", 1) * world,
+                                         seed=args.seed)
     if s.get("packing"):
         encoded = pack(encoded, s["seq_len"])
     encoded = encoded[rank::world]
@@ -603,33 +627,79 @@ def main(argv=None) -> int:
     total = math.ceil(steps_per_epoch * s.get("epochs", 1))
     if args.max_steps:
         total = min(total, args.max_steps)
-    say(f"{len(encoded)} examples per rank, {world} rank(s), {total} optimizer steps")
-    losses, step, t0, generator = [], 0, time.time(), torch.Generator().manual_seed(args.seed)
+    say(f"{len(encoded)} examples per rank, {world} rank(s), {total} optimizer steps"
+        + (f", {len(eval_rows)} held out for the eval loss" if eval_rows else ""))
+
+    def make_batch(chunk):
+        length = s["seq_len"] if world > 1 else max(len(e["input_ids"]) for e in chunk)
+        return {key: v.to(device) for key, v in collate(chunk, tok.pad_token_id, length).items()}
+
+    checkpointing = bool(args.save_every or args.resume)
+    if checkpointing and world > 1 and sharded(hardware.get("sharding", "none")):
+        ap.error("--save-every and --resume run on one process or DDP; with FSDP sharding use torch.distributed.checkpoint")
+    scheduler = loop.make_scheduler(optimizer, args, total)
+    state, start = {}, 0
+    if args.resume and loop.latest_checkpoint(args.output):
+        found = loop.latest_checkpoint(args.output)
+        state = loop.load_checkpoint(found, model, optimizer, scheduler)
+        start = state["step"]
+        say(f"resumed from {found} (step {start} of {total})")
+    elif args.resume:
+        say(f"no checkpoint under {Path(args.output) / loop.CHECKPOINTS}: starting from step 0")
+    losses, evals = state.get("losses", []), state.get("evals", [])
+    step, t0, generator = 0, time.time(), torch.Generator().manual_seed(args.seed)
+    progress = loop.Progress(total, start)
+
+    def evaluate(step):
+        if eval_rows:
+            evals.append({"step": step, "loss": loop.evaluate(model, eval_rows, make_batch, loss, batch_size, autocast)})
+            say(f"eval loss {evals[-1]['loss']:.4f} at step {step} ({len(eval_rows)} held-out examples)", flush=True)
+
+    def save(step):
+        if rank == 0:
+            found = loop.save_checkpoint(args.output, model, optimizer, scheduler, step,
+                                         {"losses": losses, "evals": evals}, args.keep_checkpoints)
+            say(f"checkpoint written: {found}")
+        if world > 1:
+            torch.distributed.barrier()
+
     while step < total:
-        order = torch.randperm(len(encoded), generator=generator).tolist()
+        order = torch.randperm(len(encoded), generator=generator).tolist()  # the same order on a resume
         for i in range(0, len(order) - batch_size * accum + 1, batch_size * accum):
+            if step < start:  # trained before the checkpoint: skip, keeping the data order
+                step += 1
+                continue
             micro = [order[i + k * batch_size:i + (k + 1) * batch_size] for k in range(accum)]
+            tokens, lr = 0, scheduler.get_last_lr()[0]
             for k, idx in enumerate(micro):
-                chunk = [encoded[j] for j in idx]
-                length = s["seq_len"] if world > 1 else max(len(e["input_ids"]) for e in chunk)
-                batch = {key: v.to(device) for key, v in collate(chunk, tok.pad_token_id, length).items()}
-                value = train_step(model, optimizer, batch, loss=loss, autocast=autocast, accum=accum,
-                                   update=k == accum - 1)
+                batch = make_batch([encoded[j] for j in idx])
+                tokens += int(batch["attention_mask"].sum()) * world
+                value = train_step(model, optimizer, batch, loss=loss, autocast=autocast, accum=accum, update=False)
+            norm = loop.update(optimizer, scheduler, params, args.max_grad_norm)
             step += 1
             losses.append(float(value))
             if not math.isfinite(losses[-1]):
                 say(f"error: loss is {losses[-1]} at step {step}: lower the learning rate or check the data")
                 return 1
-            say(f"step {step}/{total} loss {losses[-1]:.4f} ({time.time() - t0:.1f} s)", flush=True)
+            say(progress.line(step, losses[-1], tokens, lr, norm), flush=True)
+            if step < total and args.eval_every and step % args.eval_every == 0:
+                evaluate(step)
+            if step < total and args.save_every and step % args.save_every == 0:
+                save(step)
             if step >= total:
                 break
+    if start < total:  # the end: the eval loss of the trained weights and, with checkpoints, a last one
+        evaluate(step)
+        if checkpointing:
+            save(step)
 
     state = full_state_dict(model) if world > 1 else None
     if world > 1:
         model = getattr(model, "module", model)
     if rank == 0:
         out = save_artifact(model, args.output, recipe, tok, state_dict=state)
-        log = {"losses": losses, "steps": step, "world_size": world, "seconds": time.time() - t0}
+        log = {"losses": losses, "steps": step, "world_size": world, "seconds": time.time() - t0, "eval": evals,
+               "resumed_from_step": start or None}
         if args.verify:
             log["verify_max_abs_diff"] = verify(model, out, model_path, recipe, s, device, encoded[0]["input_ids"][:16])
             say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "

@@ -126,6 +126,16 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
     return (plan.edit(hardware=hardware) if hardware else plan), notes
 
 
+def with_trial_settings(plan: Plan, overrides: dict | None, notes: list[str]) -> tuple[Plan, list[str]]:
+    """The app's "Adjust for this machine" (``request["trial_settings"]``, e.g. a smaller micro-batch):
+    applied to the run, listed in ``adaptations``; the exported project keeps the plan as chosen."""
+    changed = {k: v for k, v in (overrides or {}).items() if plan.settings.get(k) != v}
+    if not changed:
+        return plan, notes
+    said = ", ".join(f"{k.replace('_', ' ')} {v} instead of the plan's {plan.settings.get(k)}" for k, v in changed.items())
+    return plan.edit(settings=changed), notes + [f"adjusted for this machine: {said}"]
+
+
 def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     import torch
 
@@ -150,6 +160,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
     scale = bool(request.get("scale_down"))
     trial_plan, adaptations = adapt(plan, device, scale, world)
+    trial_plan, adaptations = with_trial_settings(trial_plan, request.get("trial_settings"), adaptations)
     setup = trial_plan.setup(device)
     s = trial_plan.settings
     device_name = f"cuda:{local_rank} {torch.cuda.get_device_name(local_rank)}" if device == "cuda" else "cpu"
