@@ -1,7 +1,9 @@
 """The Streamlit app through AppTest: defaults, reacting to answers, bad input, a real trial run, history."""
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -186,18 +188,48 @@ def test_a_data_file_fills_the_plans_data_facts(home, tmp_path):
     assert lengths["p50"] < lengths["p95"] <= lengths["max"] and plan["data"]["tokens_per_example"] > 20
     assert plan["settings"]["seq_len"] == max(128, -(-lengths["p95"] // 128) * 128)
     at.radio(key="view").set_value("Recommendation").run()
-    label = next(e.label for e in at.expander if e.label.startswith("Data:"))
+    label = next(e.label for e in at.expander if e.label.startswith("Data ("))
     assert "150 usable rows" in label and f"sequence length {plan['settings']['seq_len']}" in label
 
 
-def test_every_bad_line_is_reported_in_one_message(home, tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(["{oops"] * 25 + ['{"text": "fine"}']))
+def test_bad_lines_are_listed_in_the_data_section_and_the_page_goes_on(home, tmp_path):
+    """25 bad lines of 27: the first 20 by number with the reason, a count of the rest, the user's file
+    name; the good rows are used and the recommendation still shows (issue 26)."""
+    lines = ['{"text": "fine one"}'] + ["{oops"] * 24 + ["[1, 2]", '{"text": "fine two"}']
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(lines))
     at = app().run()
     at.radio(key="data_mode").set_value("File path").run()
     at.text_input(key="data_file").input(str(path)).run()
-    message = next(e.value for e in at.error if "not valid JSON" in e.value)
-    assert "25 lines" in message and "and 5 more" in message and "20" in message
+    assert not at.exception and not at.error
+    assert at.info[0].value.startswith("Recommended:")  # the page stays usable
+    listing = next(w.value for w in at.warning if "not JSON objects" in w.value and "line 2:" in w.value)
+    numbers = [int(n) for n in re.findall(r"- line (\d+):", listing)]
+    assert numbers == list(range(2, 22)) and "…and 5 more" in listing and "mine.jsonl" in listing
+    assert "Expecting property name" in listing
+    assert any("25 lines of mine.jsonl" in w.value for w in at.sidebar.warning)
+    label = next(e.label for e in at.expander if e.label.startswith("Data"))
+    assert "2 usable rows" in label and "mine.jsonl" in label
+
+
+def test_an_unreadable_upload_is_named_as_the_user_named_it(home, tmp_path):
+    """Every line bad: the error stays in the Data section with the user's own file name (not the stored
+    one), and the page goes on with the typed counts."""
+    from ui.questionnaire import _save_upload
+
+    class Upload:
+        name = "my data.jsonl"
+
+        def getvalue(self):
+            return b"{oops\n{nope\n"
+
+    stored = _save_upload(Upload())
+    at = app().run()
+    at.radio(key="data_mode").set_value("File path").run()
+    at.text_input(key="data_file").input(stored).run()
+    errors = [e.value for e in at.sidebar.error]
+    assert errors and "not valid JSON" in errors[0] and Path(stored).name not in errors[0]
+    assert at.info[0].value.startswith("Recommended:") and not at.exception
 
 
 @pytest.mark.slow

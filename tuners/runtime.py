@@ -612,6 +612,7 @@ def main(argv=None) -> int:
     loss = loss_fn(recipe, teacher)
 
     encoded = encode(load_examples(data_path), tok, s["seq_len"])
+    probe = encoded[0]["input_ids"][:16]  # --verify's input: the data's first example
     encoded, eval_rows = loop.split_eval(encoded, args.eval_share, s["batch_size"] * s.get("grad_accum", 1) * world,
                                          seed=args.seed)
     if s.get("packing"):
@@ -688,10 +689,6 @@ def main(argv=None) -> int:
                 save(step)
             if step >= total:
                 break
-    if start < total:  # the end: the eval loss of the trained weights and, with checkpoints, a last one
-        evaluate(step)
-        if checkpointing:
-            save(step)
 
     state = full_state_dict(model) if world > 1 else None
     if world > 1:
@@ -701,9 +698,17 @@ def main(argv=None) -> int:
         log = {"losses": losses, "steps": step, "world_size": world, "seconds": time.time() - t0, "eval": evals,
                "resumed_from_step": start or None}
         if args.verify:
-            log["verify_max_abs_diff"] = verify(model, out, model_path, recipe, s, device, encoded[0]["input_ids"][:16])
+            log["verify_max_abs_diff"] = verify(model, out, model_path, recipe, s, device, probe)
             say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "
                 f"{log['verify_max_abs_diff']:.2e})")
+    # The end: the eval loss of the trained weights and, with checkpoints, a last one — after the artifact
+    # is saved and checked (an eval-mode forward repacks a 4-bit base on CPU in bitsandbytes).
+    if start < total:
+        evaluate(step)
+        if checkpointing:
+            save(step)
+    if rank == 0:
+        log["eval"] = evals
         (out / "train_log.json").write_text(json.dumps(log, indent=2))
         say(f"saved to {out}")
     if world > 1:

@@ -166,7 +166,7 @@ def update(optimizer, scheduler, params, max_grad_norm: float) -> float | None:
 
 def trainable_state(model) -> dict:
     """The weights that train (a checkpoint holds what changes; the frozen base comes from the model folder)."""
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return {n.removeprefix("module."): p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def save_checkpoint(output, model, optimizer, scheduler, step: int, state: dict, keep: int) -> Path:
@@ -207,7 +207,7 @@ def load_checkpoint(folder, model, optimizer, scheduler) -> dict:
 
     folder = Path(folder)
     weights = torch.load(folder / "trainable.pt", map_location="cpu")
-    own = dict(model.named_parameters())
+    own = {n.removeprefix("module."): p for n, p in model.named_parameters()}  # DDP's wrapper or not
     unknown = [k for k in weights if k not in own]
     if unknown:
         raise ValueError(f"checkpoint {folder} does not match this model and plan (e.g. {unknown[0]}): resume with "
