@@ -233,23 +233,46 @@ def test_an_unreadable_upload_is_named_as_the_user_named_it(home, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path, tiny_model):
-    from estimators.plan import Plan
-    from tuners import launch
+def test_a_reload_during_a_run_shows_it_with_its_answers_and_a_working_cancel(home, tmp_path, tiny_model):
+    """Launched from the app with answers of its own; a new session with ?run=ID (a reload, a link in
+    another tab) opens Trial run on that run, with the same answers and its Cancel; after the cancel the
+    'still running' question is gone and the cancel reads as a notice, not an error (issue 26)."""
+    from tuners import launch, store
 
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps({"text": f"line {i} of the data"}) for i in range(16)))
-    plan = Plan.create(str(tiny_model), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
-                       data={"path": str(data)})
-    run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": 100000})
-    assert wait_until(lambda: reached(run_dir, "step"), 120, poll=0.5), "the run never reached a step"
-    at = app().run()  # a new session (a reload, another tab): the live run is shown, with its cancel button
+    at = app().run()
+    at.selectbox(key="gpu").set_value("h100-sxm").run()
+    at.number_input(key="num_examples").set_value(5000).run()
+    at.selectbox(key="task").set_value("summarization").run()
     at.radio(key="view").set_value("Trial run").run()
-    assert any(m.value.startswith(f"**Run {run_id}**") for m in at.markdown)
-    assert any("still running" in w.value for w in at.warning)  # and a second launch asks first
-    at.button(key=f"cancel_{run_id}").click().run()
-    res = launch.follow(run_id, timeout=60)
-    assert res["status"] == "cancelled"
+    at.selectbox(key="trial_method").set_value("lora").run()
+    at.radio(key="trial_source").set_value("Local model folder").run()
+    at.text_input(key="trial_folder").input(str(tiny_model)).run()
+    at.number_input(key="trial_steps").set_value(100000).run()
+    at.number_input(key="trial_seq_lora").set_value(32).run()
+    at.button(key="trial_launch").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["run_id"]
+    request = store.get(run_id)["request"]
+    assert request["trial_settings"]["seq_len"] == 32 and request["plan"]["settings"]["seq_len"] != 32
+    assert wait_until(lambda: reached(store.get(run_id)["run_dir"], "step"), 120, poll=0.5), "no step"
+
+    again = app()
+    again.query_params["run"] = run_id
+    again.run()
+    assert not again.exception
+    assert again.radio(key="view").value == "Trial run"
+    assert again.selectbox(key="gpu").value == "h100-sxm" and again.selectbox(key="task").value == "summarization"
+    assert again.number_input(key="num_examples").value == 5000
+    assert again.text_input(key="trial_folder").value == str(tiny_model)
+    assert any(m.value.startswith(f"**Run {run_id}**") for m in again.markdown)
+    assert any("still running" in w.value for w in again.warning) and again.button(key="trial_launch").disabled
+    again.button(key=f"cancel_{run_id}").click().run()
+    assert launch.follow(run_id, timeout=60)["status"] == "cancelled"
+    again.run()
+    assert not any("still running" in w.value for w in again.warning) and not again.button(key="trial_launch").disabled
+    assert any("cancelled, as asked" in i.value for i in again.info) and not again.error
+    at.run()  # the first tab too
+    assert not any("still running" in w.value for w in at.warning)
     at.radio(key="view").set_value("History").run()
     history = frame_with(at, "run").set_index("run")
     assert history.loc[run_id, "status"] == "cancelled" and history.loc[run_id, "device"] == "cpu"

@@ -148,8 +148,11 @@ def render() -> dict:
                       index=_index(sources, initial("model_mode", "Catalog"), "Catalog"))
     ids = model_ids()
     if source == "Catalog":
-        out["model"] = sb.selectbox("Model (type to search: id, family or size, e.g. llama 8b, qwen3 moe)", ids,
-                                    index=_index(ids, initial("model", "llama-3.1-8b"), "llama-3.1-8b"), key="model",
+        # The chosen model first: retyping its name and pressing Enter (the list then shows unfiltered) keeps it.
+        current = st.session_state.get("model") or initial("model", "llama-3.1-8b")
+        current = current if current in ids else "llama-3.1-8b"
+        out["model"] = sb.selectbox("Model (type to search: id, family or size, e.g. llama 8b, qwen3 moe)",
+                                    [current] + [i for i in ids if i != current], index=0, key="model",
                                     format_func=model_labels().get)
     elif source == "On this machine":
         out["model"] = _pick_local(sb, problems)
