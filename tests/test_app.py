@@ -148,6 +148,13 @@ def test_trial_run_finishes_and_history_survives_restart(home, tiny_model):
     assert list(cmp["quantity"])[:2] == ["peak allocated", "tokens per second"]
     assert 0.5 < float(cmp.iloc[0]["measured / estimated"].rstrip("×")) < 2
     assert "None" not in cmp.to_string()
+    # "Adjust for this machine" changed this run only: listed as an adaptation, not in the exported plan.
+    from tuners import launch
+    res = launch.result(run_id)
+    exported = json.loads((Path(res["project"]) / "plan.json").read_text())
+    assert res["settings"]["seq_len"] == 32 and exported["settings"]["seq_len"] != 32
+    assert any(a.startswith("adjusted for this machine: seq len 32") for a in res["adaptations"])
+    assert "32" not in (Path(res["project"]) / "README.md").read_text().split("## Settings")[1].split("Sequence")[0]
 
     fresh = app().run()  # a new app session: the history comes from the store
     fresh.radio(key="view").set_value("History").run()

@@ -75,6 +75,7 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)  # a loaded 2-core machine: widgets' scripts load slowly
         page.goto(server)
         page.get_by_text("Recommended:").wait_for(timeout=180_000)
 
@@ -151,6 +152,7 @@ def test_bad_lines_then_a_reload_mid_run_comes_back_and_cancels(server, tiny_mod
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)  # a loaded 2-core machine: widgets' scripts load slowly
         page.goto(server)
         page.get_by_text("Recommended:").wait_for(timeout=180_000)
         sidebar = page.locator("section[data-testid='stSidebar']")
@@ -170,7 +172,7 @@ def test_bad_lines_then_a_reload_mid_run_comes_back_and_cancels(server, tiny_mod
         steps.press("Enter")
         time.sleep(1)
         page.get_by_role("button", name="Launch trial run").click()
-        page.get_by_text("loss").first.wait_for(timeout=120_000)
+        page.get_by_text("loss").first.wait_for(timeout=240_000)
         assert "run=" in page.url
         page.reload()
         page.get_by_role("button", name="Cancel run").wait_for(timeout=60_000)  # the Trial view, on the run
