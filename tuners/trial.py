@@ -123,6 +123,13 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
         notes.append("CPU offload runs only with FSDP on several ranks (--nproc N --sharding fsdp): not in this trial")
     if scale_down:
         notes.append("scaled down: a small copy of the architecture (same family, fewer and narrower layers)")
+    # Speed settings the trial does not run (issue 21): it measures the plan without them, and says so.
+    off = {k: False for k in ("compile", "optimizer_in_backward", "activation_offloading") if plan.settings.get(k)}
+    for name in off:
+        notes.append(f"{name} off: the trial runs without it (compilation would outlast a trial's steps; the "
+                     "other two are not implemented by the runner) — the exported train.py honours compile")
+    if off:
+        plan = plan.edit(settings=off)
     return (plan.edit(hardware=hardware) if hardware else plan), notes
 
 
@@ -232,7 +239,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     if world > 1 and len(encoded) >= world:
         encoded = encoded[rank::world]  # each rank its own share of the data, as a real data-parallel run
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    loss = runtime.loss_fn(recipe, teacher)
+    loss = runtime.loss_fn(recipe, teacher, fused=setup.fused_cross_entropy)
 
     def one_step(batch, tracker=None):
         return float(runtime.train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
