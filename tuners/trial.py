@@ -125,7 +125,15 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
         notes.append("scaled down: a small copy of the architecture (same family, fewer and narrower layers)")
     # Speed settings the trial does not run (issue 21): it measures the plan without them, and says so.
     off = {k: False for k in ("compile", "optimizer_in_backward", "activation_offloading") if plan.settings.get(k)}
-    for name in off:
+    if (device == "cpu" and plan.settings["precision"] != "fp32" and not plan.settings.get("mixed_precision")
+            and not get(plan.method).compute_16bit):
+        # A CPU runs 16-bit training far slower than fp32 (most elementwise kernels convert per element), so
+        # a bf16 step here measures the CPU's emulation, not the plan: run fp32 and estimate fp32 (issue 21).
+        off["precision"] = "fp32"
+        notes.append(f"fp32 on this CPU instead of the plan's {plan.settings['precision']}: CPUs run 16-bit training "
+                     "far slower than fp32, so the trial measures (and estimates) fp32 here (QLoRA and mixed precision "
+                     "keep their dtypes)")
+    for name in [k for k in off if k != "precision"]:
         notes.append(f"{name} off: the trial runs without it (compilation would outlast a trial's steps; the "
                      "other two are not implemented by the runner) — the exported train.py honours compile")
     if off:
