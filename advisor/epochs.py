@@ -40,7 +40,7 @@ def epochs_for(num_examples: int, tokens_per_example: int, task: str) -> tuple[i
     elif task in OPEN_TASKS:
         shift, why = -1, f", -1 for open-ended {task} (repeats cost output diversity)"
     epochs = max(1, min(MAX_EPOCHS, base + shift))
-    return epochs, f"{epochs} epochs: {base} for {num_examples:,} examples{why}"
+    return epochs, f"{epochs} epoch{'s' if epochs > 1 else ''}: {base} for {num_examples:,} examples{why}"
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, grad_accum: int, data_parallel: int) -> int:

@@ -7,9 +7,9 @@ Best first, by the task's criteria before the limits:
    model" under a small-footprint goal, "no reason to distil" without a serving goal) after every method
    that is not ruled out;
 3. poor fits (by score) after the methods the task allows;
-4. only then memory and budget: within budget with headroom; within budget but tight (C6.12); over budget,
-   least over first (C6.10), runs within OVER_BUDGET_TIE of the least-over one ordered by score; does not
-   fit, least memory first;
+4. only then memory and budget: within budget (or at most NEAR_LIMIT over it) with headroom; the same but
+   tight (C6.12); further over budget, least over first (C6.10), runs within OVER_BUDGET_TIE of the
+   least-over one ordered by score; does not fit, least memory first;
 5. inside a group, higher score first; equal scores in the registry's order (cheapest method first).
 
 So a time or money limit decides only between methods the task allows: the best of them over a limit
@@ -24,6 +24,10 @@ from estimators.methods import REGISTRY
 METHODS = tuple(REGISTRY)
 OVER_BUDGET_TIE = 1.25
 """Over-budget runs within 25 % of the least-over one are ranked by score (estimates are not that exact)."""
+NEAR_LIMIT = 1.25
+"""A run at most 1.25x over its limit meets it with 80 % of the planned tokens (1.6 of 2 epochs): it ranks
+with the runs within the limit, by score, and says what fits — the best method with a small change beats a
+weaker one that happens to be under the limit."""
 
 
 def ruled_out(a) -> bool:
@@ -41,6 +45,8 @@ def _limits_key(a, least: dict) -> tuple:
     if not a.fits:
         return (4, a.estimate["memory"]["total"])
     if not a.within_budget:
+        if a.over_by <= NEAR_LIMIT:  # meets the limit with a little less data: competes on score
+            return (0 if a.memory_fit == "fits" else 1, 0)
         near = a.over_by <= least[_class(a)] * OVER_BUDGET_TIE
         return (2, 0 if near else a.over_by)
     return (0 if a.memory_fit == "fits" else 1, 0)

@@ -190,8 +190,9 @@ RULES: tuple[Rule, ...] = (
            "that LoRA, QLoRA, DoRA or adapter layers make in a few million parameters (RAFT, Zhang et al. 2024).",
         "full": "Facts come from retrieval and the domain is {domain}: rewriting all {params} weights for format "
                 "and style adds little and, on new facts, raises hallucination (Gekhman et al. 2024).",
-        "distillation": "Facts come from retrieval: a distilled student is a second model to keep current beside "
-                        "the retriever, for format and style alone."}),
+        "distillation": "Facts come from retrieval: a distilled student of the {params} model is a second model to "
+                        "keep current beside the retriever, for format and style alone."},
+         rules_out=("full", "distillation")),
     Rule("no-reason-to-distil", "C2.7", lambda c: not (c.goal("small_footprint") or c.goal("reduce_inference_cost")),
          {"distillation": -.2}, {
         "distillation": "Distillation pays off when serving size or cost is the constraint; no such goal was given "
@@ -256,7 +257,8 @@ RULES: tuple[Rule, ...] = (
                     "like LoRA, they trail full tuning on large domain shifts."}),
     Rule("close-domain", "C2.1", lambda c: c.answers.domain_distance == "close",
          {"prompt_tuning": .15, "lora": .05, "full": -.1}, {
-        "prompt_tuning": "The task is close to what the model already knows: the case where prompt tuning does well.",
+        "prompt_tuning": "The task is close to what the {params} model already knows: the case where prompt tuning "
+                         "({prompt_params} parameters) does well.",
         "lora": "Close to pretraining, a light LoRA update ({lora_params} parameters) is enough.",
         "full": "Close to pretraining, full fine-tuning of all {params} weights buys little over lighter methods."}),
     # --- model size (C6.13, C4.5, C6.3, C6.15, C6.16) -------------------------------------------
@@ -322,8 +324,8 @@ RULES: tuple[Rule, ...] = (
         "dora": "DoRA learns each weight's magnitude apart from its direction and closes part of LoRA's gap to full "
                 "tuning at the same rank ({priority} priority, {domain} domain)."}),
     Rule("dora-cost", "C6.9", lambda c: c.answers.priority == "cost", {"dora": -.05}, {
-        "dora": "Cost first: DoRA's steps are slower than LoRA's (weight norms recomputed every micro-batch): more "
-                "GPU-hours."}),
+        "dora": "Cost first: DoRA's steps are slower than LoRA's (the norm of every adapted weight of the {params} base "
+                "recomputed every micro-batch): more GPU-hours."}),
 )
 """No rule fires for every case: a reason is there because something in this case makes it true (issue 25's
 "no stock line"); LoRA's old "strong general default" bonus is gone."""

@@ -38,7 +38,7 @@ def _fix(best) -> str:
     fit = best.budget_fit or {}
     parts = []
     if fit.get("data_share") is not None:
-        parts.append(f"{fit['epochs']:.2g} epochs ({fit['data_share']:.0%} of the data per epoch) fit the "
+        parts.append(f"{fit['epochs']:.2g} epochs ({fit['data_share']:.0%} of the planned tokens) fit the "
                      f"{fit['limit']}")
     hw = fit.get("hardware")
     if hw is not None:
@@ -68,7 +68,7 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
     if not best.within_budget:
         head = ("No method meets the budget; " if not any(a.fits and a.within_budget for a in advice)
                 else "Over budget: ")
-        return (head + f"{best.label} ranks first on the task's criteria (C6.10): {_fix(best)}. "
+        return (head + f"{best.label} is the best of the methods the task allows (C6.10): {_fix(best)}. "
                 + (best.budget_fit or {}).get("text", ""))
     lead = "Hybrid: " + hybrid["text"][0].lower() + hybrid["text"][1:] + " " if hybrid else ""
     return (lead + f"Recommended: {best.label} (score {best.score:.2f}). "
