@@ -58,7 +58,7 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
     best = advice[0]
     if dont_tune:
         return ("Don't tune for factual recall (C5.1): retrieve the facts at inference time (RAG). "
-                f"If you also need a fixed answer format, {best.label} is the best fit.")
+                f"If you also need a fixed answer format, {best.label} is the best fit." + _limit_note(best))
     if not best.fits:
         if any(a.fits for a in advice):
             return (f"{best.label} is the right tool here but does not fit {answers.num_gpus}× {gpu_name}. "
@@ -73,3 +73,14 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
     lead = "Hybrid: " + hybrid["text"][0].lower() + hybrid["text"][1:] + " " if hybrid else ""
     return (lead + f"Recommended: {best.label} (score {best.score:.2f}). "
             + (best.reasons[0]["text"] if best.reasons else "") + _student_note(best))
+
+
+def _limit_note(best) -> str:
+    """What the format-only run needs to meet its memory or budget limit (empty when it meets both)."""
+    if best.estimate is None:
+        return ""
+    if not best.fits:
+        return " " + best.reasons[0]["text"]
+    if not best.within_budget:
+        return f" Over budget: {_fix(best)}."
+    return ""
