@@ -290,7 +290,8 @@ def _all_tasks(f, k: int, method: str, label: str) -> dict | None:
     took = "" if seconds is None else f" ~{seconds / 3600:,.1f} h"
     money = "" if cost is None else f", ${cost:,.0f}"
     return {"tasks": k, "runs": runs, "form": form, "seconds": seconds, "cost_usd": cost,
-            "text": f"{label}, all {k:,} tasks: {form},{took}{money} in all (the figures above are one task's)."}
+            "text": (f"{label}, all {k:,} tasks: {form},{took}{money} in all (time and cost shown per method are "
+                     "one task's).")}
 
 
 def _teacher_reason(f, teacher) -> dict:

@@ -71,8 +71,9 @@ def _headline(advice: list, dont_tune: bool, hybrid: dict | None, answers: Answe
         return (head + f"{best.label} is the best of the methods the task allows (C6.10): {_fix(best)}. "
                 + (best.budget_fit or {}).get("text", ""))
     lead = "Hybrid: " + hybrid["text"][0].lower() + hybrid["text"][1:] + " " if hybrid else ""
+    tasks = f" {best.all_tasks['text']}" if best.all_tasks else ""
     return (lead + f"Recommended: {best.label} (score {best.score:.2f}). "
-            + (best.reasons[0]["text"] if best.reasons else "") + _student_note(best))
+            + (best.reasons[0]["text"] if best.reasons else "") + _student_note(best) + tasks)
 
 
 def _limit_note(best) -> str:
