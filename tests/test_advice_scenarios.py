@@ -194,3 +194,36 @@ def test_cli_table_shows_the_route(tmp_path):
     header = r.stdout.splitlines()[2]
     assert "route" in header and ("sharded" in r.stdout or "offloaded" in r.stdout)
     assert "steps/epoch" in header
+
+
+def test_teacher_precision_settings_and_their_memory():
+    """bf16 teacher: all its weights in 2 bytes; 4-bit: about a quarter; precomputed logits: none on the GPU,
+    and its forward paid once over the data instead of every epoch (issue 25)."""
+    from estimators.catalog import model_by_id
+    from estimators.plan import Plan
+
+    teacher = model_by_id("qwen3-8b")
+    plan = Plan.create("qwen3-0.6b", "distillation", settings={"teacher": "qwen3-8b", "batch_size": 2, "seq_len": 256,
+                                                               "epochs": 2.0},
+                       hardware={"gpu": "h100-sxm"}, data={"num_examples": 1000, "tokens_per_example": 256})
+    online = plan.run_estimate()
+    four = plan.edit(settings={"teacher_quant_bits": 4}).run_estimate()
+    pre = plan.edit(settings={"teacher_logits": "precomputed"}).run_estimate()
+    assert online.memory.detail["teacher_weights"] == teacher.total_params * 2
+    assert 0.2 < four.memory.detail["teacher_weights"] / online.memory.detail["teacher_weights"] < 0.4
+    assert pre.memory.detail["teacher_weights"] == 0
+    assert online.memory.total - pre.memory.total >= teacher.total_params * 2 * 0.99
+    # Teacher forward per token: 2 x active parameters + attention 4 x L x heads x head_dim x s (by hand).
+    per_token = 2 * teacher.active_params + 4 * teacher.layers * teacher.heads * teacher.head_dim * 256
+    tokens = 1000 * 256 * 2
+    assert online.time.flops - pre.time.flops == pytest.approx(per_token * tokens / 2, rel=1e-6)
+
+
+def test_trial_runs_a_precomputed_teacher_online_and_says_so():
+    from estimators.plan import Plan
+    from tuners.trial import adapt
+
+    plan = Plan.create("qwen3-0.6b", "distillation", settings={"teacher": "qwen3-8b", "teacher_logits": "precomputed"},
+                       hardware={"gpu": "h100-sxm"})
+    ran, notes = adapt(plan, "cuda", False)
+    assert ran.settings["teacher_logits"] == "online" and any("teacher logits" in n for n in notes)
