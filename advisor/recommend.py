@@ -21,7 +21,7 @@ from advisor.students import export_bytes, student_for
 from advisor.summary import hybrid_for, summary_for
 from estimators.catalog import GPU, gpu_by_id, load_model
 from estimators.errors import InputError
-from estimators.memory import _teacher_bytes
+from estimators.memory import estimate_memory
 from estimators.methods import REGISTRY
 from estimators.plan import Plan
 
@@ -299,7 +299,8 @@ def _teacher_reason(f, teacher) -> dict:
     setup = f.estimate.setup
 
     def gib(**kw) -> str:
-        return f"{_teacher_bytes(teacher, dataclasses.replace(setup, **kw)) / GIB:,.1f} GiB"
+        memory = estimate_memory(f.estimate.spec, dataclasses.replace(setup, **kw), teacher)
+        return f"{memory.detail.get('teacher_weights', 0) / GIB:,.1f} GiB"
 
     if setup.teacher_logits == "precomputed":
         now = "logits precomputed in one pass before training (no teacher on the GPU)"
@@ -310,7 +311,8 @@ def _teacher_reason(f, teacher) -> dict:
     return {"criterion": "C2.7", "rule": "teacher", "effect": "=",
             "text": (f"Teacher {teacher.id} ({human(teacher.total_params)}) {now}; {setup.precision} "
                      f"{gib(teacher_quant_bits=None, teacher_logits='online')}, 4-bit "
-                     f"{gib(teacher_quant_bits=4, teacher_logits='online')}, precomputed logits 0 GiB "
+                     f"{gib(teacher_quant_bits=4, teacher_logits='online')}, precomputed logits "
+                     f"{gib(teacher_logits='precomputed')} "
                      "(setting teacher_quant_bits / teacher_logits).")}
 
 
