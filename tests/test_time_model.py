@@ -274,3 +274,42 @@ def test_speed_settings_move_time_and_memory_the_way_they_should():
     assert off.memory.peak_allocated < on.memory.peak_allocated and off.time.seconds >= on.time.seconds
     with pytest.raises(InputError, match="optimizer_in_backward"):
         TrainSetup(method="full", optimizer_in_backward=True, grad_accum=4)
+
+
+def test_estimate_takes_the_speed_settings_and_a_data_file(tmp_path, capsys):
+    """`estimate --packing --compile --fused-cross-entropy --data FILE`: the settings land in the plan and the
+    data facts come from the file as the app's upload reads them (usable rows, mean and percentile lengths)."""
+    import json
+
+    from advisor.cli import main
+    from tuners.datareport import report
+
+    rows = [{"input": f"question {i} " * (1 + i % 5), "output": "answer " * (3 + i % 11)} for i in range(40)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "a100-80gb", "--packing",
+                 "--compile", "--fused-cross-entropy", "--data", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    s, facts = out["plan"]["settings"], out["plan"]["data"]
+    assert s["packing"] and s["compile"] and s["fused_cross_entropy"] and not s["optimizer_in_backward"]
+    rep = report(data, 512)  # the app's path (ui/questionnaire.py): the same report at 512 tokens
+    assert facts["num_examples"] == rep["usable_rows"] == 40
+    assert facts["tokens_per_example"] == round(rep["mean_tokens"]) and facts["token_lengths"] == rep["token_lengths"]
+    assert out["time"]["tokens"] == 40 * facts["tokens_per_example"]
+    assert main(["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--data", str(data),
+                 "--examples", "5"]) == 2  # one source of the data facts, said in one line
+    assert "drop --examples" in capsys.readouterr().err
+
+
+def test_the_trial_says_which_speed_settings_and_dtype_it_changes():
+    from tuners.trial import adapt
+
+    plan = Plan.create("llama-3.1-8b", "lora", {"compile": True, "fused_cross_entropy": True, "precision": "bf16"})
+    ran, notes = adapt(plan, "cpu", scale_down=True)
+    assert ran.settings["compile"] is False and ran.settings["fused_cross_entropy"] is True
+    assert ran.settings["precision"] == "fp32" and any("fp32 on this CPU" in n for n in notes)
+    assert any(n.startswith("compile off") for n in notes)
+    qlora, notes = adapt(Plan.create("llama-3.1-8b", "qlora", {"precision": "bf16"}), "cpu", scale_down=True)
+    assert qlora.settings["precision"] == "bf16"  # 4-bit bases compute in 16 bits: no fp32 run
+    gpu, notes = adapt(plan, "cuda", scale_down=False)
+    assert gpu.settings["precision"] == "bf16" and not any("fp32" in n for n in notes)
