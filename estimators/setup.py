@@ -47,6 +47,9 @@ class TrainSetup:
     """Bottleneck width of adapter layers."""
     teacher_quant_bits: int | None = None
     """Distillation: store the frozen teacher in 4 or 8 bits (None: the training precision)."""
+    teacher_logits: str = "online"
+    """Distillation: ``online`` (the teacher runs beside the student every step) or ``precomputed`` (its
+    logits are computed in one pass before training and read back: no teacher on the GPU; issue 25)."""
     num_gpus: int = 1
     sharding: str = "none"
     cpu_offload: bool = False
@@ -59,10 +62,23 @@ class TrainSetup:
     """Mean tokens per example (after truncation to ``seq_len``)."""
     epochs: float = 1
     compile: bool = False
-    """The model runs under ``torch.compile`` (fused kernels; estimators/steptime.py). Not a plan
-    setting yet: the trial and the exported train.py run eagerly."""
+    """The model runs under ``torch.compile`` (Inductor fuses the elementwise work between matmuls:
+    fewer kernels and less memory traffic; estimators/steptime.py)."""
+    fused_cross_entropy: bool = False
+    """The loss is a fused, chunked linear + cross-entropy (Liger's FusedLinearCrossEntropy, Apple's Cut
+    Cross-Entropy): the full (tokens × vocab) fp32 logits are never materialized, in memory or in time."""
+    optimizer_in_backward: bool = False
+    """Each parameter is updated in its gradient hook during backward and its gradient freed at once
+    (torchtune's ``optimizer_in_bwd``): gradients never all live together. Needs ``grad_accum`` 1."""
+    activation_offloading: bool = False
+    """Activations saved for backward are copied to pinned host memory in forward and back in backward,
+    on a side stream that overlaps with compute (torchtune's ``enable_activation_offloading``)."""
     packing: bool = False
     """Examples are packed into full ``seq_len`` rows (no padding) instead of padded per micro-batch."""
+    adapters_16bit: bool = False
+    """LoRA-style adapters are stored and run in the model's 16-bit dtype (litgpt, torchtune; PEFT under
+    autocast computes in 16 bits too) instead of PEFT's fp32 default: a fact about other training stacks
+    that published runs state; this project's trial and export keep PEFT's default."""
     length_quantiles: tuple | None = None
     """``(p50, p95, max)`` tokens per example when the data's length spread is known (``max`` may be
     None): micro-batches padded to their longest example cost more than the mean says."""
@@ -100,6 +116,8 @@ class TrainSetup:
                                 f"(got {q!r})")
         if self.quant_bits not in (4, 8):
             problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
+        if self.teacher_logits not in ("online", "precomputed"):
+            problems.append(f"teacher_logits must be online or precomputed (got {self.teacher_logits!r})")
         if self.teacher_quant_bits not in (None, 4, 8):
             problems.append(f"teacher_quant_bits must be 4 or 8 (got {self.teacher_quant_bits!r})")
         if self.sharding != "none" and self.num_gpus == 1:
@@ -108,6 +126,9 @@ class TrainSetup:
             problems.append("mixed precision autocasts to 16 bits: use --precision bf16 or fp16 with --mixed-precision")
         if self.method in REGISTRY and REGISTRY[self.method].compute_16bit and self.precision == "fp32":
             problems.append(f"{self.method} computes in 16 bits: use --precision bf16 or fp16")
+        if self.optimizer_in_backward and self.grad_accum > 1:
+            problems.append("optimizer_in_backward updates every parameter in backward: it needs grad_accum 1 "
+                            "(raise batch_size instead, or turn optimizer_in_backward off)")
         if not isinstance(self.lora_targets, str) or not all(t.strip() for t in self.lora_targets.split(",")):
             problems.append("lora_targets must be 'all-linear' or a comma list of module names without empty "
                             "entries (e.g. q,v)")

@@ -196,6 +196,7 @@ def render_recommendation(rec: dict) -> None:
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "suitability": a.get("verdict", "—"),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
+                           "route": a.get("route") or "—",  # issue 25: on-GPU, sharded or offloaded (C6.21)
                            "time": _time_cell(a), "cost": _cost_cell(a)}
                           for i, a in enumerate(rec["recommendations"])])
     st.dataframe(table, hide_index=True, width="stretch", key="rec_table",
@@ -229,7 +230,8 @@ def render_recommendation(rec: dict) -> None:
                 st.caption(f":material/tune: Estimate {a['estimate']['calibrated']}.")
             for r in a["reasons"]:
                 with st.expander(f"[{r['criterion']}] {r['text']}",
-                                 icon=":material/add_circle:" if r["effect"] == "+" else ":material/remove_circle:"):
+                                 icon={"+": ":material/add_circle:", "-": ":material/remove_circle:"}.get(
+                                     r["effect"], ":material/info:")):
                     st.markdown(explain(r["criterion"]))
             for c in a["caveats"]:
                 st.markdown(f":material/warning: {c}")
@@ -297,6 +299,13 @@ def render_what_if(by_method: dict, gpu) -> None:
     if "lora_rank" in s:
         settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
                                                      value=s["lora_rank"], key=f"wi_rank_{method}"))
+    # Speed settings (issue 21): each a plan setting the estimate models and the exported train.py honours or names.
+    speed = st.columns(5)
+    for col, (name, text) in zip(speed, (("packing", "Packing"), ("compile", "torch.compile"),
+                                         ("fused_cross_entropy", "Fused cross-entropy"),
+                                         ("optimizer_in_backward", "Optimizer in backward"),
+                                         ("activation_offloading", "Activation offloading"))):
+        settings[name] = col.checkbox(text, bool(s.get(name)), key=f"wi_{name}_{method}")
     hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
     if hardware["num_gpus"] > 1:
         shardings = ("none", "zero1", "zero2", "zero3", "fsdp")
