@@ -234,19 +234,29 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     loss = runtime.loss_fn(recipe, teacher)
 
-    def one_step(batch, tracker=None):
-        return float(runtime.train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
-                                        loss=loss, autocast=autocast))
+    accum = setup.grad_accum
+
+    def one_step(group, tracker=None):
+        """One optimizer step: ``grad_accum`` micro-batches, gradients accumulated, then the update."""
+        on_phase = tracker.set_phase if tracker else (lambda name: None)
+        values = [runtime.train_step(model, optimizer, batch, on_phase, loss=loss, autocast=autocast, accum=accum,
+                                     update=k == accum - 1) for k, batch in enumerate(group)]
+        return sum(float(v) for v in values) / len(values)
+
+    def on_device(batch):
+        if int(batch["attention_mask"].min()) == 1:
+            del batch["attention_mask"]  # no padding: let SDPA use its mask-free kernel
+        return {k: v.to(device) for k, v in batch.items()}
 
     # --- train: a few real steps, measured -------------------------------------------------------
     emit("setup", trainable_params=n_trainable, total_params=n_total, device=device_name, lr=s["lr"], pid=os.getpid(),
          random_weights=source.random_weights, scaled_down=source.scaled_down, adaptations=adaptations)
     losses, timed, peak_tracked, peak_phase = [], [], None, None
-    tokens_per_step = setup.batch_size * setup.tokens_per_sequence  # processed tokens (prompt tuning's included)
-    for step, batch in enumerate(data_mod.batches(encoded, setup.batch_size, setup.seq_len, pad, steps), 1):
-        if int(batch["attention_mask"].min()) == 1:
-            del batch["attention_mask"]  # no padding: let SDPA use its mask-free kernel
-        batch = {k: v.to(device) for k, v in batch.items()}
+    # processed tokens per optimizer step (prompt tuning's included): 2 rows × 4 micro-batches × 32 = 256
+    tokens_per_step = setup.batch_size * accum * setup.tokens_per_sequence
+    micro_batches = data_mod.batches(encoded, setup.batch_size, setup.seq_len, pad, steps * accum)
+    for step in range(1, steps + 1):
+        group = [on_device(next(micro_batches)) for _ in range(accum)]
         if os.environ.get("TUNING_ADVISOR_SIMULATE_OOM") == str(step):
             raise OutOfMemory(f"simulated out-of-memory at step {step}")
         if timeout and time.time() - started > float(timeout):
@@ -259,7 +269,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             kept.track(model, optimizer, *([teacher] if teacher is not None else []))
         if device == "cpu" and step in ((1, 2) if world > 1 else (2,)):
             tracker = kept
-            tracker.track(batch)
+            tracker.track(group)
             if step == 2:
                 tracker.reset_peak()
         if step == 2 and device != "cpu":
@@ -269,11 +279,11 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         try:
             if tracker is not None:
                 with tracker:
-                    value = one_step(batch, tracker)
+                    value = one_step(group, tracker)
                 if step == 2:
                     peak_tracked, peak_phase = tracker.peak, tracker.peak_phase
             else:
-                value = one_step(batch)
+                value = one_step(group)
             if device != "cpu":
                 torch.cuda.synchronize()
         except Exception as exc:
@@ -360,19 +370,16 @@ def calibrate(run_id: str, setup: TrainSetup, gpu, est, step_seconds: float, cud
     """Records what this device achieved so later estimates on it use it (estimators.calibration).
 
     The stored efficiency is the base efficiency that makes the step-time model (estimators/steptime.py)
-    reproduce this trial's measured step: one micro-batch padded to ``seq_len`` and its optimizer step,
+    reproduce this trial's measured step: ``grad_accum`` micro-batches padded to ``seq_len`` and the update,
     so passed back to ``estimate`` it predicts other batches, lengths and methods on this device."""
-    import dataclasses
-
     from estimators.steptime import efficiency_for
     from estimators.throughput import flops_per_token
 
-    one = dataclasses.replace(setup, grad_accum=1)  # a trial step: one micro-batch, then the optimizer
-
     def per_token(length):
-        return flops_per_token(est.spec, one, est.teacher, length)
+        return flops_per_token(est.spec, setup, est.teacher, length)
 
-    efficiency = efficiency_for(est.spec, one, gpu, one.tokens_per_sequence, per_token, step_seconds)
+    # a trial step is the plan's optimizer step: grad_accum micro-batches padded to seq_len, then the update
+    efficiency = efficiency_for(est.spec, setup, gpu, setup.tokens_per_sequence, per_token, step_seconds)
     if efficiency is None:  # faster than the terms that do not scale with efficiency: nothing to learn
         return
     overhead = slack = None
