@@ -28,3 +28,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- test tiers and lint (issue 23) ---
+.PHONY: test-fast lint
+# The fast tier: estimators, advisor, validation and the app through AppTest; no real training steps.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .

@@ -39,7 +39,7 @@ def build(model_dir: Path, method: str, seq_len: int):
     model = runtime.prepare(runtime.load_model(model_dir, recipe, s, "cpu"), recipe, s)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))
+    optimizer = runtime.make_optimizer(recipe["optimizer"], trainable, float(s["lr"]))
     return model, optimizer, plan, spec
 
 

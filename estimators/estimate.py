@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from estimators.axes import sharding
 from estimators.calibration import Calibration
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
@@ -105,10 +106,7 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
                    "device, but activations follow the generic Llama-style model, not this architecture's own "
                    "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
-        out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
-                    "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",
-                    "zero3": "ZeRO-3: parameters, gradients and optimizer states sharded",
-                    "fsdp": "FSDP full shard: parameters, gradients and optimizer states sharded"}[s.sharding])
+        out.append(sharding(s.sharding).assumption)
     if s.cpu_offload:
         out.append("optimizer states offloaded to CPU memory (slower steps, not modelled in time)")
     if s.device == "cuda":

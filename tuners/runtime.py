@@ -375,23 +375,17 @@ def prepare(model, recipe: dict, settings: dict, tokenizer_path=None):
     return model
 
 
-def make_optimizer(name: str, params, lr: float, foreach: bool | None = None):
-    """``foreach=None`` lets torch choose (foreach on CUDA, per tensor on CPU)."""
-    import torch
+def make_optimizer(spec: dict, params, lr: float, foreach: bool | None = None):
+    """The optimizer the recipe names: ``{"class": "torch.optim.AdamW", "kwargs": {...}, "foreach": true}``
+    (Tuning Advisor's optimizer registry writes it). ``foreach=None`` lets torch choose (foreach on CUDA,
+    per tensor on CPU), for optimizers that take the switch."""
+    import importlib
 
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, foreach=foreach)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=foreach)
-    if name == "adamw_8bit":
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(params, lr=lr)
-    if name == "adafactor":
-        from transformers.optimization import Adafactor
-
-        return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
-    raise ValueError(f"unknown optimizer {name!r}")
+    module, _, name = spec["class"].rpartition(".")
+    kwargs = dict(spec.get("kwargs") or {})
+    if spec.get("foreach"):
+        kwargs["foreach"] = foreach
+    return getattr(importlib.import_module(module), name)(params, lr=lr, **kwargs)
 
 
 def loss_fn(recipe: dict, teacher=None):
@@ -509,13 +503,12 @@ def build(plan: dict, source, device: str, *, teacher=None, tokenizer_path=None,
         frozen.requires_grad_(False)
     autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
     if world > 1:  # DDP or FSDP2 as the plan shards; under FSDP2 mixed precision casts at the all-gather
-        sharding = hardware.get("sharding", "none")
-        fsdp = sharded(sharding)
-        model = wrap_distributed(model, sharding, device, autocast[1] if autocast and fsdp else None,
+        fsdp = recipe["sharding"]["engine"] == "fully_shard"
+        model = wrap_distributed(model, recipe["sharding"], device, autocast[1] if autocast and fsdp else None,
                                  cpu_offload=bool(hardware.get("cpu_offload")) and fsdp)
         autocast = None if fsdp else autocast
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]), foreach=foreach)
+    optimizer = make_optimizer(recipe["optimizer"], params, float(s["lr"]), foreach=foreach)
     return Built(model, optimizer, loss_fn(recipe, frozen), frozen, autocast, int(s.get("grad_accum", 1)))
 
 
@@ -605,25 +598,20 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def sharded(sharding: str) -> bool:
-    """FSDP2 shards the parameters (``fsdp``/``zero3``) or keeps them gathered after forward (``zero2``)."""
-    return sharding in ("zero2", "zero3", "fsdp")
-
-
-def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=None, cpu_offload: bool = False):
-    """DDP (``none``), FSDP2 full shard (``fsdp``/``zero3``) or FSDP2 keeping parameters gathered
-    between forward and backward (``zero2``: gradients and optimizer states sharded) — the
-    engines torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the
-    all-gather (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast;
-    ``cpu_offload`` keeps each rank's parameter shard, gradients and optimizer states in host memory
-    (``CPUOffloadPolicy``)."""
+def wrap_distributed(model, sharding: dict, device: str, mixed_precision_dtype=None, cpu_offload: bool = False):
+    """The recipe's ``sharding`` (``{"engine": "ddp"|"fully_shard", "reshard_after_forward": bool}``, from Tuning
+    Advisor's sharding registry): DDP, FSDP2 full shard, or FSDP2 keeping parameters gathered between
+    forward and backward (ZeRO-2 as run here: gradients and optimizer states sharded) — the engines
+    torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the all-gather
+    (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast; ``cpu_offload``
+    keeps each rank's parameter shard, gradients and optimizer states in host memory (``CPUOffloadPolicy``)."""
     import torch
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
     from torch.nn.parallel import DistributedDataParallel
 
-    if not sharded(sharding):
+    if sharding["engine"] != "fully_shard":
         return DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-    reshard = sharding != "zero2"
+    reshard = bool(sharding.get("reshard_after_forward", True))
     policy = MixedPrecisionPolicy(param_dtype=mixed_precision_dtype, reduce_dtype=torch.float32) \
         if mixed_precision_dtype is not None else MixedPrecisionPolicy()
     blocks = [m for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block", "EncoderLayer"))

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from estimators.axes import sharding
 from estimators.catalog import gpus, load_model
 from estimators.errors import InputError
 from estimators.estimate import estimate
@@ -113,7 +114,7 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
     if h["cpu_offload"] and device == "cpu":
         hardware["cpu_offload"] = False
         notes.append("CPU offload needs GPUs to offload from: on CPU ranks everything is in host memory already")
-    elif h["cpu_offload"] and (world == 1 or not runtime.sharded(h["sharding"])):
+    elif h["cpu_offload"] and (world == 1 or sharding(h["sharding"]).engine != "fully_shard"):
         hardware["cpu_offload"] = False
         notes.append("CPU offload runs only with FSDP on several ranks (--nproc N --sharding fsdp): not in this trial")
     if scale_down:
