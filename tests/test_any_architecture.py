@@ -154,6 +154,7 @@ def test_cache_is_reused(derive_here, monkeypatch):
     assert spec_from_config(cfg, "b").total_params == first.total_params
 
 
+@pytest.mark.slow  # derives specs in a fresh interpreter that imports transformers
 def test_child_process_derivation(derive_here):
     from tuners import metaspec
 

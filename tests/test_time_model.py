@@ -162,6 +162,7 @@ def test_on_a_cpu_dispatch_adds_to_compute_and_calibration_inverts_it():
     assert gpu.module_traffic == 0
 
 
+@pytest.mark.slow  # two real trials (the fast tier has none)
 def test_a_calibrated_trial_predicts_the_next_one_on_this_cpu(tmp_path, monkeypatch):
     """Calibrate on one trial, predict a second with another batch, length and method. The issue's goal
     is 10 % (bench/time_accuracy.py --repeat reports it); a noisy shared 2-core machine gets 30 %."""
