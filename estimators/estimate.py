@@ -8,6 +8,7 @@ from estimators.calibration import Calibration
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
 from estimators.methods import trainable_params
+from estimators.serving import serving_summary
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 from estimators.steptime import padding_ratio
@@ -74,7 +75,8 @@ def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher
     time = estimate_time(spec, setup, gpu, teacher, price_per_hour, efficiency)
     return Estimate(spec=spec, setup=setup, gpu=gpu, memory=memory, time=time,
                     trainable=trainable_params(spec, setup), artifact_bytes=artifact_bytes(spec, setup),
-                    serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks)},
+                    serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks),
+                             **serving_summary(spec, setup, gpu, tasks)},
                     assumptions=_assumptions(spec, setup, gpu, memory, calibration), teacher=teacher,
                     calibration=calibration)
 

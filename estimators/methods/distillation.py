@@ -15,6 +15,6 @@ SPEC = MethodSpec(
     trainable=lambda spec, setup: spec.total_params,
     needs_teacher=True, exact_check=False,
     savers=(({"optimizer": "adamw_8bit"}, "8-bit AdamW"), ({"teacher_quant_bits": 4}, "teacher stored in 4 bits")),
-    artifact="model",
+    artifact="model", served_as="model",
     citation="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
 )
