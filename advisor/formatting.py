@@ -95,6 +95,18 @@ def fit_label(fits: bool, within_budget: bool, memory_fit: str | None) -> str:
     return memory_fit if within_budget else "over budget"
 
 
+_HOSTING_COLUMNS = ("serving GPUs", "ms/token", "hosting/month", "total")
+
+
+def _hosting_cells(a) -> dict:
+    """The hosting columns of a method's row (issue 24): GPUs × type, time per output token, $/month, total."""
+    s, t = (a.estimate or {}).get("serving") or {}, a.total_cost or {}
+    g = s.get("gpus") or {}
+    return {"serving GPUs": f"{g['count']:,}× {g['type']}" if g else "—",
+            "ms/token": f"{s['tpot_ms']:.1f}" if s.get("tpot_ms") is not None else "—",
+            "hosting/month": f"${t['usd_per_month']:,.0f}" if t else "—", "total": f"${t['usd']:,.0f}" if t else "—"}
+
+
 def format_recommendation(rec) -> str:
     lines = [rec.summary, ""]
     if rec.dont_tune:
@@ -108,9 +120,11 @@ def format_recommendation(rec) -> str:
         secs = (e.get("time") or {}).get("seconds")
         rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": a.verdict,
                      "fit": fit_label(a.fits, a.within_budget, a.memory_fit), "memory/GPU": gib(mem),
-                     "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
+                     "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}",
+                     **_hosting_cells(a)})
+    priced = bool((rec.hosting or {}).get("priced"))
     lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "fit", "memory/GPU", "time",
-                                                 "cost")]))
+                                                 "cost") + (_HOSTING_COLUMNS if priced else ())]))
     for a in rec.recommendations:
         lines += ["", f"{a.method} ({a.model})"]
         if a.settings:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from advisor.answers import Answers
 from advisor.budget import budget_fit
 from advisor.caveats import caveats_for
+from advisor.hosting import price_hosting
 from advisor.feasibility import HEADROOM, find_feasible, pick_student, seq_len_for, smaller_bases
 from advisor.precision import hardware_caveat, precision_for, pure_precision_caveat
 from advisor.rules import TUNING_GOALS, Context, apply_rules, squash
@@ -53,6 +54,9 @@ class MethodAdvice:
     headroom: float | None = None
     budget_fit: dict | None = None
     """What would meet the time and money budget (advisor/budget.py); None without a budget."""
+    total_cost: dict | None = None
+    """Tuning plus hosting over the horizon (advisor/hosting.py); None when hosting was not priced."""
+    hosting_error: str | None = None
 
     @property
     def label(self) -> str:
@@ -67,7 +71,8 @@ class MethodAdvice:
                 "within_budget": self.within_budget, "memory_fit": self.memory_fit, "headroom": self.headroom,
                 "verdict": self.verdict, "verdict_reason": self.verdict_reason, "reasons": self.reasons,
                 "caveats": self.caveats, "settings": self.settings, "estimate": self.estimate, "model": self.model,
-                "budget_fit": self.budget_fit, "plan": None if self.plan is None else self.plan.to_json()}
+                "budget_fit": self.budget_fit, "plan": None if self.plan is None else self.plan.to_json(),
+                "total_cost": self.total_cost, "hosting_error": self.hosting_error}
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,12 @@ class Recommendation:
     """Retrieval for the facts plus the best tuning method for the other goals (C5.1)."""
     smaller_bases: tuple = ()
     """Catalog models to start from when the goal is a small footprint and no student exists."""
+    hosting: dict | None = None
+    """Whether hosting was priced, for what traffic and horizon, and what it found (advisor/hosting.py)."""
 
     def to_json(self) -> dict:
         return {"dont_tune": self.dont_tune, "alternative": self.alternative, "hybrid": self.hybrid,
-                "smaller_bases": list(self.smaller_bases), "summary": self.summary,
+                "smaller_bases": list(self.smaller_bases), "summary": self.summary, "hosting": self.hosting,
                 "recommendations": [r.to_json() for r in self.recommendations]}
 
     @property
@@ -128,6 +135,7 @@ def recommend(answers: Answers, gpu: GPU | None = None, calibration=None, data: 
     sit = _Situation(ctx, gpu, hardware_for(answers, gpu), facts, typical, calibration)
     scored = apply_rules(ctx, METHODS)
     advice = _ranked([_advise(sit, m, *scored[m]) for m in METHODS])
+    advice, hosting = price_hosting(advice, answers, gpu)  # tuning + hosting; priority cost ranks by it
     dont_tune = "factual_recall" in answers.goals and not (set(answers.goals) & TUNING_GOALS)
     wants_small = {"small_footprint", "reduce_inference_cost"} & set(answers.goals)
     distil = next(a for a in advice if REGISTRY[a.method].needs_teacher)
@@ -135,7 +143,8 @@ def recommend(answers: Answers, gpu: GPU | None = None, calibration=None, data: 
     hybrid = hybrid_for(advice, answers)
     return Recommendation(dont_tune=dont_tune, alternative="rag" if "factual_recall" in answers.goals else None,
                           recommendations=advice, hybrid=hybrid, smaller_bases=bases,
-                          summary=summary_for(advice, dont_tune, hybrid, bases, answers, gpu.name))
+                          summary=summary_for(advice, dont_tune, hybrid, bases, answers, gpu.name)
+                          + " " + hosting["text"], hosting=hosting)
 
 
 def _ranked(advice: list[MethodAdvice]) -> list[MethodAdvice]:

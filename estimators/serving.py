@@ -95,12 +95,10 @@ def traffic_problems(requests_per_day, tokens_in, tokens_out, peak_concurrency=N
             continue
         high = TRAFFIC_LIMITS[name]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if whole and not (number and isinstance(value, int)):
+        if whole and not (number and isinstance(value, int) and 1 <= value <= high):
             out.append(f"{name} must be a whole number from 1 to {high:,.0f} (got {value!r})")
-        elif not number or not math.isfinite(value) or not 0 < value <= high:
+        elif not whole and (not number or not math.isfinite(value) or not 0 < value <= high):
             out.append(f"{name} must be a number above 0 and at most {high:,.0f} (got {value!r})")
-        elif whole and value < 1:
-            out.append(f"{name} must be at least 1 (got {value!r})")
     return out
 
 
