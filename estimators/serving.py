@@ -6,16 +6,17 @@ The model, per replica (one tensor-parallel group of ``tp`` GPUs serving one set
 - **Decode** is memory-bound at the batches serving uses: every step reads the weights once and each
   running sequence's KV cache (Pope et al. 2022, "Efficiently Scaling Transformer Inference";
   Databricks/MosaicML 2023, "LLM Inference Performance Engineering", MBU). Step time =
-  ``max(bytes / (bandwidth × η), FLOPs / (peak × mfu)) + layers × t_layer`` (+ tensor-parallel
-  all-reduces, + the method's own terms), with η and t_layer fitted on published vLLM runs
-  (bench/serving_accuracy.py). Llama-3.1-8B on one H100 at batch 1: 15.0 GB of weights read per
+  ``max(bytes / (bandwidth × η), FLOPs / (peak × mfu)) + layers × t_layer + t_step`` (+ tensor-parallel
+  all-reduces, + the method's own terms), with η, t_layer and t_step (scheduler, sampling, host
+  work per step) fitted on published vLLM runs (bench/serving_accuracy.py). Llama-3.1-8B on one H100 at batch 1: 15.0 GB of weights read per
   token (the untied input embedding is a lookup, not a read) / (3,350 GB/s × 0.78) = 5.7 ms + 32 ×
   18 µs = 6.3 ms per token, ~160 tokens/s (published: 6.5 ms).
 - **Prefill** is compute-bound: ``2 × active params × prompt tokens`` (+ attention) at ``prefill_mfu``
   of the dense peak (Kaplan et al. 2020's 2N forward FLOPs per token).
-- Under continuous batching (Yu et al. 2022, Orca; vLLM's chunked prefill) other requests' prefills
-  share the steps, so the time per output token at batch ``b`` is the step plus ``(b − 1) /
-  tokens_out`` prefills.
+- Under continuous batching (Yu et al. 2022, Orca; vLLM's chunked prefill, Agrawal et al. 2024,
+  Sarathi-Serve) new requests' prompts ride along in the decode steps: ``(b − 1) / tokens_out``
+  prompts per step, which share the step's weight read and add their compute (a step that takes a
+  prompt is compute-bound, the others memory-bound: the time per output token averages the two).
 - **GPUs**: the smallest tensor-parallel degree whose memory (``gpu_memory_utilization`` of it)
   holds the weights and at least one full-length sequence; the batch is capped by the KV cache, by
   ``max_num_seqs`` and by a time-per-output-token target; replicas cover the peak concurrency (Little's
@@ -191,19 +192,23 @@ class Replica:
         return self.batch / self.tpot_s
 
 
-def step_seconds(spec: ModelSpec, s: Served, gpu: GPU, tp: int, batch: float, context: float, kv: KVCache) -> float:
-    """One decode step of ``batch`` sequences at mean ``context`` tokens on ``tp`` GPUs."""
+def step_seconds(spec: ModelSpec, s: Served, gpu: GPU, tp: int, batch: float, context: float, kv: KVCache,
+                 prefill_tokens: float = 0.0) -> float:
+    """One decode step of ``batch`` sequences at mean ``context`` tokens on ``tp`` GPUs, with
+    ``prefill_tokens`` of other requests' prompts riding along (chunked prefill: they share the step's
+    weight read and add only their compute)."""
     c = constants()
-    params = _moe_read_params(spec, batch) if spec.is_moe else s.read_params
+    params = _moe_read_params(spec, batch + prefill_tokens) if spec.is_moe else s.read_params
     distinct = min(batch, s.tasks) if s.adapter_bytes else 0
     read = params * s.bytes_per_param + distinct * s.adapter_bytes + batch * kv.bytes_for(int(context))
     memory = read / tp / (gpu.bandwidth_gbs * 1e9 * c["bandwidth_efficiency"])
     attn = 4 * spec.layers * spec.heads * spec.head_dim * context  # QKᵀ and PV per token
-    compute = batch * (2 * spec.active_params + attn) / tp / (gpu.peak_flops("bf16") * c["decode_mfu"])
-    t = max(memory, compute) + spec.layers * c["layer_overhead_seconds"]
+    flops = batch * (2 * spec.active_params + attn) + prefill_tokens * (2 * spec.active_params + attn / 2)
+    compute = flops / tp / (gpu.peak_flops("bf16") * c["decode_mfu"])
+    t = max(memory, compute) + spec.layers * c["layer_overhead_seconds"] + c["step_overhead_seconds"]
     if tp > 1:  # two all-reduces of batch × hidden 16-bit values per layer (Megatron-style TP)
         link = (gpu.link_gbs or 32) * 1e9
-        t += 2 * spec.layers * (c["allreduce_seconds"] + batch * spec.hidden * 2 / link)
+        t += 2 * spec.layers * (c["allreduce_seconds"] + (batch + prefill_tokens) * spec.hidden * 2 / link)
     return t * (1 + s.step_penalty) + s.added_modules * c["adapter_module_seconds"]
 
 
@@ -220,10 +225,18 @@ def prefill_seconds(spec: ModelSpec, s: Served, gpu: GPU, tp: int, prompt: int) 
 
 def replica(spec: ModelSpec, s: Served, gpu: GPU, tp: int, batch: float, traffic: Traffic, kv: KVCache) -> Replica:
     """Speed at ``batch`` running sequences, prefills of the others sharing the steps (chunked prefill)."""
-    context = traffic.tokens_in + s.virtual_tokens + traffic.tokens_out / 2
+    prompt = traffic.tokens_in + s.virtual_tokens
+    context = prompt + traffic.tokens_out / 2
+    # In steady state (batch − 1) / tokens_out new prompts join per step. A step that takes a whole prompt
+    # is compute-bound while the others stay memory-bound, so the time per token averages the two kinds
+    # (below one prompt per step) rather than taking the max of averaged work.
+    joining = max(batch - 1, 0) / traffic.tokens_out
     step = step_seconds(spec, s, gpu, tp, batch, context, kv)
+    if joining <= 1:
+        tpot = (1 - joining) * step + joining * step_seconds(spec, s, gpu, tp, batch, context, kv, prompt)
+    else:
+        tpot = step_seconds(spec, s, gpu, tp, batch, context, kv, joining * prompt)
     prefill = prefill_seconds(spec, s, gpu, tp, traffic.tokens_in)
-    tpot = step + max(batch - 1, 0) / traffic.tokens_out * prefill
     return Replica(tp, batch, step, tpot, prefill)
 
 
