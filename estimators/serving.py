@@ -9,8 +9,8 @@ The model, per replica (one tensor-parallel group of ``tp`` GPUs serving one set
   ``max(bytes / (bandwidth × η), FLOPs / (peak × mfu)) + layers × t_layer + t_step`` (+ tensor-parallel
   all-reduces, + the method's own terms), with η, t_layer and t_step (scheduler, sampling, host
   work per step) fitted on published vLLM runs (bench/serving_accuracy.py). Llama-3.1-8B on one H100 at batch 1: 15.0 GB of weights read per
-  token (the untied input embedding is a lookup, not a read) / (3,350 GB/s × 0.78) = 5.7 ms + 32 ×
-  18 µs = 6.3 ms per token, ~160 tokens/s (published: 6.5 ms).
+  token (the untied input embedding is a lookup, not a read) / (3,350 GB/s × 0.90) = 5.0 ms, + 32 ×
+  55 µs + 0.3 ms = 7.0 ms per token, ~140 tokens/s (published: 6.5 ms).
 - **Prefill** is compute-bound: ``2 × active params × prompt tokens`` (+ attention) at ``prefill_mfu``
   of the dense peak (Kaplan et al. 2020's 2N forward FLOPs per token).
 - Under continuous batching (Yu et al. 2022, Orca; vLLM's chunked prefill, Agrawal et al. 2024,
