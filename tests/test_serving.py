@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,19 @@ def test_reduce_inference_cost_ranks_distillation_by_total():
     j = rec.to_json()["recommendations"][0]
     assert {"usd", "tuning_usd", "hosting_usd", "months"} <= set(j["total_cost"])
     assert {"kv_bytes_per_token", "gpus", "decode_tokens_per_second", "usd_per_month"} <= set(j["estimate"]["serving"])
+
+
+def test_app_prices_hosting_and_draws_the_chart(tmp_path, monkeypatch):
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    monkeypatch.setenv("TUNING_ADVISOR_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "advisor_app.py"), default_timeout=120).run()
+    assert not at.exception
+    at.radio(key="view").set_value("Charts").run()
+    assert any("not priced" in c.value for c in at.caption)  # no traffic yet: says so, no chart
+    at.number_input(key="num_tasks").set_value(200)
+    at.number_input(key="requests_per_day").set_value(100_000.0).run()
+    at.selectbox(key="serving_gpu").set_value("h100-sxm").run()
+    assert not at.exception and not at.error
+    table = next(d.value for d in at.dataframe if "serving GPUs" in d.value.columns)
+    assert "LoRA" in set(table["method"]) and table["ms / output token"].notna().all()
+    assert any("costs least in total" in c.value for c in at.caption)
