@@ -74,9 +74,20 @@ def format_estimate(e: Estimate) -> str:
         lines.append("  (give --examples and --tokens-per-example for whole-run time and cost)")
     size = j["artifact_bytes"]
     lines += ["", f"Artifact        {gib(size) if size > GIB else f'{size / 1e6:,.2f} MB'}",
-              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights", "", "Assumptions"]
+              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights"
+              + _serving_line(j["serving"]), "", "Assumptions"]
     lines += [f"  - {a}" for a in j["assumptions"]]
     return "\n".join(lines)
+
+
+def _serving_line(s: dict) -> str:
+    """KV cache per token and one replica's single-stream decode speed (estimators/serving.py)."""
+    out = f"; KV cache {s['kv_bytes_per_token'] / 1024:,.0f} KiB per token" if s.get("kv_bytes_per_token") else ""
+    g = s.get("gpus")
+    if g and s.get("decode_tokens_per_second"):
+        out += (f"; {s['decode_tokens_per_second']:,.0f} tokens/s single-stream decode on {g['count']}× {g['type']} "
+                "(give traffic to recommend --answers to price hosting)")
+    return out
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

@@ -147,7 +147,8 @@ def _with_reason(a):
 def _headline(advice: list, summary: dict) -> str:
     priced = [a for a in advice if a.total_cost]
     if not priced:
-        return "Hosting could not be priced (no GPU price or no estimate)."
+        error = next((a.hosting_error for a in advice if a.hosting_error), None)
+        return "Hosting could not be priced: " + (error or "the serving GPU has no price per hour (give one).")
     cheapest = min(priced, key=lambda a: a.total_cost["usd"])
     if summary["ranked_by_total"] and advice[0].total_cost:  # the first of the cheapest (ties within TIE)
         cheapest = advice[0]

@@ -50,7 +50,7 @@ class Estimate:
                                                   "memory_bytes": self.gpu.memory_bytes, "count": s.num_gpus},
             "throughput": {"flops_per_token": self.time.flops_per_token,
                            "tokens_per_second": self.time.tokens_per_second},
-            "serving": self.serving,
+            "serving": {**self.serving, **serving_summary(self.spec, s, self.gpu, self.serving["tasks"])},
             "teacher": None if self.teacher is None else self.teacher.id,
             "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
             "calibrated": None if self.calibration is None else self.calibration.describe(),
@@ -75,8 +75,7 @@ def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher
     time = estimate_time(spec, setup, gpu, teacher, price_per_hour, efficiency)
     return Estimate(spec=spec, setup=setup, gpu=gpu, memory=memory, time=time,
                     trainable=trainable_params(spec, setup), artifact_bytes=artifact_bytes(spec, setup),
-                    serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks),
-                             **serving_summary(spec, setup, gpu, tasks)},
+                    serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks)},
                     assumptions=_assumptions(spec, setup, gpu, memory, calibration), teacher=teacher,
                     calibration=calibration)
 
