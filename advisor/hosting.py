@@ -51,8 +51,38 @@ def price_hosting(advice: list, answers: Answers, gpu: GPU) -> tuple[list, dict]
                "traffic": {"requests_per_day": traffic.requests_per_day, "tokens_in": traffic.tokens_in,
                            "tokens_out": traffic.tokens_out, "peak_concurrency": traffic.peak_concurrency,
                            "p50_tpot_ms": traffic.tpot_ms}}
+    smaller = _prompt_tuned_student(priced, answers, traffic, serving_gpu, months, runs)
+    if smaller:
+        summary["smaller_base"] = smaller
     summary["text"] = _headline(priced, summary)
     return priced, summary
+
+
+def _prompt_tuned_student(advice: list, answers: Answers, traffic: Traffic, serving_gpu: GPU, months: float,
+                          runs: int) -> dict | None:
+    """C4.1: when serving cost is a goal, the smaller model distillation would train, prompt-tuned
+    instead — priced the same way, beside the ranking (it changes the model, not only the method)."""
+    if not {"reduce_inference_cost", "small_footprint"} & set(answers.goals):
+        return None
+    distil = next((a for a in advice if REGISTRY[a.method].needs_teacher and a.plan is not None), None)
+    prompt = next((m for m, spec in REGISTRY.items() if spec.served_as == "prompt"), None)
+    if distil is None or prompt is None:
+        return None
+    try:
+        plan = distil.plan.with_method(prompt).estimated()
+        est = plan.estimate
+        h = host(plan.spec(), plan.setup(), traffic, serving_gpu, tasks=answers.num_tasks)
+    except InputError:
+        return None
+    if est.get("cost_usd") is None or h.usd_per_month is None:
+        return None
+    once = est["cost_usd"] * answers.num_tasks
+    return {"method": prompt, "model": plan.model, "criterion": "C4.1", "fits": est["fits"],
+            "serving": h.to_dict(),
+            "total_cost": {"usd": round(once * runs + h.usd_per_month * months, 2), "tuning_usd": round(once * runs, 2),
+                           "hosting_usd": round(h.usd_per_month * months, 2), "months": months,
+                           "usd_per_month": round(h.usd_per_month, 2),
+                           "cumulative_usd": _cumulative(once, runs, h.usd_per_month, months)}}
 
 
 def _priced(a, answers: Answers, traffic: Traffic, serving_gpu: GPU, months: float, runs: int):
@@ -156,6 +186,12 @@ def _headline(advice: list, summary: dict) -> str:
     text = (f"Over {summary['months']:g} months, {cheapest.label} costs least in total: ${t['usd']:,.0f} "
             f"(tuning ${t['tuning_usd']:,.0f} + hosting ${t['usd_per_month']:,.0f}/month on "
             f"{summary['serving_gpu']}).")
+    small = summary.get("smaller_base")
+    if small:
+        st = small["total_cost"]
+        text += (f" A prompt-tuned {small['model']} instead (C4.1: a smaller model prompt-tuned can stand in for a "
+                 f"larger one): ${st['usd']:,.0f} in total, ${st['usd_per_month']:,.0f}/month"
+                 + ("" if small["fits"] else " (its tuning does not fit the tuning GPU as planned)") + ".")
     if not summary["ranked_by_total"]:
         text += " Ranked by fit, not total (set priority to cost to rank by tuning plus hosting)."
     elif any(b is not cheapest and b.total_cost and b.total_cost["usd"] <= t["usd"] for b in priced):

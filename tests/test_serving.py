@@ -218,3 +218,12 @@ def test_app_prices_hosting_and_draws_the_chart(tmp_path, monkeypatch):
     table = next(d.value for d in at.dataframe if "serving GPUs" in d.value.columns)
     assert "LoRA" in set(table["method"]) and table["ms / output token"].notna().all()
     assert any("costs least in total" in c.value for c in at.caption)
+
+
+def test_prompt_tuned_smaller_base_priced_beside_the_ranking():
+    a = Answers.from_dict({**BASE, "goals": ["reduce_inference_cost"], "model": "llama-3.1-70b", "gpu": "h100-sxm",
+                           "num_gpus": 8, "requests_per_day": 100_000})
+    small = recommend(a).hosting["smaller_base"]
+    assert (small["method"], small["model"], small["criterion"]) == ("prompt_tuning", "llama-3.1-8b", "C4.1")
+    assert small["total_cost"]["usd"] == pytest.approx(small["total_cost"]["tuning_usd"]
+                                                       + small["total_cost"]["hosting_usd"], abs=0.05)

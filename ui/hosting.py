@@ -57,8 +57,19 @@ def render_chart(rec: dict) -> None:
                        "ms / output token": s.get("tpot_ms"), "$ / month": t["usd_per_month"],
                        "tuning (all tasks, all runs)": t["tuning_usd"], "total": t["usd"],
                        "cheaper from month": None if not pay else pay["month"]})
+    small = hosting.get("smaller_base")
+    if small:  # C4.1: the smaller model, prompt-tuned, beside the ranked methods
+        name = f"{label(small['method'])} ({small['model']})"
+        rows += [{"month": m, "cumulative cost (USD)": usd, "method": name}
+                 for m, usd in enumerate(small["total_cost"]["cumulative_usd"])]
+        g = small["serving"]["gpus"]
+        layout.append({"method": name, "model served": small["model"],
+                       "serving GPUs": f"{g['count']:,} × {g['name']}", "ms / output token": small["serving"]["tpot_ms"],
+                       "$ / month": small["total_cost"]["usd_per_month"],
+                       "tuning (all tasks, all runs)": small["total_cost"]["tuning_usd"],
+                       "total": small["total_cost"]["usd"], "cheaper from month": None})
     if not rows:
-        st.caption("Hosting could not be priced (no GPU price or no estimate).")
+        st.caption(hosting.get("text") or "Hosting could not be priced.")
         return
     st.caption(hosting["text"])
     fig = px.line(pd.DataFrame(rows), x="month", y="cumulative cost (USD)", color="method", markers=True,
