@@ -15,6 +15,7 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,8 +31,9 @@ RECORDS = Path(__file__).parent / "data" / "serving-records.json"
 def predict(r: dict) -> float:
     spec, gpu = load_model(r["model"]), gpu_by_id(r["gpu"])
     s = served(spec, TrainSetup(method="lora"), 1)  # one merged task: the base as published runs serve it
+    s = replace(s, bytes_per_param=r.get("weight_bytes", 2))  # fp8 runs read one byte per weight
     traffic = Traffic(1.0, r["tokens_in"], r["tokens_out"])
-    rep = replica(spec, s, gpu, 1, r["concurrency"], traffic, kv_cache(spec))
+    rep = replica(spec, s, gpu, r.get("tp", 1), r["concurrency"], traffic, kv_cache(spec))
     if r["metric"] == "tpot_ms":
         return rep.tpot_s * 1e3
     if r["metric"] == "decode_tps":
@@ -101,14 +103,14 @@ def main() -> None:
     c["bandwidth_efficiency"], c["layer_overhead_seconds"], c["step_overhead_seconds"] = saved
     print(f"\nconstants used: bandwidth_efficiency {saved[0]}, layer_overhead_seconds {saved[1] * 1e6:.0f} us, "
           f"step_overhead_seconds {saved[2] * 1e3:.1f} ms\n")
-    print(f"{'record':<26}{'gpu':<11}{'metric':<11}{'measured':>10}{'predicted':>11}{'error':>8}  note")
+    print(f"{'record':<34}{'gpu':<11}{'metric':<11}{'measured':>10}{'predicted':>11}{'error':>8}  note")
     errs = []
     for r in records:
         p = predict(r)
         e = p / r["value"] - 1
         errs.append(e)
-        note = "lengths assumed" if r.get("lengths_assumed") else ""
-        print(f"{r['id']:<26}{r['gpu']:<11}{r['metric']:<11}{r['value']:>10.2f}{p:>11.2f}{e:>8.1%}  {note}")
+        note = ("lengths assumed" if r.get("lengths_assumed") else "") + (f"fp8, TP{r['tp']}" if r.get("tp") else "")
+        print(f"{r['id']:<34}{r['gpu']:<11}{r['metric']:<11}{r['value']:>10.2f}{p:>11.2f}{e:>8.1%}  {note}")
     gpus = sorted({r["gpu"] for r in records})
     print(f"\n{len(records)} records on {len(gpus)} GPU types ({', '.join(gpus)}): median |error| "
           f"{statistics.median(abs(e) for e in errs):.1%}, worst {max(abs(e) for e in errs):.1%} (goal: median <= 25 %)")
