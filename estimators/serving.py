@@ -154,7 +154,8 @@ def served(spec: ModelSpec, setup, tasks: int = 1) -> Served:
         per_param = base / spec.total_params
         return Served(kind, k, 1, base, read, per_param, adapter_bytes=adapter, step_penalty=penalty,
                       host_bytes=k * adapter, note=f"the 4-bit NF4 base kept, with {k:,} unmerged adapters "
-                      "batched on it (multi-LoRA)")
+                      "batched on it (multi-LoRA; its speed assumes a 4-bit kernel that reaches the bandwidth, "
+                      "as Marlin-class kernels do — bitsandbytes' own are slower at large batches)")
     return Served(kind, k, 1, base, read, 2.0, adapter_bytes=adapter, step_penalty=penalty, host_bytes=k * adapter,
                   note=f"one 16-bit base with {k:,} unmerged adapters batched together (multi-LoRA as vLLM/S-LoRA)")
 
