@@ -54,8 +54,32 @@ def price_hosting(advice: list, answers: Answers, gpu: GPU) -> tuple[list, dict]
     smaller = _prompt_tuned_student(priced, answers, traffic, serving_gpu, months, runs)
     if smaller:
         summary["smaller_base"] = smaller
+    separate = _separate_models(priced, answers, traffic, serving_gpu, months, runs)
+    if separate:
+        summary["separate_models"] = separate
     summary["text"] = _headline(priced, summary)
     return priced, summary
+
+
+def _separate_models(advice: list, answers: Answers, traffic: Traffic, serving_gpu: GPU, months: float,
+                     runs: int) -> dict | None:
+    """Where a whole-model method is planned as one multi-task model for K tasks, what K separately
+    tuned models would cost to host instead (C3.6: the per-tenant form full tuning would need)."""
+    a = next((a for a in advice if a.total_cost and a.all_tasks and a.all_tasks.get("runs") == 1
+              and REGISTRY[a.method].served_as == "model" and not REGISTRY[a.method].needs_teacher), None)
+    if a is None:
+        return None
+    try:
+        h = host(a.plan.spec(), a.plan.setup(), traffic, serving_gpu, tasks=answers.num_tasks)
+    except InputError:
+        return None
+    if h.usd_per_month is None:
+        return None
+    tuning = a.total_cost["tuning_usd"]
+    return {"method": a.method, "tasks": answers.num_tasks, "serving": h.to_dict(),
+            "total_cost": {"usd": round(tuning + h.usd_per_month * months, 2), "tuning_usd": tuning,
+                           "hosting_usd": round(h.usd_per_month * months, 2), "months": months,
+                           "usd_per_month": round(h.usd_per_month, 2)}}
 
 
 def _prompt_tuned_student(advice: list, answers: Answers, traffic: Traffic, serving_gpu: GPU, months: float,
@@ -88,8 +112,11 @@ def _prompt_tuned_student(advice: list, answers: Answers, traffic: Traffic, serv
 def _priced(a, answers: Answers, traffic: Traffic, serving_gpu: GPU, months: float, runs: int):
     if a.plan is None or a.estimate is None:
         return a
+    # A whole-model method tuned once on every task's data serves them all from one model (C6.22,
+    # the recommendation's all_tasks); otherwise each task has its own model or adapter.
+    one_model = bool(a.all_tasks and a.all_tasks.get("runs") == 1)
     try:
-        h = host(a.plan.spec(), a.plan.setup(), traffic, serving_gpu, tasks=answers.num_tasks)
+        h = host(a.plan.spec(), a.plan.setup(), traffic, serving_gpu, tasks=answers.num_tasks, one_model=one_model)
     except InputError as exc:
         return dataclasses.replace(a, hosting_error=str(exc))
     serving = {**a.estimate.get("serving", {}), **h.to_dict()}
@@ -186,6 +213,11 @@ def _headline(advice: list, summary: dict) -> str:
     text = (f"Over {summary['months']:g} months, {cheapest.label} costs least in total: ${t['usd']:,.0f} "
             f"(tuning ${t['tuning_usd']:,.0f} + hosting ${t['usd_per_month']:,.0f}/month on "
             f"{summary['serving_gpu']}).")
+    sep = summary.get("separate_models")
+    if sep:
+        g, st = sep["serving"]["gpus"], sep["total_cost"]
+        text += (f" {sep['tasks']:,} separately tuned {REGISTRY[sep['method']].label} models (one per task, C3.6) would "
+                 f"need {g['count']:,} × {g['type']}: ${st['usd_per_month']:,.0f}/month, ${st['usd']:,.0f} in total.")
     small = summary.get("smaller_base")
     if small:
         st = small["total_cost"]

@@ -126,12 +126,15 @@ class Served:
     note: str = ""
 
 
-def served(spec: ModelSpec, setup, tasks: int = 1) -> Served:
-    """How ``setup.method``'s result is served for ``tasks`` tasks (the registry's ``served_as``)."""
+def served(spec: ModelSpec, setup, tasks: int = 1, one_model: bool = False) -> Served:
+    """How ``setup.method``'s result is served for ``tasks`` tasks (the registry's ``served_as``);
+    ``one_model``: a whole-model method trained once on all tasks' data (one multi-task model)."""
     kind, k = setup.m.served_as, tasks
     read = _read_params(spec)
     base = spec.total_params * 2
     if kind == "model":
+        if one_model and k > 1:
+            return Served(kind, k, 1, base, read, 2.0, note=f"one multi-task model serving all {k:,} tasks")
         what = "a whole model per task" + (f": {k:,} models" if k > 1 else "")
         return Served(kind, k, k, base, read, 2.0, note=what)
     adapter = trainable_params(spec, setup) * 2
@@ -297,13 +300,13 @@ def _max_batch(s: Served, kv: KVCache, gpu: GPU, tp: int, traffic: Traffic) -> i
 
 
 def host(spec: ModelSpec, setup, traffic: Traffic, gpu: GPU, tasks: int = 1, kv_dtype: str = "bf16",
-         price_per_hour: float | None = None) -> Hosting:
+         price_per_hour: float | None = None, one_model: bool = False) -> Hosting:
     """The cheapest layout of ``gpu``s (tensor parallel × replicas) that serves ``traffic`` for the
     ``tasks`` variants ``setup.method`` produces; raises InputError when no layout can."""
     if gpu.bandwidth_gbs is None:
         raise InputError(f"GPU '{gpu.id}' has no memory bandwidth in the catalog: pick a catalog serving_gpu")
     c = constants()
-    s, kv = served(spec, setup, tasks), kv_cache(spec, kv_dtype)
+    s, kv = served(spec, setup, tasks, one_model), kv_cache(spec, kv_dtype)
     notes = []
     tp = 1
     while _max_batch(s, kv, gpu, tp, traffic) < 1:
