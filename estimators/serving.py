@@ -273,7 +273,8 @@ class Hosting:
 
     def to_dict(self) -> dict:
         r, s = self.replica, self.served
-        return {"tasks": s.tasks, "served_as": s.note, "kind": s.kind, "weights_bytes": s.weights_bytes,
+        return {"tasks": s.tasks, "served_as": s.note, "kind": s.kind, "weights_bytes": s.weights_bytes * s.deployments,
+                "weights_bytes_per_deployment": s.weights_bytes,
                 "host_adapter_bytes": s.host_bytes, "kv_bytes_per_token": self.kv.bytes_per_token,
                 "kv": self.kv.to_dict(),
                 "gpus": {"type": self.gpu.id, "name": self.gpu.name, "count": self.gpus, "tensor_parallel": self.tp,
