@@ -388,12 +388,56 @@ def make_optimizer(spec: dict, params, lr: float, foreach: bool | None = None):
     return getattr(importlib.import_module(module), name)(params, lr=lr, **kwargs)
 
 
-def loss_fn(recipe: dict, teacher=None):
-    """``loss(model, batch)``: the model's own loss, or with a teacher the distillation mix
-    (Hinton et al. 2015): (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T) on the labelled tokens."""
+def chunked_cross_entropy(hidden, head, labels, chunk: int = 1024):
+    """Causal-LM cross-entropy from the last hidden states without the (tokens × vocab) logits: the head
+    and the loss run ``chunk`` tokens at a time under activation checkpointing, so each chunk's fp32
+    logits live only while it is computed (forward) or recomputed (backward) — the idea of Liger's
+    FusedLinearCrossEntropy and Apple's Cut Cross-Entropy, in plain torch. Same value as transformers'
+    loss: shifted labels, mean over the labelled tokens."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    h = hidden[:, :-1].reshape(-1, hidden.size(-1))
+    y = labels[:, 1:].reshape(-1).to(h.device)
+    count = (y != -100).sum()
+
+    def part(h_chunk, y_chunk):
+        return F.cross_entropy(head(h_chunk).float(), y_chunk, ignore_index=-100, reduction="sum")
+
+    total = sum(checkpoint(part, h[i:i + chunk], y[i:i + chunk], use_reentrant=False)
+                for i in range(0, h.size(0), chunk))
+    return total / count.clamp(min=1) if torch.is_tensor(total) else hidden.sum() * 0
+
+
+def fused_causal_lm_loss(model, batch):
+    """The model's loss through ``chunked_cross_entropy``: its output head is swapped for an identity for
+    the forward (so the model returns hidden states), then applied chunk by chunk. Prompt tuning's
+    virtual tokens come first in the output: their positions get no label."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(base, "_orig_mod", base)
+    head = base.get_output_embeddings()
+    base.set_output_embeddings(torch.nn.Identity())
+    try:
+        hidden = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    finally:
+        base.set_output_embeddings(head)
+    labels = batch["labels"]
+    extra = hidden.size(1) - labels.size(1)
+    if extra > 0:
+        labels = torch.cat([labels.new_full((labels.size(0), extra), -100), labels], dim=1)
+    return chunked_cross_entropy(hidden, head, labels)
+
+
+def loss_fn(recipe: dict, teacher=None, fused: bool = False):
+    """``loss(model, batch)``: the model's own loss (``fused``: chunked, without the full logits), or with
+    a teacher the distillation mix (Hinton et al. 2015): (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T) on
+    the labelled tokens (the KL term needs both logits: distillation ignores ``fused``)."""
     spec = recipe.get("teacher")
     if not spec:
-        return lambda model, batch: model(**batch).loss
+        return fused_causal_lm_loss if fused else (lambda model, batch: model(**batch).loss)
     temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
 
     def distill(model, batch):
@@ -466,11 +510,13 @@ class Built:
     accum: int = 1
     steps_taken: list = field(default_factory=list)
     """Micro-batches each optimizer step ran (what ``report`` says, not what the plan asked)."""
+    runner: object = None
+    """What the steps call when it is not the model itself (``torch.compile``'s wrapper)."""
 
     def step(self, group: list, on_phase=lambda name: None):
         """One optimizer step over the micro-batches in ``group``: each loss divided by their number,
         gradients accumulated, then the update. Returns the mean loss (a detached tensor)."""
-        values = [train_step(self.model, self.optimizer, batch, on_phase, loss=self.loss, autocast=self.autocast,
+        values = [train_step(self.runner or self.model, self.optimizer, batch, on_phase, loss=self.loss, autocast=self.autocast,
                              accum=len(group), update=k == len(group) - 1) for k, batch in enumerate(group)]
         self.steps_taken.append(len(group))
         return sum(values) / len(values)
@@ -509,7 +555,12 @@ def build(plan: dict, source, device: str, *, teacher=None, tokenizer_path=None,
         autocast = None if fsdp else autocast
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(recipe["optimizer"], params, float(s["lr"]), foreach=foreach)
-    return Built(model, optimizer, loss_fn(recipe, frozen), frozen, autocast, int(s.get("grad_accum", 1)))
+    loss = loss_fn(recipe, frozen, fused=bool(s.get("fused_cross_entropy")))
+    if s.get("compile"):  # the steps run the compiled module; the model itself is what is saved
+        import torch
+
+        return Built(model, optimizer, loss, frozen, autocast, int(s.get("grad_accum", 1)), runner=torch.compile(model))
+    return Built(model, optimizer, loss, frozen, autocast, int(s.get("grad_accum", 1)))
 
 
 def training_rows(examples, tokenizer, settings: dict, rank: int = 0, world: int = 1) -> list[dict]:
@@ -732,6 +783,12 @@ def main(argv=None) -> int:
         tok.pad_token = tok.eos_token
     built = build(plan, model_path, device, teacher=args.teacher, tokenizer_path=args.tokenizer or model_path,
                   world=world)
+    # Speed settings (issue 21): compile and the fused loss run here (runtime.build); the other two are not
+    # implemented by this script, which says so instead of pretending.
+    for name in ("optimizer_in_backward", "activation_offloading"):
+        if s.get(name):
+            say(f"note: {name} is not implemented by this script: it runs without it (expect the memory and speed of "
+                "the plan with it off)")
     params = [p for p in built.model.parameters() if p.requires_grad]
     say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
         f"{sum(p.numel() for p in built.model.parameters()):,}")

@@ -162,6 +162,13 @@ def render_what_if(by_method: dict, gpu) -> None:
     if "lora_rank" in s:
         settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
                                                      value=s["lora_rank"], key=f"wi_rank_{method}"))
+    # Speed settings (issue 21): each a plan setting the estimate models and the exported train.py honours or names.
+    speed = st.columns(5)
+    for col, (name, text) in zip(speed, (("packing", "Packing"), ("compile", "torch.compile"),
+                                         ("fused_cross_entropy", "Fused cross-entropy"),
+                                         ("optimizer_in_backward", "Optimizer in backward"),
+                                         ("activation_offloading", "Activation offloading"))):
+        settings[name] = col.checkbox(text, bool(s.get(name)), key=f"wi_{name}_{method}")
     hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
     if hardware["num_gpus"] > 1:
         shardings = setting("sharding").choices  # the one schema (estimators/plan.py)
