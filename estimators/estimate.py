@@ -106,7 +106,10 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
                    "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
         out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
-                    "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",
+                    "zero1": "ZeRO-1: optimizer states sharded",
+                    "zero2": "ZeRO-2 (DeepSpeed): every GPU keeps the whole 16-bit model; gradients and optimizer "
+                             "states sharded (the CPU trial runs it as FSDP2 reshard_after_forward=False, which "
+                             "also holds a 1/n parameter shard)",
                     "zero3": "ZeRO-3: parameters, gradients and optimizer states sharded",
                     "fsdp": "FSDP full shard: parameters, gradients and optimizer states sharded"}[s.sharding])
     if s.cpu_offload:
