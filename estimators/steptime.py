@@ -37,12 +37,9 @@ and per optimizer step (once per ``grad_accum`` micro-batches):
   not with tokens. Sharded optimizers (ZeRO/FSDP) update only their shard. On a CPU, PyTorch picks the
   per-tensor loop (``_single_tensor_adamw``: about a dozen ops per parameter tensor), a fixed host cost
   per trainable tensor on top of the bytes.
-* **communication** (more than one GPU): DDP and ZeRO-1/2 all-reduce (or reduce-scatter +
-  all-gather) the gradients once per step; ZeRO-3/FSDP all-gather every parameter in forward and in
-  backward and reduce-scatter the gradients per micro-batch. A ring moves ``2·(n−1)/n`` of the
-  buffer per all-reduce and ``(n−1)/n`` per all-gather or reduce-scatter (Patarasuk & Yuan 2009),
-  over the GPU's link bandwidth (``gpus.json`` ``link_gbs``). DDP buckets and FSDP prefetch overlap
-  it with compute (Li et al. 2020; Zhao et al. 2023), so it costs only where it exceeds the compute.
+* **communication and offload** (more than one GPU, or ``cpu_offload``): collectives per sharding
+  strategy, host-link copies of offloaded weights and gradients, and a CPU optimizer step, each
+  overlapped with compute only as far as its framework prefetches — ``estimators/transfer.py``.
 
 The constants that are not datasheet facts live in ``data/time_model.json`` with how they were
 fitted (``bench/time_accuracy.py --fit`` on the fit set of ``bench/data/throughput-records.json``).
@@ -62,6 +59,7 @@ from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_linears
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
+from estimators.transfer import transfer_time
 
 DATA = Path(__file__).parent / "data"
 # PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for.
@@ -102,6 +100,10 @@ class StepTime:
     micro_batches: int
     module_traffic: float = 0.0
     """Per micro-batch on a CPU: the inserted modules' elementwise passes over their tokens."""
+    offload: float = 0.0
+    """Per optimizer step: host-link copies of offloaded weights and gradients not hidden (estimators/transfer.py)."""
+    cpu_optimizer: float = 0.0
+    """Per optimizer step: the optimizer run on the host CPU under offload (estimators/transfer.py)."""
 
     @property
     def micro_batch(self) -> float:
@@ -109,13 +111,15 @@ class StepTime:
 
     @property
     def total(self) -> float:
-        return self.micro_batches * self.micro_batch + self.optimizer + self.communication
+        return self.micro_batches * self.micro_batch + self.optimizer + self.communication + self.offload \
+            + self.cpu_optimizer
 
     def to_dict(self) -> dict:
         return {"compute": self.compute, "launch": self.launch, "eager_attention": self.eager_attention,
                 "dequantize": self.dequantize, "moe_routing": self.moe_routing, "fixed": self.fixed,
                 "optimizer": self.optimizer, "communication": self.communication,
-                "module_traffic": self.module_traffic, "micro_batches": self.micro_batches, "total": self.total}
+                "module_traffic": self.module_traffic, "offload": self.offload, "cpu_optimizer": self.cpu_optimizer,
+                "micro_batches": self.micro_batches, "total": self.total}
 
 
 def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
@@ -179,21 +183,6 @@ def module_features(spec: ModelSpec, setup: TrainSetup) -> int:
     return setup.m.added_modules(spec, setup) * 2 * spec.hidden
 
 
-def _communication_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
-    """Bytes each GPU sends per optimizer step over its link (ring collectives)."""
-    n = setup.num_gpus
-    if n == 1:
-        return 0.0
-    share = (n - 1) / n
-    grad_bytes = trainable_params(spec, setup) * (4 if setup.frozen_base else setup.weight_bytes)
-    if setup.sharding in ("zero3", "fsdp"):
-        # Per micro-batch: gather every (16-bit) parameter for forward and again for backward, and
-        # reduce-scatter the trainable gradients.
-        params = spec.total_params * DTYPE_BYTES[setup.precision]
-        return setup.grad_accum * share * (2 * params + grad_bytes)
-    return 2 * share * grad_bytes  # all-reduce (DDP), or reduce-scatter + all-gather (ZeRO-1/2)
-
-
 def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
               efficiency: float) -> StepTime:
     """One optimizer step of ``setup.grad_accum`` micro-batches of ``batch_size`` sequences of
@@ -242,14 +231,15 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
         moe = moved * c["moe_permute_passes"] * spec.layers / bw
     fixed = c["step_overhead_seconds"] if cuda else 0.0
     optimizer = optimizer_seconds(spec, setup, gpu)
-    link = (gpu.link_gbs or DEFAULT_LINK_GBS) * 1e9
-    comm_seconds = _communication_bytes(spec, setup) / link
     per_micro = busy + eager + dequant + moe + fixed + traffic
-    hidden = setup.grad_accum * per_micro
-    communication = max(0.0, comm_seconds - hidden)
+    # --- communication and offload (#22): collectives, host-link copies and a CPU optimizer step, each
+    # overlapped with compute only as far as its framework prefetches (estimators/transfer.py) ---
+    moved = transfer_time(spec, setup, gpu, per_micro, link_gbs=gpu.link_gbs or DEFAULT_LINK_GBS)
+    # --- end of the transfer hook ---
     return StepTime(compute=compute, launch=launch, busy=busy, eager_attention=eager, dequantize=dequant,
-                    moe_routing=moe, fixed=fixed, optimizer=optimizer, communication=communication,
-                    micro_batches=setup.grad_accum, module_traffic=traffic)
+                    moe_routing=moe, fixed=fixed, optimizer=optimizer, communication=moved.communication,
+                    micro_batches=setup.grad_accum, module_traffic=traffic, offload=moved.offload,
+                    cpu_optimizer=moved.cpu_optimizer)
 
 
 def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
