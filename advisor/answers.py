@@ -56,6 +56,9 @@ class Answers:
     student: str | None = None
     """Distillation: the student (default: the largest catalog model sharing the tokenizer and at most
     a quarter of the teacher's size)."""
+    host_memory_gib: float | None = None
+    """Host RAM of one machine in GiB; offload must fit in it (None: a typical host for the GPU class,
+    estimators/data/hosts.json)."""
 
     def __post_init__(self):
         problems = _problems(self)
@@ -113,7 +116,7 @@ def _problems(a: Answers) -> list[str]:
         p.append(f"domain_distance must be one of {', '.join(DISTANCES)} (got {a.domain_distance!r})")
     if a.priority not in PRIORITIES:
         p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
-    for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000)):
+    for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000), ("host_memory_gib", 1e6)):
         v = getattr(a, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high):
             p.append(f"{name} must be a number above 0 and at most {high:,g} (got {_shown(v)})")

@@ -61,6 +61,11 @@ def format_estimate(e: Estimate) -> str:
     if e.gpu is not None:
         verdict = "fits" if j["fits"] else "does NOT fit"
         lines.append(f"  → {verdict} on {e.setup.num_gpus}× {e.gpu.name} ({gib(e.gpu.memory_bytes)} each)")
+        host = j.get("host") or {}
+        if host.get("memory_bytes"):
+            word = "fits" if host["fits"] else "does NOT fit"
+            lines.append(f"  host RAM {gib(host['needed_bytes'])} per node: {word} the host's "
+                         f"{gib(host['memory_bytes'])}" + ("" if host["given"] else " (typical; --host-memory-gib)"))
     lines += ["", "Time and cost"]
     tps = j["throughput"]["tokens_per_second"]
     lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
