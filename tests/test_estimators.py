@@ -294,8 +294,12 @@ def test_min_gpus_is_the_first_count_that_fits_under_each_sharding():
     n = m["by_sharding"]["fsdp"]["num_gpus"]
     assert fits(n, "fsdp") and not fits(COUNTS[COUNTS.index(n) - 1], "fsdp")
     assert m["by_sharding"]["fsdp+offload"]["num_gpus"] <= n
-    cheapest = m["cheapest"]
-    assert cheapest and [o["cost_usd"] for o in cheapest] == sorted(o["cost_usd"] for o in cheapest)
+    # the search's options: cheapest whole run first, the plan's own GPU type discounted by its preference
+    from estimators.scaling import OWN_TYPE_PREFERENCE, _sig
+
+    ranked = [_sig(o["cost_usd"] / (OWN_TYPE_PREFERENCE if o["gpu"] == "a100-80gb" and o["num_gpus"] <= 8 else 1))
+              for o in m["options"]]  # to 3 significant figures, then fewer GPUs
+    assert m["options"] and ranked == sorted(ranked) and m["answer"] == m["options"][0]["text"]
 
 
 def test_host_ram_counts_processes_offload_and_loading():
