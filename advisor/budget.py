@@ -13,7 +13,7 @@ from estimators.scaling import MAX_GPUS, search
 
 def cheapest_hardware(f: Feasibility, max_hours: float | None, max_cost: float | None) -> dict | None:
     """The search's first answer for this plan within the budget; None when nothing up to MAX_GPUS is."""
-    found = search(f.base or f.plan, max_hours, max_cost, limit=1)
+    found = search(f.plan, max_hours, max_cost, limit=1)  # the plan shown: the same call as the hint
     if not found:
         return None
     o = found[0]

@@ -27,8 +27,6 @@ class Feasibility:
     """What was changed to make it fit, what the budget says, and what would fit otherwise."""
     over_by: float | None = None
     """Estimate over budget, as a multiple of the tighter limit (time or money); None without a budget."""
-    base: Plan | None = None
-    """The plan the search started from (what every "what would fit" surface searches around)."""
 
     @property
     def settings(self) -> dict:
@@ -130,16 +128,15 @@ def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float
         else:
             notes.append(f"does not fit: needs {e.memory.total / 1024**3:.1f} GiB per GPU with every memory saver, "
                          f"{gpu.name} has {gpu.memory_bytes / 1024**3:.0f} GiB")
-        hint = what_would_fit(base, max_hours, max_cost)
+        hint = what_would_fit(plan, max_hours, max_cost)  # around the plan shown, as the what-if searches
         if hint:
             notes.append(hint)
-    return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes, over_by=over,
-                       base=base)
+    return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes, over_by=over)
 
 
 def _best_effort(base: Plan, spec: ModelSpec, calibration) -> tuple:
     """Nothing fits with headroom on the user's GPUs: the plan with every saver under each strategy its GPU
-    count allows; one that fits without headroom ("tight") if any, else the smallest."""
+    count allows; one that fits without headroom ("tight") if any, else the smallest within the host's RAM."""
     changes, notes = rungs(base)[-1]
     n = base.hardware["num_gpus"]
     tried = []
@@ -150,7 +147,7 @@ def _best_effort(base: Plan, spec: ModelSpec, calibration) -> tuple:
         steps = list(notes) + ([f"{LABELS[label]} over {n} GPUs (C6.8)"] if label != "none" else [])
         tried.append((plan, e, steps))
     tight = [t for t in tried if t[1].fits]
-    return tight[0] if tight else min(tried, key=lambda t: t[1].memory.total)
+    return tight[0] if tight else min(tried, key=lambda t: (t[1].fits_host is False, t[1].memory.total))
 
 
 def what_would_fit(plan: Plan, max_hours: float | None = None, max_cost: float | None = None) -> str | None:

@@ -174,10 +174,11 @@ def format_trial(res: dict) -> str:
 
 def format_min_gpus(m: dict) -> str:
     """How many GPUs: per sharding on the plan's GPU, then the cheapest catalog options."""
-    lines = [f"How many {m['gpu']} GPUs"]
+    lines = [f"What would fit: {m['answer']}" if m.get("answer") else "What would fit: nothing up to 128 GPUs",
+             "", f"How many {m['gpu']} GPUs"]
     for label, found in m["by_sharding"].items():
         if found is None:
-            lines.append(f"  {label:<14} does not fit on up to 1024")
+            lines.append(f"  {label:<14} does not fit on up to 128")
         else:
             cost = "" if found["cost_usd"] is None else f", ${found['cost_usd']:,.2f} for the run"
             lines.append(f"  {label:<14} {found['num_gpus']:>4} × {gib(found['memory_per_gpu'])} per GPU, host RAM "
@@ -185,9 +186,7 @@ def format_min_gpus(m: dict) -> str:
     if m["cheapest"]:
         lines.append("Cheapest that fit" + (" the budget" if any(m["budget"].values()) else "") + ":")
         for o in m["cheapest"]:
-            cost = "—" if o["cost_usd"] is None else f"${o['cost_usd']:,.2f}"
-            lines.append(f"  {o['num_gpus']} × {o['name']} ({o['sharding']}): {cost} for the run, "
-                         f"{human_seconds(o['seconds'])}, ${o['usd_per_hour']:,.2f}/h")
+            lines.append(f"  {o['text']}, ${o['usd_per_hour']:,.2f}/h")
     else:
         lines.append("No catalog GPU type and count up to 128 fits" + (" the budget." if any(m["budget"].values()) else "."))
     return "\n".join(lines)

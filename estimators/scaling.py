@@ -14,7 +14,8 @@ advice, the app's what-if, ``estimate --min-gpus``).
 For each (model, method, GPU type, strategy) it keeps the fewest GPUs that fit with ``HEADROOM`` free
 and meet the time and money budget, under the first settings rung that fits; memory falls as GPUs are
 added, so the count is found by bisection over ``COUNTS``. Options are ranked: the plan's own model
-before a smaller base, then by whole-run cost, then time, then GPUs. Each option is the edited plan with
+before a smaller base, then by whole-run cost (``score``: the user's own GPU type and fewer GPUs weigh
+a little), then GPUs, then time. Each option is the edited plan with
 its estimate and what changed. Pure: every figure is a plan's own estimate.
 """
 from __future__ import annotations
@@ -183,19 +184,26 @@ def _search(plan, max_hours, max_cost, limit, gpu_ids, counts, variants, calibra
 OWN_NODE = 8
 OWN_TYPE_PREFERENCE = 1.25
 """More of the user's own GPU type (up to one node of 8) wins over another type costing up to 25 % less:
-the same drivers, kernels and machine, nothing to rent. A design choice, not a measurement."""
+the same drivers, kernels and machine, nothing new to rent. A design choice, not a measurement."""
+GPU_DOUBLING_PENALTY = 0.05
+"""Each doubling of the GPU count weighs 5 % of the cost: at about equal cost, fewer GPUs (fewer ranks to
+fail, less interconnect to depend on) are the practitioner's choice. A design choice, not a measurement."""
+
+
+def score(cost_usd: float | None, gpu_id: str, num_gpus: int, own: str) -> float:
+    """What the options are ranked by: the whole run's cost, weighed by the preferences above."""
+    if cost_usd is None:
+        return math.inf
+    mine = gpu_id == own and num_gpus <= OWN_NODE
+    return cost_usd / (OWN_TYPE_PREFERENCE if mine else 1) * (1 + GPU_DOUBLING_PENALTY * math.log2(num_gpus))
 
 
 def _rank(o: Option, own: str):
-    """The plan's model first; then cost (the user's own type discounted by OWN_TYPE_PREFERENCE), GPUs, time."""
-    cost = o.estimate.time.cost_usd
+    """The plan's model first; then the score; at equal scores fewer GPUs, the simpler strategy, less time."""
     secs = o.estimate.time.seconds
-    mine = o.estimate.gpu.id == own and o.num_gpus <= OWN_NODE
-    cost = math.inf if cost is None else cost / (OWN_TYPE_PREFERENCE if mine else 1)
     simpler = [label for label, _ in STRATEGIES].index(o.strategy)
-    # costs equal to 3 significant figures tie: then fewer GPUs, the simpler strategy (DDP before ZeRO-2...)
-    return (o.smaller_base, _sig(cost), o.num_gpus, simpler,
-            math.inf if secs is None else secs, o.estimate.memory.total)
+    return (o.smaller_base, _sig(score(o.estimate.time.cost_usd, o.estimate.gpu.id, o.num_gpus, own)), o.num_gpus,
+            simpler, math.inf if secs is None else secs, o.estimate.memory.total)
 
 
 def _sig(x: float, digits: int = 3) -> float:

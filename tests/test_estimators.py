@@ -294,11 +294,10 @@ def test_min_gpus_is_the_first_count_that_fits_under_each_sharding():
     n = m["by_sharding"]["fsdp"]["num_gpus"]
     assert fits(n, "fsdp") and not fits(COUNTS[COUNTS.index(n) - 1], "fsdp")
     assert m["by_sharding"]["fsdp+offload"]["num_gpus"] <= n
-    # the search's options: cheapest whole run first, the plan's own GPU type discounted by its preference
-    from estimators.scaling import OWN_TYPE_PREFERENCE, _sig
+    # the search's options: cheapest whole run first, as weighed by the search's score
+    from estimators.scaling import _sig, score
 
-    ranked = [_sig(o["cost_usd"] / (OWN_TYPE_PREFERENCE if o["gpu"] == "a100-80gb" and o["num_gpus"] <= 8 else 1))
-              for o in m["options"]]  # to 3 significant figures, then fewer GPUs
+    ranked = [_sig(score(o["cost_usd"], o["gpu"], o["num_gpus"], "a100-80gb")) for o in m["options"]]
     assert m["options"] and ranked == sorted(ranked) and m["answer"] == m["options"][0]["text"]
 
 
