@@ -78,6 +78,16 @@ def test_qlora_shards_its_4bit_base_under_fsdp(tiny, home):
     assert res["estimate"]["memory"]["detail"]["gathered_block"] > 0
     for r in res["measured"]["per_rank"]:
         assert abs(r["peak_allocated"] / estimate - 1) <= 0.12, (r["peak_allocated"], estimate)
+    # what each rank holds: half of the stored base (4-bit words, unquantized weights in bf16) and of the
+    # fp32 adapters, by hand: quantized linears 0.5 + 1/64 + 4/16384 bytes per weight, the rest 2 bytes
+    cfg = TINY
+    h, i, layers, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+    quantized = layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+    other = 2 * v * h + (2 * layers + 1) * h
+    stored = int(quantized * (0.5 + 1 / 64 + 4 / (64 * 256))) + other * 2
+    held = (stored + res["estimate"]["params"]["trainable"] * 4) / 2
+    assert all(abs(r["parameter_bytes"] / held - 1) <= 0.02 for r in res["measured"]["per_rank"]), held
 
 
 def _no_process_left(run_id: str, within: float = 30) -> bool:
