@@ -128,8 +128,9 @@ def smaller_same_family(plan: Plan, limit: int = 1) -> list[str]:
 def _variants(plan: Plan) -> list[tuple[Plan, tuple[str, ...], bool]]:
     """(plan, what changed, smaller base?) for the plan itself, QLoRA instead of LoRA, a smaller base."""
     out = [(plan, (), False)]
-    if plan.method == "lora":
-        out.append((plan.with_method("qlora"), ("QLoRA instead of LoRA",), False))
+    variant = get(plan.method).quantized_variant
+    if variant:
+        out.append((plan.with_method(variant), (f"{get(variant).label} instead of {get(plan.method).label}",), False))
     if not get(plan.method).needs_teacher:
         for model in smaller_same_family(plan):
             out.append((plan.edit(model=model), (f"smaller base {model}",), True))
