@@ -9,7 +9,8 @@ advice, the app's what-if, ``estimate --min-gpus``).
   replicas, ZeRO-2, FSDP full shard, FSDP with CPU offload — offload only within the host's RAM (a plan
   over ``host_memory_gib`` does not fit: ``Estimate.fits``);
 * the **method**: QLoRA instead of LoRA (the same adapters over a 4-bit base);
-* the **model**: the largest smaller catalog base of the same family (shared tokenizer), last.
+* the **model**: the largest smaller catalog base of the same family (shared tokenizer), on the user's
+  own GPU type, ranked last.
 
 For each (model, method, GPU type, strategy) it keeps the fewest GPUs that fit with ``HEADROOM`` free
 and meet the time and money budget, under the first settings rung that fits; memory falls as GPUs are
@@ -169,7 +170,7 @@ def _search(plan, max_hours, max_cost, limit, gpu_ids, counts, variants, calibra
             ladder = rungs(base)
         except InputError:
             continue
-        for gpu_id in types:
+        for gpu_id in (types if not smaller else types[:1]):  # a smaller base: on the user's own GPU type only
             hw = {} if gpu_id == own else {"gpu": gpu_id, "price_per_hour": None, "host_memory_gib": None,
                                             "gpu_memory_gib": None, "gpu_tflops": None, "gpu_name": None}
             for label, changes in STRATEGIES:
