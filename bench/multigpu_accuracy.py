@@ -58,11 +58,13 @@ def setup_for(r: dict) -> TrainSetup:
     targets = mp.get("target_modules") or "all-linear"
     targets = targets if isinstance(targets, str) else ",".join(targets)
     sharding = r.get("sharding") or ""
-    shard = "none" if "NO_SHARD" in sharding else "zero3" if "ZeRO-3" in sharding else "fsdp"
+    shard = ("none" if "NO_SHARD" in sharding else "zero3" if "ZeRO-3" in sharding else
+             "zero2" if "ZeRO-2" in sharding else "fsdp")
     # amp_bf16 with a frozen base (PEFT's examples load the base in bf16; adapters stay fp32) is our pure
     # bf16 with PEFT's fp32 adapters; only full tuning keeps fp32 masters under AMP.
     amp = str(r.get("dtype_mode", "")).startswith("amp") and r["method"] in ("full", "distillation")
-    examples = r.get("examples") or (1024 if r.get("run_time_s") else None)  # fsdp_qlora runs: 1,024 samples
+    examples = r.get("examples") or (1024 if r.get("run_time_s") else 6400 if r.get("throughput_relative") else None)
+    # (fsdp_qlora runs: 1,024 samples; relative throughputs: any count, only ratios are compared)
     return TrainSetup(method=r["method"], batch_size=r["batch"], seq_len=r["seq"],
                       precision="bf16", mixed_precision=amp,
                       gradient_checkpointing=bool(r.get("grad_ckpt")), lora_rank=mp.get("lora_r") or 16,
@@ -76,7 +78,8 @@ def setup_for(r: dict) -> TrainSetup:
 def gpu_for(r: dict):
     """The catalog GPU a record ran on (the fsdp_qlora case studies name it in the id)."""
     if r.get("gpu"):
-        return gpu_by_id(r["gpu"])
+        gpu = gpu_by_id(r["gpu"])
+        return dataclasses.replace(gpu, link_gbs=r["link_gbs"]) if r.get("link_gbs") else gpu
     for key, gid in (("/3090/", "rtx-3090"), ("/4090/", "rtx-4090")):
         if key in r["id"]:
             return gpu_by_id(gid)
@@ -162,12 +165,34 @@ def compare(r: dict) -> dict:
             "cpu_ram_gib": round(m.detail.get("cpu_ram", 0) / 1024**3, 1)}
 
 
+def compare_ratios(records: list[dict]) -> list[dict]:
+    """Offload against no offload on the same machine: the published throughput ratio against the ratio of
+    estimated seconds (each offload row with its stage's checkpointed, unoffloaded row at the smallest batch)."""
+    rel = [r for r in records if r.get("throughput_relative")]
+    out = []
+    for r in rel:
+        if "(no offload)" in r["sharding"]:
+            continue
+        stage = r["sharding"].split(" (")[0]
+        base = min((b for b in rel if b["sharding"] == f"{stage} (no offload)" and b["grad_ckpt"] == r["grad_ckpt"]),
+                   key=lambda b: abs(b["batch"] - r["batch"]), default=None)
+        if base is None:
+            continue
+        secs = [estimate_time(spec_for(x), setup_for(x), gpu_for(x)).seconds for x in (r, base)]
+        measured = base["throughput_relative"] / r["throughput_relative"]
+        estimated = secs[0] / secs[1]
+        out.append({"id": r["id"], "versus": base["id"], "measured": round(measured, 2), "estimated": round(estimated, 2),
+                    "error": estimated / measured - 1})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--markdown", action="store_true", help="print tables for docs/accuracy.md")
     args = ap.parse_args()
     records = json.loads((ROOT / "bench" / "data" / "multigpu-measurements.json").read_text())["records"]
-    rows = [compare(r) for r in records if r["value"] is not None or not (r.get("run_time_s") or r.get("tokens_per_s_per_gpu"))]
+    rows = [compare(r) for r in records if r["value"] is not None
+            or not (r.get("run_time_s") or r.get("tokens_per_s_per_gpu"))]
     times = [t for r in records if (t := compare_time(r)) is not None]
     efficiency = calibrate(records)
     calibrated = {t["id"]: t for r in records if (t := compare_time(r, efficiency)) is not None}
@@ -199,6 +224,13 @@ def main():
         else:
             print(f"{t['id']:<72} measured {t['measured']:>7,} {t['unit']:<9} estimated {t['estimated']:>7,} "
                   f"({t['error']:+.0%}; calibrated {cal_text})  moved {moved}")
+    ratios = compare_ratios(records)
+    print("\nOffload slowdown against the same run without offload (published throughput ratio vs estimated "
+          "seconds ratio)" + ("\n\n| record | versus | measured | estimated | error |\n|---|---|---|---|---|"
+                             if args.markdown else ""))
+    for q in ratios:
+        print(f"| {q['id']} | {q['versus']} | {q['measured']}x | {q['estimated']}x | {q['error']:+.0%} |" if args.markdown
+              else f"{q['id']:<72} {q['measured']:.2f}x slower measured, {q['estimated']:.2f}x estimated ({q['error']:+.0%})")
     ok_times = [t for t in times if t["status"] == "ok"]
     for label, found in (("memory", [r for r in rows if r["status"] == "ok"]), ("time", ok_times),
                          ("time, the 3090/4090 boxes calibrated on their DDP runs (others as above; DDP runs left out)", [calibrated[t["id"]] for t in ok_times

@@ -194,6 +194,17 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     # Multi-GPU: DDP replicates everything (C6.8) and buckets gradients in a second copy; ZeRO-1 shards
     # optimizer states, ZeRO-2 also gradients, ZeRO-3/FSDP also parameters (Rajbhandari et al. 2020).
     if n > 1:
+        if setup.sharding in ("zero1", "zero2") and setup.mixed_precision and not setup.frozen_base:
+            # DeepSpeed's ZeRO-1/2 under bf16/fp16 runs the model in 16 bits and keeps the fp32 master weights
+            # with the optimizer states, partitioned (Rajbhandari et al. 2020 §3: 2 + 2 + 12/n bytes per
+            # parameter); no autocast copy. The 16-bit gradients are what is reduced.
+            masters = spec.total_params * FP32
+            weights = weights - masters + spec.total_params * DTYPE_BYTES[setup.precision]
+            sharded_weights = spec.total_params * DTYPE_BYTES[setup.precision]
+            optimizer += masters
+            gradients = trainable * DTYPE_BYTES[setup.precision]
+            detail["master_weights"] = masters // n
+            cast_cache = 0
         if setup.sharding == "none":
             detail["ddp_buckets"] = gradients
         if setup.sharding in ("zero1", "zero2", "zero3", "fsdp"):

@@ -90,6 +90,8 @@ MEMORY_TABLE = [
     # ZeRO-2 as DeepSpeed runs it: the whole bf16 model on every rank, gradients and states sharded
     ("full", {"num_gpus": 8, "sharding": "zero2"}, 2 * P8B, 2 * P8B // 8, 4 * P8B // 8),
     ("full", {"num_gpus": 4, "cpu_offload": True}, 2 * P8B, 2 * P8B, 0),
+    # DeepSpeed ZeRO-2 under bf16: a 16-bit model, 16-bit gradients /n, fp32 masters + 2 fp32 states /n
+    ("full", {"num_gpus": 8, "sharding": "zero2", "mixed_precision": True}, 2 * P8B, 2 * P8B // 8, 12 * P8B // 8),
 ]
 
 
