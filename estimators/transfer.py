@@ -34,7 +34,8 @@ Per optimizer step of ``grad_accum`` micro-batches, on one GPU:
     parameter (read weight, gradient, two moments; write weight and moments); a vectorised CPU Adam
     (DeepSpeed's) reaches ``CPU_STREAM_EFFICIENCY`` of the bandwidth, and torch's own CPU AdamW, which
     FSDP2's offload runs, is 5–7× slower (DeepSpeed ZeRO-Offload tutorial: "DeepSpeedCPUAdam is 5X–7X
-    faster than the standard PyTorch implementation"): ``TORCH_CPU_ADAM_SLOWDOWN``.
+    faster than the standard PyTorch implementation"): ``TORCH_CPU_ADAM_SLOWDOWN``. ``zero3`` is DeepSpeed's
+    (its CPU Adam), ``fsdp`` is FSDP2's (torch's).
 
 Pure: a few float operations per estimate.
 """
@@ -186,7 +187,8 @@ def transfer_time(spec: ModelSpec, setup: TrainSetup, gpu, micro_batch_seconds: 
             first = 2 * shard / units / host_link
             exposed_offload = _exposed(copies, accum * first, room)
             detail["host_copy_bytes"] = accum * (2 * shard + grads / n)
-            slowdown = TORCH_CPU_ADAM_SLOWDOWN  # FSDP2 runs torch's optimizer on the host shard
+            # FSDP2 runs torch's optimizer on the host shard; DeepSpeed's ZeRO-3 offload its own CPU Adam
+            slowdown = TORCH_CPU_ADAM_SLOWDOWN if setup.sharding == "fsdp" else 1.0
         else:  # optimizer offload (ZeRO-Offload): gradients out during backward, updated weights back after
             out = local * _grad_bytes(setup) / host_link
             back = local * (DTYPE_BYTES[setup.precision] if not setup.frozen_base else 4) / host_link
