@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus
@@ -140,6 +141,16 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
     d.add_argument("--epochs", type=_positive_float, default=1, help="passes over the data (default 1)")
     d.add_argument("--tasks", type=_positive_int, default=1, help="tuned variants to serve (for serving memory)")
+    # --- speed settings (issue 21): what sets tokens/s besides the shape; each is a plan setting --------
+    v = p.add_argument_group("speed settings (estimated, and honoured by trial and export)")
+    v.add_argument("--packing", action="store_true", help="pack examples end to end into full seq-len rows")
+    v.add_argument("--compile", action="store_true", help="run the model under torch.compile")
+    v.add_argument("--fused-cross-entropy", action="store_true",
+                   help="chunked fused linear + cross-entropy loss (Liger): no full fp32 logits in memory or time")
+    v.add_argument("--optimizer-in-backward", action="store_true",
+                   help="update each parameter in backward and free its gradient (needs --grad-accum 1)")
+    v.add_argument("--activation-offloading", action="store_true",
+                   help="keep saved activations in host memory between forward and backward")
     t = p.add_argument_group("run settings (kept in the plan; used by trial and export)")
     t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
     t.add_argument("--lora-alpha", type=_positive_float, help="LoRA/DoRA scaling numerator (default 2 x rank)")
@@ -168,7 +179,10 @@ def setup_from_args(args, device: str = "cuda") -> TrainSetup:
         gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, num_gpus=args.num_gpus,
         sharding=args.sharding, cpu_offload=args.cpu_offload, grad_accum=args.grad_accum, device=device,
         examples=args.examples, tokens_per_example=args.tokens_per_example, epochs=args.epochs,
-        **_given_method_options(args))
+        **{k: getattr(args, k, False) for k in SPEED_SETTINGS}, **_given_method_options(args))
+
+
+SPEED_SETTINGS = ("packing", "compile", "fused_cross_entropy", "optimizer_in_backward", "activation_offloading")
 
 
 def gpu_from_args(args) -> GPU | None:
@@ -188,7 +202,7 @@ _PLAN_EXCLUSIVE = ("model", "method", "batch_size", "seq_len", "precision", "mix
                    "gradient_checkpointing", "attention", "grad_accum", "lora_rank", "lora_targets", "quant_bits",
                    "no_double_quant", "num_virtual_tokens", "adapter_size", "teacher_quant_bits", "gpu",
                    "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload", "price_per_hour",
-                   "examples", "tokens_per_example", "epochs", "tasks") + _RUN_SETTINGS
+                   "examples", "tokens_per_example", "epochs", "tasks") + _RUN_SETTINGS + SPEED_SETTINGS + ("estimate_data",)
 
 
 def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
@@ -218,7 +232,15 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         hardware.update(gpu="custom", gpu_memory_gib=args.gpu_memory_gib, gpu_tflops=args.gpu_tflops)
     elif gpu is not None:
         hardware["gpu"] = gpu.id
-    return Plan.from_setup(args.model, setup, settings=extra, hardware=hardware, tasks=args.tasks)
+    data = None
+    if getattr(args, "estimate_data", None):  # estimate --data FILE: the data facts, as the app's upload fills them
+        if args.examples is not None or args.tokens_per_example is not None:
+            raise InputError("--data FILE gives the examples and their lengths: drop --examples/--tokens-per-example")
+        from tuners.datareport import data_facts  # a bounded subprocess; no torch here
+
+        data = data_facts(args.estimate_data, args.model)
+        setup = replace(setup, examples=data["num_examples"], tokens_per_example=data["tokens_per_example"])
+    return Plan.from_setup(args.model, setup, settings=extra, hardware=hardware, data=data, tasks=args.tasks)
 
 
 def estimate_plan(plan: Plan) -> Estimate:
@@ -429,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
+    p.add_argument("--data", dest="estimate_data", metavar="FILE",
+                   help="a data file (.jsonl, .csv, .parquet): examples and token lengths from it, as the app's upload")
     p.add_argument("--min-gpus", action="store_true",
                    help="also: the smallest count of this GPU that fits under each sharding, and the cheapest GPU "
                         "type x count from the catalog that fits (within --max-hours/--max-cost when given)")

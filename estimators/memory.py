@@ -288,6 +288,14 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
                          + (act.per_layer if setup.gradient_checkpointing else act.per_layer // 2)},
         "optimizer": {"gradients": gradients, "activations": 0, "other": opt_temp},
     }
+    if setup.optimizer_in_backward:
+        # Each parameter is updated in its gradient hook and its gradient freed at once (torchtune's
+        # optimizer_in_bwd): at most about one tensor's gradient and its update temporaries exist.
+        one = (spec.largest_tensor if not setup.frozen_base else max(
+            [lin.in_features * setup.lora_rank for lin in (m.adapter_linears(spec, setup) if m.adapter_linears
+                                                             is not None else [])] + [spec.hidden])) * pb
+        moments["backward_end"]["gradients"] = min(one, gradients)
+        moments["optimizer"] = {"gradients": min(one, gradients), "activations": 0, "other": min(2 * one, gradients)}
     if setup.gradient_checkpointing:
         # First recomputed block: every block's checkpointed input is still kept, plus one block's
         # full activations and its backward temporaries.

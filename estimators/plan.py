@@ -32,6 +32,13 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("gradient_checkpointing", False, "recompute activations in backward", bool),
     Setting("attention", "sdpa", "attention kernel: sdpa or eager", str, choices=ATTENTIONS),
     Setting("packing", False, "pack several examples into each sequence (no padding)", bool),
+    Setting("compile", False, "run the model under torch.compile (fused elementwise kernels)", bool),
+    Setting("fused_cross_entropy", False, "chunked fused linear + cross-entropy loss (Liger): no full fp32 logits",
+            bool),
+    Setting("optimizer_in_backward", False, "update each parameter in backward and free its gradient (grad_accum 1)",
+            bool),
+    Setting("activation_offloading", False, "keep saved activations in host memory between forward and backward",
+            bool),
     Setting("lr", None, "learning rate (default: the method's)", float, low=1e-12, high=10, optional=True),
     Setting("epochs", 1.0, "passes over the data", float, low=1e-6, high=10_000),
 )

@@ -164,6 +164,13 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
                                                  key=f"wi_accum_{method}"))
     settings["epochs"] = float(c3.number_input("Epochs", 0.1, 1000.0, float(s["epochs"]), step=0.5,
                                                key=f"wi_epochs_{method}"))
+    # Speed settings (issue 21): each a plan setting the estimate models and the exported train.py honours or names.
+    speed = st.columns(5)
+    for col, (name, text) in zip(speed, (("packing", "Packing"), ("compile", "torch.compile"),
+                                         ("fused_cross_entropy", "Fused cross-entropy"),
+                                         ("optimizer_in_backward", "Optimizer in backward"),
+                                         ("activation_offloading", "Activation offloading"))):
+        settings[name] = col.checkbox(text, bool(s.get(name)), key=f"wi_{name}_{method}")
     hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
     if hardware["num_gpus"] > 1:
         shardings = ("none", "zero1", "zero2", "zero3", "fsdp")

@@ -7,6 +7,7 @@ branching on method names; adding a method is one file here plus one tuner modul
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -165,6 +166,16 @@ def _named(spec: ModelSpec, name: str) -> list[Linear]:
 def lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
     """The linear layers LoRA wraps for ``targets``: ``all-linear`` (optionally ``all-linear,lm_head``)
     or a comma list of names (short ``q,v,o``, module names, ``lm_head``, ``embed_tokens``)."""
+    return list(_lora_linears(spec, str(targets)))
+
+
+@lru_cache(maxsize=4096)
+def _lora_linears(spec: ModelSpec, targets: str) -> tuple[Linear, ...]:
+    """Cached (specs are frozen): the step-time model asks for it several times per estimate."""
+    return tuple(_resolve_lora_linears(spec, targets))
+
+
+def _resolve_lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
     chosen, unknown = {}, []
     for raw in str(targets).split(","):
         name = raw.strip()
