@@ -8,6 +8,7 @@ from estimators.calibration import Calibration
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory, shards_parameters
 from estimators.methods import trainable_params
+from estimators.serving import serving_summary
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 from estimators.steptime import padding_ratio
@@ -69,7 +70,7 @@ class Estimate:
                                                   "memory_bytes": self.gpu.memory_bytes, "count": s.num_gpus},
             "throughput": {"flops_per_token": self.time.flops_per_token,
                            "tokens_per_second": self.time.tokens_per_second},
-            "serving": self.serving,
+            "serving": {**self.serving, **serving_summary(self.spec, s, self.gpu, self.serving["tasks"])},
             "teacher": None if self.teacher is None else self.teacher.id,
             "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
             "calibrated": None if self.calibration is None else self.calibration.describe(),

@@ -12,7 +12,7 @@ from advisor.answers import DISTANCES, GOAL_HELP, GOALS, PRIORITIES, TASKS
 from estimators.catalog import catalog_rows, custom_gpu, gpus
 from estimators.errors import InputError, parse_json
 from tuners import store
-from ui import access
+from ui import access, hosting
 
 
 @st.cache_data
@@ -159,6 +159,7 @@ def render() -> dict:
     out["max_cost_usd"] = cost or None
     out["num_tasks"] = int(sb.number_input("Tasks to serve from this model", 1, 10000, 1, key="num_tasks"))
     out["priority"] = sb.radio("Priority", PRIORITIES, index=1, horizontal=True, key="priority")
+    out.update(hosting.render_inputs(sb))  # optional traffic: prices hosting (issue 24)
     if not out["goals"]:
         problems.append("choose at least one goal")
     out["data_report"] = None

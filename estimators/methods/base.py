@@ -114,6 +114,11 @@ class MethodSpec:
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
     artifact: str = "adapter"
     """What training produces: ``adapter`` (a small file beside the base) or ``model`` (a whole model)."""
+    served_as: str = "lora"
+    """How the result is served (estimators/serving.py): ``lora`` (merged into the base for one task,
+    unmerged adapters batched on one base for several), ``qlora`` (the same over the 4-bit base),
+    ``prompt`` (the base plus soft prompts in every request), ``inserted`` (adapter layers that cannot
+    merge) or ``model`` (one whole model per task)."""
     citation: str = ""
     extra: dict = field(default_factory=dict)
 
