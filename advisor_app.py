@@ -54,7 +54,7 @@ st.caption("How should you adapt this model, what will it cost, and does a real 
 
 form = questionnaire.render()
 answer_keys = ("task", "goals", "num_examples", "avg_tokens_per_example", "domain_distance", "model", "gpu",
-               "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority") + hosting.ANSWER_KEYS
+               "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority", "host_memory_gib") + hosting.ANSWER_KEYS
 answers = {k: form.get(k) for k in answer_keys}
 if form["problems"]:
     for problem in form["problems"]:

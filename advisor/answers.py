@@ -61,6 +61,9 @@ class Answers:
     """Memory the served model may take on the target device (a phone, an edge box), in GiB: picks the
     distillation student whose 4-bit export fits it. None: the on-device class (~2B) for a small-footprint
     goal."""
+    host_memory_gib: float | None = None
+    """Host RAM of one machine in GiB; offload must fit in it (None: a typical host for the GPU class,
+    estimators/data/hosts.json)."""
     # Hosting (issue 24): all optional; with no requests_per_day the ranking is the tuning-only one and
     # the advice says hosting was not priced.
     requests_per_day: float | None = None
@@ -142,7 +145,7 @@ def _problems(a: Answers) -> list[str]:
     if a.priority not in PRIORITIES:
         p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
     for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000),
-                       ("device_memory_gib", 1e6)):
+                       ("device_memory_gib", 1e6), ("host_memory_gib", 1e6)):
         v = getattr(a, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high):
             p.append(f"{name} must be a number above 0 and at most {high:,g} (got {_shown(v)})")

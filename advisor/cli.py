@@ -5,6 +5,7 @@ Every failure a user can cause ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -132,6 +133,9 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--sharding", choices=SHARDINGS, default="none", help="multi-GPU sharding (default none = DDP)")
     h.add_argument("--cpu-offload", action="store_true", help="offload optimizer states to CPU memory")
     h.add_argument("--price-per-hour", type=_non_negative_float, help="USD per GPU-hour (default: catalog price)")
+    h.add_argument("--host-memory-gib", type=_positive_float,
+                   help="host RAM of one machine in GiB (default: a typical host for the GPU class, e.g. 2 TB for "
+                        "8x H100/H200, 128 GiB for 2x RTX 4090; `gpus --json` lists them). Offload must fit in it")
     d = p.add_argument_group("data")
     d.add_argument("--examples", type=_positive_int, help="number of training examples")
     d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
@@ -209,7 +213,9 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         if given:
             raise InputError(f"--{given[0].replace('_', '-')} does not go with --plan: edit the plan file instead "
                              "(or drop --plan)")
-        return Plan.from_file(args.plan)
+        plan = Plan.from_file(args.plan)
+        host = getattr(args, "host_memory_gib", None)
+        return plan if host is None else plan.edit(hardware={"host_memory_gib": host})
     if not args.model or not args.method:
         raise InputError("give --model and --method (or --plan FILE)")
     method = REGISTRY[args.method]
@@ -222,7 +228,7 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
                          "method it belongs to)")
     setup = setup_from_args(args)
     gpu = gpu_from_args(args)
-    hardware = {"price_per_hour": args.price_per_hour}
+    hardware = {"price_per_hour": args.price_per_hour, "host_memory_gib": getattr(args, "host_memory_gib", None)}
     if gpu is not None and gpu.id == "custom":
         hardware.update(gpu="custom", gpu_memory_gib=args.gpu_memory_gib, gpu_tflops=args.gpu_tflops)
     elif gpu is not None:
@@ -285,7 +291,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_gpus(args) -> int:
-    rows = [g.to_dict() for g in gpus().values()]
+    from estimators.transfer import host_for
+
+    rows = [{**g.to_dict(), "host": dataclasses.asdict(host_for(g.id))} for g in gpus().values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -61,6 +61,11 @@ def format_estimate(e: Estimate) -> str:
     if e.gpu is not None:
         verdict = "fits" if j["fits"] else "does NOT fit"
         lines.append(f"  → {verdict} on {e.setup.num_gpus}× {e.gpu.name} ({gib(e.gpu.memory_bytes)} each)")
+        host = j.get("host") or {}
+        if host.get("memory_bytes"):
+            word = "fits" if host["fits"] else "does NOT fit"
+            lines.append(f"  host RAM {gib(host['needed_bytes'])} per node: {word} the host's "
+                         f"{gib(host['memory_bytes'])}" + ("" if host["given"] else " (typical; --host-memory-gib)"))
     lines += ["", "Time and cost"]
     tps = j["throughput"]["tokens_per_second"]
     lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
@@ -199,10 +204,11 @@ def format_trial(res: dict) -> str:
 
 def format_min_gpus(m: dict) -> str:
     """How many GPUs: per sharding on the plan's GPU, then the cheapest catalog options."""
-    lines = [f"How many {m['gpu']} GPUs"]
+    lines = [f"What would fit: {m['answer']}" if m.get("answer") else "What would fit: nothing up to 128 GPUs",
+             "", f"How many {m['gpu']} GPUs"]
     for label, found in m["by_sharding"].items():
         if found is None:
-            lines.append(f"  {label:<14} does not fit on up to 1024")
+            lines.append(f"  {label:<14} does not fit on up to 128")
         else:
             cost = "" if found["cost_usd"] is None else f", ${found['cost_usd']:,.2f} for the run"
             lines.append(f"  {label:<14} {found['num_gpus']:>4} × {gib(found['memory_per_gpu'])} per GPU, host RAM "
@@ -210,9 +216,7 @@ def format_min_gpus(m: dict) -> str:
     if m["cheapest"]:
         lines.append("Cheapest that fit" + (" the budget" if any(m["budget"].values()) else "") + ":")
         for o in m["cheapest"]:
-            cost = "—" if o["cost_usd"] is None else f"${o['cost_usd']:,.2f}"
-            lines.append(f"  {o['num_gpus']} × {o['name']} ({o['sharding']}): {cost} for the run, "
-                         f"{human_seconds(o['seconds'])}, ${o['usd_per_hour']:,.2f}/h")
+            lines.append(f"  {o['text']}, ${o['usd_per_hour']:,.2f}/h")
     else:
         lines.append("No catalog GPU type and count up to 128 fits" + (" the budget." if any(m["budget"].values()) else "."))
     return "\n".join(lines)

@@ -117,8 +117,10 @@ def hardware_for(answers: Answers, gpu: GPU | None = None) -> dict:
     """The plan's hardware section for the answers (a custom ``gpu`` is described in full)."""
     if gpu is not None and gpu.id == "custom":
         return {"gpu": "custom", "gpu_memory_gib": gpu.memory_bytes / 1024**3, "gpu_tflops": gpu.tflops["bf16"],
-                "gpu_name": gpu.name, "price_per_hour": gpu.price_per_hour_usd, "num_gpus": answers.num_gpus}
-    return {"gpu": (gpu.id if gpu is not None else answers.gpu), "num_gpus": answers.num_gpus}
+                "gpu_name": gpu.name, "price_per_hour": gpu.price_per_hour_usd, "num_gpus": answers.num_gpus,
+                "host_memory_gib": answers.host_memory_gib}
+    return {"gpu": (gpu.id if gpu is not None else answers.gpu), "num_gpus": answers.num_gpus,
+            "host_memory_gib": answers.host_memory_gib}
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ SHARDING_REGISTRY: dict[str, ShardingSpec] = {s.id: s for s in (
     # ZeRO-1 runs as DDP here (torch has no ZeRO-1 engine of its own); estimated with its sharded states.
     ShardingSpec("zero1", "ZeRO-1", "ZeRO-1: optimizer states sharded", shards_optimizer=True,
                  runs_as="DDP (a full replica per GPU)"),
-    ShardingSpec("zero2", "ZeRO-2", "ZeRO-2: optimizer states and gradients sharded", shards_optimizer=True,
+    ShardingSpec("zero2", "ZeRO-2", "ZeRO-2 (DeepSpeed): every GPU keeps the whole 16-bit model; gradients and "
+                 "optimizer states sharded (the CPU trial runs it as FSDP2 reshard_after_forward=False, which also "
+                 "holds a 1/n parameter shard)", shards_optimizer=True,
                  shards_gradients=True, engine="fully_shard", reshard_after_forward=False,
                  runs_as="FSDP2 keeping parameters gathered between forward and backward (ZeRO-2-like)"),
     ShardingSpec("zero3", "ZeRO-3", "ZeRO-3: parameters, gradients and optimizer states sharded",

@@ -91,7 +91,8 @@ def test_fsdp_communication_over_the_link():
     assert sent / 450e9 < pcie.communication and nvlink.total < pcie.total
     ddp_lora = step_time(spec, TrainSetup(method="lora", num_gpus=8), gpu_by_id("l40s"), 512,
                          lambda length: flops_per_token(spec, TrainSetup(method="lora"), None, length), 0.35)
-    assert ddp_lora.communication == 0  # tiny adapter gradients hide under the backward
+    # adapter gradients hide under the backward but for DDP's last 25 MB bucket
+    assert ddp_lora.communication == pytest.approx(2 * 7 / 8 * 25 * 2**20 / 32e9, rel=1e-6)
 
 
 @pytest.mark.parametrize("gpu_id, method", [("a100-80gb", "lora"), ("a10g", "qlora"), ("l4", "full")])

@@ -149,6 +149,10 @@ def render() -> dict:
         out["gpu"] = "custom"
         out["gpu_spec"] = custom_gpu(mem, tflops, price, name=name)
     out["num_gpus"] = int(sb.number_input("Number of GPUs", 1, 1024, 1, key="num_gpus"))
+    host = sb.number_input("Host RAM of one machine, GiB (0 = typical for the GPU)", 0.0, 1e6, 0.0, key="host_memory",
+                           help="CPU offload keeps weights, gradients or optimizer states here: a plan that needs "
+                                "more does not fit. Typical: 2 TB for 8x H100/H200, 128 GiB for a 2-GPU workstation.")
+    out["host_memory_gib"] = host or None
     hours = sb.number_input("Time budget, hours (0 = none)", 0.0, 1e6, 0.0, key="max_hours")
     cost = sb.number_input("Money budget, USD (0 = none)", 0.0, 1e9, 0.0, key="max_cost")
     out["max_hours"] = hours or None

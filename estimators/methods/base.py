@@ -108,6 +108,9 @@ class MethodSpec:
     their own, fitted on published runs (bench/time_accuracy.py)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
+    quantized_variant: str | None = None
+    """The method that is this one over a 4-bit base (LoRA: QLoRA), which the "what would fit" search
+    (estimators/scaling.py) also tries."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
     artifact: str = "adapter"
     """What training produces: ``adapter`` (a small file beside the base) or ``model`` (a whole model)."""
