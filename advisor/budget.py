@@ -8,6 +8,7 @@ the data that fits is the budget over the estimate.
 from __future__ import annotations
 
 from advisor.feasibility import Feasibility
+from estimators.estimate import Estimate
 from estimators.scaling import MAX_GPUS, search
 
 

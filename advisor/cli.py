@@ -16,7 +16,7 @@ from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus
 from estimators.errors import InputError
 from estimators.estimate import Estimate
 from estimators.methods import REGISTRY
-from estimators.plan import Plan
+from estimators.plan import Plan, setting
 from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
 from advisor.formatting import (_progress, _table, format_estimate, format_min_gpus, format_recommendation,
                                 format_trial, gib, human_count)
@@ -154,7 +154,8 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("run settings (kept in the plan; used by trial and export)")
     t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
     t.add_argument("--lora-alpha", type=_positive_float, help="LoRA/DoRA scaling numerator (default 2 x rank)")
-    t.add_argument("--prompt-init", choices=("random", "text", "sample_vocab"), help="prompt tuning initialisation")
+    t.add_argument("--prompt-init", choices=setting("prompt_init", "prompt_tuning").choices,
+                   help="prompt tuning initialisation")
     t.add_argument("--temperature", type=_positive_float, help="distillation softmax temperature (default 2)")
     t.add_argument("--alpha", type=float, help="distillation weight of the teacher term, 0..1 (default 0.5)")
 

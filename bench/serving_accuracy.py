@@ -86,9 +86,9 @@ def main() -> None:
         for r in records:  # records continuing a source ("same run") belong to the one above them
             key = _source(r)
             sources.setdefault(last if key == "same" else key, []).append(r)  # noqa: F821
-            last = last if key == "same" else key  # noqa: F841
+            last = last if key == "same" else key  # noqa: F821, F841
         cv = {}
-        for name, held in sources.items():
+        for _name, held in sources.items():
             rest = [r for r in records if r not in held]
             eta, t, t0 = fit(rest)
             c["bandwidth_efficiency"], c["layer_overhead_seconds"], c["step_overhead_seconds"] = eta, t, t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from estimators.axes import sharding
 from estimators.calibration import Calibration
 from estimators.catalog import GPU
 from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory, shards_parameters
@@ -138,13 +139,7 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
                    "device, but activations follow the generic Llama-style model, not this architecture's own "
                    "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
-        out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
-                    "zero1": "ZeRO-1: optimizer states sharded",
-                    "zero2": "ZeRO-2 (DeepSpeed): every GPU keeps the whole 16-bit model; gradients and optimizer "
-                             "states sharded (the CPU trial runs it as FSDP2 reshard_after_forward=False, which "
-                             "also holds a 1/n parameter shard)",
-                    "zero3": "ZeRO-3: parameters, gradients and optimizer states sharded",
-                    "fsdp": "FSDP full shard: parameters, gradients and optimizer states sharded"}[s.sharding])
+        out.append(sharding(s.sharding).assumption)
     if s.cpu_offload:
         what = ("parameter shards, gradients and optimizer states" if shards_parameters(s)
                 else "optimizer states (and the optimizer step)")

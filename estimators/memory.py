@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from estimators.activations import FP32, activations
+from estimators.axes import optimizer as optimizer_spec
+from estimators.axes import sharding as sharding_spec
 from estimators.errors import InputError
 from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_rank_of
@@ -31,8 +33,7 @@ GIB = 1024**3
 #   8-bit AdamW: two uint8 states plus an fp32 absmax per 256-value block (bitsandbytes, Dettmers et al. 2021).
 #   SGD with momentum: one buffer in the parameter's dtype.
 #   Adafactor: factored second moment, rows + cols per matrix (Shazeer & Stern 2018) — see _adafactor_bytes.
-_STATE_COPIES = {"adamw": 2, "sgd": 1}
-_ADAM8_BYTES = 2 + 2 * 4 / 256
+# (the per-optimizer figures live in the optimizer registry, estimators/axes.py)
 
 # bitsandbytes 4-bit storage (Dettmers et al. 2023, QLoRA §3): 0.5 byte per weight, an fp32 absmax per
 # 64-weight block (4/64 byte); double quantization stores those absmax in 8 bits plus an fp32 constant
@@ -84,11 +85,12 @@ def _param_bytes(setup: TrainSetup) -> int:
 
 def _optimizer_state_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int) -> int:
     pb = _param_bytes(setup)
-    if setup.optimizer == "adamw_8bit":
-        return int(trainable * _ADAM8_BYTES)
-    if setup.optimizer == "adafactor":
+    o = optimizer_spec(setup.optimizer)
+    if o.state_bytes is not None:
+        return int(trainable * o.state_bytes)
+    if o.factored:
         return _adafactor_bytes(spec, setup, trainable, pb)
-    return trainable * pb * _STATE_COPIES[setup.optimizer]
+    return int(trainable * pb * o.state_copies)
 
 
 def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int) -> int:
@@ -110,7 +112,7 @@ def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int
 
 def shards_parameters(setup: TrainSetup) -> bool:
     """ZeRO-3 / FSDP full shard over more than one GPU: each rank keeps 1/n of every parameter."""
-    return setup.num_gpus > 1 and setup.sharding in ("zero3", "fsdp")
+    return setup.num_gpus > 1 and sharding_spec(setup.sharding).shards_parameters
 
 
 def unquantized_bytes(setup: TrainSetup) -> int:
@@ -193,8 +195,9 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
 
     # Multi-GPU: DDP replicates everything (C6.8) and buckets gradients in a second copy; ZeRO-1 shards
     # optimizer states, ZeRO-2 also gradients, ZeRO-3/FSDP also parameters (Rajbhandari et al. 2020).
+    shard = sharding_spec(setup.sharding)
     if n > 1:
-        if setup.sharding in ("zero1", "zero2") and setup.mixed_precision and not setup.frozen_base:
+        if shard.shards_optimizer and not shard.shards_parameters and setup.mixed_precision and not setup.frozen_base:
             # DeepSpeed's ZeRO-1/2 under bf16/fp16 runs the model in 16 bits and keeps the fp32 master weights
             # with the optimizer states, partitioned (Rajbhandari et al. 2020 §3: 2 + 2 + 12/n bytes per
             # parameter); no autocast copy. The 16-bit gradients are what is reduced.
@@ -205,18 +208,18 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
             gradients = trainable * DTYPE_BYTES[setup.precision]
             detail["master_weights"] = masters // n
             cast_cache = 0
-        if setup.sharding == "none":
+        if not shard.shards_optimizer:
             detail["ddp_buckets"] = gradients
-        if setup.sharding in ("zero1", "zero2", "zero3", "fsdp"):
+        if shard.shards_optimizer:
             optimizer //= n
-        if setup.sharding in ("zero2", "zero3", "fsdp"):
+        if shard.shards_gradients:
             gradients //= n
         # ZeRO-2 (DeepSpeed, Rajbhandari et al. 2020 §5): every rank keeps the whole 16-bit model; only
         # gradients (reduce-scattered into each rank's partition) and optimizer states are sharded. The
         # CPU trial runs zero2 as FSDP2 with reshard_after_forward=False, which holds each rank's 1/n
         # parameter shard beside the gathered copy from forward to backward: 1/n of the weights more
         # than this (named in the assumptions).
-        if setup.sharding in ("zero3", "fsdp"):
+        if shard.shards_parameters:
             # FSDP2 (fully_shard per block, then the root): the block in use is all-gathered and the next
             # one prefetched, each through a flat all-gather buffer it is copied out of: 4 block-sized
             # buffers at the backward start. The root (embeddings, head) is not resharded after forward:
@@ -240,7 +243,7 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         # blocks stay on the GPU.
         detail["offloaded_optimizer"] = optimizer
         optimizer = 0
-        if n > 1 and setup.sharding in ("zero3", "fsdp"):
+        if n > 1 and shard.shards_parameters:
             detail["offloaded_parameters"] = sharded_weights // n
             detail["offloaded_gradients"] = gradients
             weights -= sharded_weights // n
@@ -268,7 +271,7 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         grads_at_end = gradients
     else:
         block = (spec.total_params - spec.params.embeddings - spec.params.lm_head) // max(spec.layers, 1)
-        fsdp = n > 1 and setup.sharding in ("zero2", "zero3", "fsdp")
+        fsdp = n > 1 and shard.shards_gradients
         grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if fsdp else 1), 0)
         if fsdp and not setup.cpu_offload:
             # FSDP2 reduce-scatters the root module's gradients (embeddings, head) only when the whole

@@ -65,6 +65,16 @@ _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
 
 
+def setting(name: str, method: str | None = None) -> Setting:
+    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, or ``method``'s
+    own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
+    own = get(method).settings if method else tuple(s for m in REGISTRY.values() for s in m.settings)
+    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + own:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
 def method_settings(method: str) -> tuple[Setting, ...]:
     """Every setting that applies to ``method``: the common ones, then the method's own."""
     return COMMON_SETTINGS + get(method).settings

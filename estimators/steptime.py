@@ -60,6 +60,8 @@ from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
 
+from estimators.axes import optimizer as optimizer_spec
+from estimators.axes import sharding as sharding_spec
 from estimators.catalog import GPU
 from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_linears, lora_rank_of
@@ -174,14 +176,15 @@ def _optimizer_bytes_per_param(setup: TrainSetup) -> float:
     weights (hence gradients and states) in fp32; full tuning keeps them in ``weight_bytes``."""
     w = 4 if setup.frozen_base else setup.weight_bytes
     grad = w
-    states = {"adamw": 2 * w, "adamw_8bit": 2 * 1, "sgd": w, "adafactor": 0}[setup.optimizer]  # per element
+    o = optimizer_spec(setup.optimizer)  # per element: AdamW 2 × w, 8-bit AdamW 2 × 1, SGD w, Adafactor ~0
+    states = o.moved_state_bytes if o.moved_state_bytes is not None else o.state_copies * w
     return 2 * w + grad + 2 * states + 2 * w
 
 
 def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
     """One optimizer step over this GPU's share of the trainable parameters (ZeRO/FSDP shard them)."""
     n = trainable_params(spec, setup)
-    if setup.num_gpus > 1 and setup.sharding != "none":
+    if setup.num_gpus > 1 and sharding_spec(setup.sharding).shards_optimizer:
         n /= setup.num_gpus
     if setup.cpu_offload:
         return 0.0  # the update runs on the host (DeepSpeed's CPU Adam); not modelled

@@ -164,6 +164,7 @@ def test_on_a_cpu_dispatch_adds_to_compute_and_calibration_inverts_it():
     assert max(work, gpu.launch) < gpu.busy < work + gpu.launch
 
 
+@pytest.mark.slow  # two real trials (the fast tier has none)
 def test_a_calibrated_trial_predicts_the_next_one_on_this_cpu(tmp_path, monkeypatch):
     """Calibrate on one trial, predict a second with another batch and length (same method family: a
     calibration carries only within one, issue 21). The issue's goal

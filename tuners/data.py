@@ -150,12 +150,8 @@ def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | No
 
 
 def batches(encoded: list[dict], batch_size: int, seq_len: int, pad_id: int, steps: int):
-    """Yields ``steps`` padded batches of torch tensors, longest examples first, cycling over the data.
-
-    Every batch is padded to ``seq_len`` so each step has the shape the estimate assumes."""
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]["input_ids"]))
-    pos = 0
-    for _ in range(steps):
-        idx = [order[(pos + k) % len(order)] for k in range(batch_size)]
-        pos = (pos + batch_size) % len(order)
-        yield runtime.collate([encoded[i] for i in idx], pad_id, seq_len)
+    """Yields ``steps`` padded batches of torch tensors, longest examples first, cycling over the data
+    (the runtime's loader with one micro-batch per step). Every batch is padded to ``seq_len``."""
+    settings = {"batch_size": batch_size, "grad_accum": 1}
+    for group in runtime.loader(encoded, settings, pad_id, order="longest_first", steps=steps, pad_to=seq_len):
+        yield group[0]

@@ -14,7 +14,8 @@ from advisor.formatting import fit_label
 from estimators import methods as methods_registry
 from estimators.errors import InputError
 from estimators.methods import REGISTRY
-from estimators.plan import Plan
+from estimators.axes import sharding as sharding_spec
+from estimators.plan import Plan, setting
 
 GIB = 1024**3
 
@@ -144,6 +145,7 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
     def choices(values, current):  # the current setting is always one of the slider's stops
         return sorted(set(values) | {current})
 
+    precisions, optimizers = setting("precision").choices, setting("optimizer").choices  # the one schema
     settings = {
         "batch_size": int(c1.select_slider("Micro-batch", choices([1, 2, 4, 8, 16, 32, 64], s["batch_size"]),
                                            value=s["batch_size"], key=f"wi_batch_{method}")),
@@ -152,10 +154,10 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
                                         value=s["seq_len"], key=f"wi_seq_{method}")),
         "gradient_checkpointing": c3.checkbox("Gradient checkpointing", s["gradient_checkpointing"],
                                               key=f"wi_ckpt_{method}"),
-        "precision": c1.radio("Precision", ("bf16", "fp16", "fp32"), horizontal=True, key=f"wi_precision_{method}",
-                              index=("bf16", "fp16", "fp32").index(s["precision"])),
-        "optimizer": c2.selectbox("Optimizer", ("adamw", "adamw_8bit", "sgd", "adafactor"), key=f"wi_opt_{method}",
-                                  index=("adamw", "adamw_8bit", "sgd", "adafactor").index(s["optimizer"])),
+        "precision": c1.radio("Precision", precisions, horizontal=True, key=f"wi_precision_{method}",
+                              index=precisions.index(s["precision"])),
+        "optimizer": c2.selectbox("Optimizer", optimizers, key=f"wi_opt_{method}",
+                                  index=optimizers.index(s["optimizer"])),
     }
     if "lora_rank" in s:
         settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
@@ -173,7 +175,7 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
         settings[name] = col.checkbox(text, bool(s.get(name)), key=f"wi_{name}_{method}")
     hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
     if hardware["num_gpus"] > 1:
-        shardings = ("none", "zero1", "zero2", "zero3", "fsdp")
+        shardings = setting("sharding").choices  # the one schema (estimators/plan.py)
         hardware["sharding"] = c3.selectbox("Sharding", shardings, index=shardings.index(h["sharding"]),
                                             key=f"wi_shard_{method}",
                                             help="none: DDP replicas; zero2: DeepSpeed ZeRO-2 (gradients and optimizer "
@@ -233,8 +235,7 @@ def render_min_gpus(plan: Plan, budget: tuple = (None, None)) -> None:
     st.markdown(f"**What would fit:** {m['answer']}" if m["answer"] else
                 "**What would fit:** nothing in the catalog up to 128 GPUs" + (" within the budget." if any(budget)
                                                                                 else "."))
-    rows = [{"sharding": {"none": "DDP (replicas)", "zero2": "ZeRO-2", "fsdp": "FSDP / ZeRO-3",
-                          "fsdp+offload": "FSDP + CPU offload"}[k],
+    rows = [{"sharding": "FSDP + CPU offload" if k.endswith("+offload") else sharding_spec(k).label,
              "GPUs": "does not fit on 128" if f is None else f"{f['num_gpus']:,}",
              "memory / GPU": "—" if f is None else fmt_bytes(f["memory_per_gpu"]),
              "host RAM per node": "—" if f is None else fmt_bytes(f["cpu_ram"]),

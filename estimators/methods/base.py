@@ -272,7 +272,7 @@ def quantized_params(spec: ModelSpec) -> int:
 
 LORA_SETTINGS = (
     Setting("lora_rank", 16, "rank r of the low-rank update A·B", int, low=1, high=65536),
-    Setting("lora_alpha", None, "LoRA scaling numerator (scale = alpha / r); default 2r", float, low=0, high=1e6,
+    Setting("lora_alpha", None, "LoRA scaling numerator (scale = alpha / r); default 2r", float, low=1e-6, high=1e6,
             optional=True),
     Setting("lora_targets", "all-linear", "all-linear or a comma list of module names (q,v is short for q_proj,v_proj)",
             str),
