@@ -157,11 +157,12 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
     if rank == 0:
-        store.update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))
+        store.try_update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))
     baseline_rss = _rss_bytes()
 
     # --- set up: data, tokenizer, model, method ---------------------------------------------------
-    examples, fmt, _, _ = data_mod.load_examples(data_path)
+    sample = data_mod.load_sample(data_path)  # what the steps need, and a bounded sample for the report
+    examples = sample.usable
     # Several ranks: rank 0 writes the random-weight copy and the tokenizer, the others then read them.
     later = world > 1 and rank != 0
     if later:
@@ -173,11 +174,11 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         teacher_source = models.materialize(s["teacher"], run_dir / "teacher", scale, seed=1, reuse=later)
     if world > 1 and rank == 0:
         torch.distributed.barrier()
-    report, examples = data_mod.validate(data_path, tokenizer, setup.seq_len)
+    report, examples = data_mod.validate(sample, tokenizer, setup.seq_len)
     emit("data", report=report.to_dict(), model=source.description)
     if not (setup.examples and setup.tokens_per_example):  # whole-run figures for the file itself
         mean = sum(min(n, setup.seq_len) for n in report.token_lengths) / len(report.token_lengths)
-        trial_plan = trial_plan.edit(data={"num_examples": len(examples), "tokens_per_example": max(1, round(mean))})
+        trial_plan = trial_plan.edit(data={"num_examples": report.usable_in_file, "tokens_per_example": max(1, round(mean))})
         setup = trial_plan.setup(device)
     spec = spec_from_config(source.config, model_id=plan.model)
     recipe = methods.recipe(trial_plan, spec)
@@ -200,7 +201,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
                    calibration=calibration)
     if rank == 0:
         (run_dir / "estimate.json").write_text(json.dumps(est.to_json(), indent=2))
-        store.update(run_id, estimate=est.to_json())
+        store.try_update(run_id, estimate=est.to_json())
 
     try:
         model = runtime.load_model(source.folder, recipe, s, device,
@@ -403,7 +404,10 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         result["error_kind"] = {InputError: "input", OutOfMemory: "oom", TimeoutError: "timeout"}.get(type(exc), "loss")
     except Exception as exc:  # a crash: one line for the user, the traceback in the run folder
         name = "traceback.txt" if emit.rank is None else f"traceback-rank{emit.rank}.txt"
-        (run_dir / name).write_text(traceback.format_exc())
+        try:
+            (run_dir / name).write_text(traceback.format_exc())
+        except OSError:  # a full disk: the one-line error still goes to the store
+            pass
         if _INTERRUPTED:  # a signal's cancel or timeout, re-raised by a library as its own error
             cause = _INTERRUPTED[0]
             cancelled = isinstance(cause, Cancelled)
@@ -433,12 +437,25 @@ def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: b
         result["estimate"] = json.loads((run_dir / "estimate.json").read_text())  # OOM is recorded beside it
     if result["device"] is None:
         result["device"] = (store.get(run_id) or {}).get("device")
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    store.update(run_id, status=result["status"], estimate=result["estimate"], measured=result["measured"],
-                 extrapolated=result["extrapolated"], error=result["error"])
-    emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
-         error=result["error"])
+    record_end(run_id, run_dir, result, emit)
     return 0 if result["status"] == "completed" else 1
+
+
+def record_end(run_id: str, run_dir: Path, result: dict, emit: Events) -> None:
+    """result.json, the store row, the last event: each on its own, so a full disk or a locked store
+    loses only what could not be written (the store takes the end from result.json later, and a run
+    with neither is marked failed with why when the history is next read)."""
+    try:
+        store.write_private(run_dir / "result.json", json.dumps(result, indent=2).encode())
+    except OSError as exc:
+        print(f"tuning-advisor: could not write {run_dir / 'result.json'}: {exc.strerror or exc}", file=sys.stderr)
+    store.try_update(run_id, status=result["status"], estimate=result["estimate"], measured=result["measured"],
+                     extrapolated=result["extrapolated"], error=result["error"])
+    try:
+        emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
+             error=result["error"])
+    except OSError:
+        pass
 
 
 def _on_term(signum, frame):
@@ -463,7 +480,7 @@ def run(run_id: str, worker: bool = False) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return finish_rank(run_dir, rank, result)
     emit = Events(run_dir)
-    store.update(run_id, status="running", pid=os.getpid(), pid_start=store.process_start(os.getpid()))
+    store.try_update(run_id, status="running", pid=os.getpid(), pid_start=store.process_start(os.getpid()))
     emit("started", run_id=run_id, pid=os.getpid())
     if int(request.get("nproc") or 1) > 1:
         from tuners.distributed import supervise
