@@ -362,7 +362,7 @@ def cmd_trial(args) -> int:
         return 0
     if not args.json:
         print(f"tuning-advisor trial: error: {res['error']}", file=sys.stderr)
-    return 2 if res.get("error_kind") == "input" else 1
+    return 2 if res.get("error_kind") in ("input", "disk") else 1
 
 
 def cmd_export(args) -> int:

@@ -74,18 +74,31 @@ def check_home() -> Path:
 
 
 def home_problem(path: Path, exc: OSError) -> str:
-    fix = f"or set {HOME_ENV} to a writable folder"
-    why = {errno.ENOSPC: f"the disk is full: free space on it, {fix}",
-           errno.EDQUOT: f"the disk quota is used up: free space, {fix}",
-           errno.EROFS: f"it is on a read-only file system: {fix}",
-           errno.EACCES: f"permission denied: fix the folder's permissions (chmod u+rwx), {fix}",
-           errno.EPERM: f"permission denied: fix the folder's permissions (chmod u+rwx), {fix}",
-           errno.ENOTDIR: f"a file stands where a folder of its path should be: {fix}",
-           errno.EEXIST: f"a file stands where the folder should be: {fix}",
+    other = f"or set {HOME_ENV} to a writable folder"
+    why = {errno.ENOSPC: f"the disk is full: free space on it, {other}",
+           errno.EDQUOT: f"the disk quota is used up: free space, {other}",
+           errno.EROFS: f"it is on a read-only file system: set {HOME_ENV} to a folder on a writable disk",
+           errno.EACCES: f"permission denied: give yourself write access (chmod u+rwx), {other}",
+           errno.EPERM: f"permission denied: give yourself write access (chmod u+rwx), {other}",
+           errno.ENOTDIR: f"a file stands where a folder of its path should be: move that file, {other}",
+           errno.EEXIST: f"a file stands where the folder should be: move that file, {other}",
            errno.ENAMETOOLONG: f"the path is too long for this file system (a name over 255 characters): set "
-                               f"{HOME_ENV} to a shorter path"}.get(exc.errno, f"{exc.strerror or exc}: {fix}")
+                               f"{HOME_ENV} to a shorter path"}.get(exc.errno, f"{exc.strerror or exc}: fix it, {other}")
     shown = str(path) if len(str(path)) <= 80 else str(path)[:60] + "…"
     return f"the data folder {shown} cannot be used: {why}"
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing parent) has under 1 MiB free."""
+    import shutil
+
+    for p in (path, *path.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free < 1024**2
+            except OSError:
+                return False
+    return False
 
 
 def uploads() -> Path:
@@ -97,10 +110,21 @@ def uploads() -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Writes a file only this user can read (0600), whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """Writes a file only this user can read (0600), whatever the umask; whole or not at all (written
+    beside it, then renamed: a full disk never leaves half a file under the name)."""
+    path = Path(path)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(part, path)
+    except BaseException:
+        try:
+            os.unlink(part)
+        except OSError:
+            pass
+        raise
 
 
 class StoreError(InputError):

@@ -129,7 +129,10 @@ def cancel(run_id: str) -> bool:
 def result(run_id: str) -> dict | None:
     row = store.get(run_id)
     path = Path(row["run_dir"]) / "result.json" if row else None
-    return json.loads(path.read_text()) if path and path.exists() else None
+    try:
+        return json.loads(path.read_text()) if path and path.exists() else None
+    except (OSError, ValueError):  # unreadable: the row says how the run ended
+        return None
 
 
 def follow(run_id: str, on_event=lambda e: None, poll: float = 0.2, timeout: float | None = None) -> dict:

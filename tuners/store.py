@@ -15,8 +15,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from tuners.home import (HOME_ENV, StoreError, check_home, home, home_path, home_problem, pin_home,  # noqa: F401
-                         uploads, write_private)
+from tuners.home import (HOME_ENV, StoreError, check_home, disk_full, home, home_path, home_problem,  # noqa: F401
+                         pin_home, uploads, write_private)
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _COLUMNS = ("id", "created", "updated", "status", "method", "model", "device", "pid", "run_dir", "request",
@@ -46,7 +46,7 @@ def _unavailable(path: Path, exc: BaseException) -> StoreError:
         return StoreError(home_problem(path.parent, exc))
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = f"{name} {exc}".lower()
-    if "full" in text:
+    if "full" in text or ("ioerr" in text or "i/o" in text) and disk_full(path.parent):
         why = "the disk is full: free space on it and run the command again (nothing in it was lost)"
     elif "busy" in text or "locked" in text:
         why = ("it is locked by another process (another tuning-advisor command, or a tool holding it open): "
@@ -111,8 +111,16 @@ _RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
         request TEXT, estimate TEXT, measured TEXT, extrapolated TEXT, error TEXT)"""
 
 
-BUSY_TIMEOUT = 30.0
-"""Seconds a command waits for another process's lock on the store before it says so."""
+def _busy_timeout() -> float:
+    try:
+        return min(3600.0, max(0.1, float(os.environ.get("TUNING_ADVISOR_BUSY_TIMEOUT", 30))))
+    except ValueError:
+        return 30.0
+
+
+BUSY_TIMEOUT = _busy_timeout()
+"""Seconds a command waits for another process's lock on the store before it says so (30;
+``TUNING_ADVISOR_BUSY_TIMEOUT`` changes it)."""
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -224,7 +232,7 @@ def try_update(run_id: str, **fields) -> bool:
         update(run_id, **fields)
         return True
     except StoreError as exc:
-        print(f"tuning-advisor: {exc}", file=sys.stderr)
+        notice(f"tuning-advisor: {exc}")
         return False
 
 
@@ -364,7 +372,7 @@ def _read_only(path: Path, query: str, args: tuple) -> list[tuple]:
     file), else ``immutable=1``. Raises the last sqlite3.Error when neither opens it."""
     for mode in ("mode=ro", "immutable=1"):
         try:
-            con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+            con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=min(5.0, BUSY_TIMEOUT))
             try:
                 return con.execute(query, args).fetchall()
             finally:
@@ -392,15 +400,37 @@ def _read(query: str, args: tuple, heal: bool = False) -> list[dict]:
         except StoreError as exc:
             if not path.is_file():
                 return []
-            print(f"tuning-advisor: shown as it is, not updated: {exc}", file=sys.stderr)
+            notice(f"tuning-advisor: shown as it is, not updated: {exc}")
     try:
         rows = [row for r in _read_only(path, query, args) if (row := _row(r)) is not None]
     except sqlite3.Error as exc:
-        print(f"tuning-advisor: the run history {path} could not be read ({exc}); it is kept as it is",
-              file=sys.stderr)
+        notice(f"tuning-advisor: the run history {path} could not be read ({exc}); it is kept as it is")
         return []
     _reap(None, rows)
     return rows
+
+
+_SAID: set[str] = set()
+
+
+def notice(line: str) -> None:
+    """A one-line notice on stderr, once per process (a follow loop reads the store every 0.2 s)."""
+    if line not in _SAID:
+        _SAID.add(line)
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except OSError:  # stderr is a log file on the same full disk
+            pass
+
+
+def full_disk_message(exc: BaseException) -> str | None:
+    """The one line for a run that failed because its disk filled up (ENOSPC, EDQUOT), else None."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return f"the disk filled up during the run{where}: free space on it, then run the trial again"
+    return None
 
 
 def get(run_id: str) -> dict | None:

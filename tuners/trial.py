@@ -414,6 +414,10 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
             result.update(status="cancelled" if cancelled else "failed", error=str(cause),
                           error_kind="cancelled" if cancelled else "timeout")
             return result
+        full = store.full_disk_message(exc)
+        if full:
+            result.update(error=full, error_kind="disk")
+            return result
         oom = False
         try:
             oom = _is_oom(exc)
@@ -441,16 +445,29 @@ def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: b
     return 0 if result["status"] == "completed" else 1
 
 
+RECORD_RETRY_S = 60.0
+"""How long a finished run keeps trying to record its end when the disk is full or the store locked."""
+
+
 def record_end(run_id: str, run_dir: Path, result: dict, emit: Events) -> None:
     """result.json, the store row, the last event: each on its own, so a full disk or a locked store
     loses only what could not be written (the store takes the end from result.json later, and a run
     with neither is marked failed with why when the history is next read)."""
-    try:
-        store.write_private(run_dir / "result.json", json.dumps(result, indent=2).encode())
-    except OSError as exc:
-        print(f"tuning-advisor: could not write {run_dir / 'result.json'}: {exc.strerror or exc}", file=sys.stderr)
-    store.try_update(run_id, status=result["status"], estimate=result["estimate"], measured=result["measured"],
-                     extrapolated=result["extrapolated"], error=result["error"])
+    written = recorded = False
+    deadline = time.time() + RECORD_RETRY_S
+    while not (written and recorded):  # a full disk may be freed while we wait: then nothing is lost
+        try:
+            if not written:
+                store.write_private(run_dir / "result.json", json.dumps(result, indent=2).encode())
+                written = True
+        except OSError as exc:
+            store.notice(f"tuning-advisor: could not write {run_dir / 'result.json'} ({exc.strerror or exc}); retrying")
+        recorded = recorded or store.try_update(run_id, status=result["status"], estimate=result["estimate"],
+                                                measured=result["measured"], extrapolated=result["extrapolated"],
+                                                error=result["error"])
+        if time.time() > deadline or (written and recorded):
+            break
+        time.sleep(2)
     try:
         emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
              error=result["error"])
