@@ -333,7 +333,8 @@ def cmd_trial(args) -> int:
     if not data:
         raise InputError("give --data FILE (JSONL, CSV or Parquet): the plan has no data path")
     if not Path(data).expanduser().is_file():
-        raise InputError(f"data file '{data}' not found (give a .jsonl, .csv or .parquet file)")
+        what = "is not a regular file (a pipe, device or folder)" if Path(data).expanduser().exists() else "not found"
+        raise InputError(f"data file '{data}' {what} (give a .jsonl, .csv or .parquet file)")
     def absolute(ref: str) -> str:  # a local folder or config is named by its absolute path (the runner's cwd differs)
         path = Path(ref).expanduser()
         return str(path.resolve()) if path.exists() else ref
