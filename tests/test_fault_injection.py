@@ -452,6 +452,21 @@ def test_a_home_that_existed_world_readable_becomes_private(home):
     assert all(m & 0o077 == 0 for m in modes.values()), modes
 
 
+def test_a_home_that_holds_other_things_has_only_ours_made_private(home):
+    """TUNING_ADVISOR_HOME=~ must not chmod the user's own files."""
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    os.chmod(home / "notes.txt", 0o644)
+    os.chmod(home, 0o755)
+    store.new_run({"plan": {"method": "lora", "model": "m"}})
+    from tuners import home as home_mod
+
+    home_mod._PRIVATE_CHECKED.clear()  # as a later command sees it
+    store.list_runs()
+    assert stat.S_IMODE((home / "notes.txt").stat().st_mode) == 0o644 and stat.S_IMODE(home.stat().st_mode) == 0o755
+    assert stat.S_IMODE(store.db_path().stat().st_mode) == 0o600
+
+
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 

@@ -31,23 +31,45 @@ def pin_home() -> Path:
 _PRIVATE_CHECKED: set[str] = set()
 
 
+OURS = ("runs.db", "runs", "uploads", "configs", "cpu_peak.json", "sample-brand-voice.jsonl")
+"""What we keep in the home: only these (and ``runs.db-*`` files) are made private, so a home set to a
+folder that holds other things (``TUNING_ADVISOR_HOME=~``) has nothing else of the user's changed."""
+
+
+def _private(name: str, mode: int, uid: int) -> None:
+    try:
+        st = os.lstat(name)
+        if st.st_uid == uid and not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(name, stat.S_IMODE(st.st_mode) & 0o700 | mode)
+    except OSError:
+        pass
+
+
 def make_private(path: Path) -> None:
-    """The home and everything under it: folders 0700, files 0600 (runs hold plans, data paths and
+    """The home and what we keep in it: folders 0700, files 0600 (runs hold plans, data paths and
     errors). Done once per process per home, also for a folder that existed before with wider modes;
-    files we did not create (another owner's) are left alone."""
+    files of another owner, links, and anything not ours (``OURS``) are left alone."""
     key = str(path)
     if key in _PRIVATE_CHECKED:
         return
     _PRIVATE_CHECKED.add(key)
     uid = os.getuid()
-    for root, dirs, files in os.walk(path):
-        for name, mode in [(root, 0o700)] + [(os.path.join(root, f), 0o600) for f in files]:
-            try:
-                st = os.lstat(name)
-                if st.st_uid == uid and not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
-                    os.chmod(name, stat.S_IMODE(st.st_mode) & ~0o077 | (mode & 0o700))
-            except OSError:
-                continue
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    entries = [e for e in names if e in OURS or e.startswith("runs.db")]
+    if all(e in entries or e.startswith(".probe-") or e.endswith(".part") for e in names):
+        _private(str(path), 0o700, uid)  # a folder of ours only (or a new one); not a home of other things
+    for entry in entries:
+        top = os.path.join(path, entry)
+        if not os.path.isdir(top) or os.path.islink(top):
+            _private(top, 0o600, uid)
+            continue
+        for root, _, files in os.walk(top):
+            _private(root, 0o700, uid)
+            for f in files:
+                _private(os.path.join(root, f), 0o600, uid)
 
 
 def home() -> Path:

@@ -1,8 +1,17 @@
 """The run history: SQLite in ``$TUNING_ADVISOR_HOME`` (default ``~/.tuning-advisor``), one row per
 trial run, plus a folder per run holding its events (JSON lines) and result JSON.
 
-Each write is one short transaction, so a crash leaves the store consistent; a run whose process
-died without finishing is marked ``failed`` the next time the history is read.
+Each write is one short transaction, so a crash leaves the store consistent. What the disk does to
+it, and what happens then:
+
+* really corrupt (not an SQLite header, ``PRAGMA quick_check`` fails) or a foreign database: moved
+  aside under a name no earlier copy has (kept, never deleted), and a fresh store started;
+* full, locked by another process, read-only, an I/O error: the file is kept as it is. Writes raise
+  ``StoreError`` (one line with the fix; the CLI exits 2), reads answer from the file as it is;
+* a run that ended while its row could not be written: its row takes the end from the run folder's
+  ``result.json``, and a folder the store lacks entirely is added back (``list_runs``);
+* a row whose process is gone (none recorded, dead, a PID no process can have, a PID reused): marked
+  failed with why on the next read; never counted as a live trial; ``prune`` removes such runs.
 """
 from __future__ import annotations
 
