@@ -245,6 +245,31 @@ def try_update(run_id: str, **fields) -> bool:
         return False
 
 
+RECORD_RETRY_S = 60.0
+"""How long a finished run keeps trying to record its end while the disk is full or the store locked."""
+
+
+def record_result(run_id: str, run_dir: Path, result: dict) -> bool:
+    """A run's end: ``result.json`` in its folder and its row, each on its own and retried for up to
+    RECORD_RETRY_S (a full disk freed meanwhile loses nothing). What still could not be written is
+    recovered later: the row's end from result.json, a run with neither marked failed with why."""
+    written = recorded = False
+    deadline = time.time() + RECORD_RETRY_S
+    while True:
+        if not written:
+            try:
+                write_private(run_dir / "result.json", json.dumps(result, indent=2).encode())
+                written = True
+            except OSError as exc:
+                notice(f"tuning-advisor: could not write {run_dir / 'result.json'} ({exc.strerror or exc}); retrying")
+        recorded = recorded or try_update(run_id, status=result["status"], estimate=result["estimate"],
+                                          measured=result["measured"], extrapolated=result["extrapolated"],
+                                          error=result["error"])
+        if (written and recorded) or time.time() > deadline:
+            return written and recorded
+        time.sleep(2)
+
+
 def _row(r) -> dict | None:
     """A run as a dict; None for a row that cannot be read (skipped, never fatal)."""
     d = dict(zip(_COLUMNS, r))

@@ -178,7 +178,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     emit("data", report=report.to_dict(), model=source.description)
     if not (setup.examples and setup.tokens_per_example):  # whole-run figures for the file itself
         mean = sum(min(n, setup.seq_len) for n in report.token_lengths) / len(report.token_lengths)
-        trial_plan = trial_plan.edit(data={"num_examples": report.usable_in_file, "tokens_per_example": max(1, round(mean))})
+        trial_plan = trial_plan.edit(data={"num_examples": report.usable_in_file,
+                                           "tokens_per_example": max(1, round(mean))})
         setup = trial_plan.setup(device)
     spec = spec_from_config(source.config, model_id=plan.model)
     recipe = methods.recipe(trial_plan, spec)
@@ -441,38 +442,13 @@ def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: b
         result["estimate"] = json.loads((run_dir / "estimate.json").read_text())  # OOM is recorded beside it
     if result["device"] is None:
         result["device"] = (store.get(run_id) or {}).get("device")
-    record_end(run_id, run_dir, result, emit)
-    return 0 if result["status"] == "completed" else 1
-
-
-RECORD_RETRY_S = 60.0
-"""How long a finished run keeps trying to record its end when the disk is full or the store locked."""
-
-
-def record_end(run_id: str, run_dir: Path, result: dict, emit: Events) -> None:
-    """result.json, the store row, the last event: each on its own, so a full disk or a locked store
-    loses only what could not be written (the store takes the end from result.json later, and a run
-    with neither is marked failed with why when the history is next read)."""
-    written = recorded = False
-    deadline = time.time() + RECORD_RETRY_S
-    while not (written and recorded):  # a full disk may be freed while we wait: then nothing is lost
-        try:
-            if not written:
-                store.write_private(run_dir / "result.json", json.dumps(result, indent=2).encode())
-                written = True
-        except OSError as exc:
-            store.notice(f"tuning-advisor: could not write {run_dir / 'result.json'} ({exc.strerror or exc}); retrying")
-        recorded = recorded or store.try_update(run_id, status=result["status"], estimate=result["estimate"],
-                                                measured=result["measured"], extrapolated=result["extrapolated"],
-                                                error=result["error"])
-        if time.time() > deadline or (written and recorded):
-            break
-        time.sleep(2)
+    store.record_result(run_id, run_dir, result)  # result.json and the row, retried while the disk is full
     try:
         emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
              error=result["error"])
-    except OSError:
+    except OSError:  # a full disk: the result is recorded (or is taken from result.json later)
         pass
+    return 0 if result["status"] == "completed" else 1
 
 
 def _on_term(signum, frame):
