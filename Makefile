@@ -1,18 +1,26 @@
-# make run  — create .venv if needed, install, start the app
-# make test — create .venv if needed, install, run the tests
+# make run    — create .venv if needed, install the locked dependencies, start the app
+# make test   — create .venv if needed, install the locked dependencies, run the tests
+# make lock   — re-resolve pyproject.toml into requirements/lock.txt (hashes; torch left to the line below)
+# make test-latest — the suite in a throwaway venv with the newest releases; one line of what broke
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+TORCH := 2.13.0
 
-.PHONY: run test install bench clean
+.PHONY: run test install lock test-latest bench gpu-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# CPU build of torch from the local wheel first, so the range in pyproject.toml pulls no CUDA build.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q pip==26.3
+	# torch first: the CPU build this machine keeps on disk (a GPU box: install its CUDA build of the same version first).
+	$(BIN)/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)')" 2>/dev/null \
+		|| $(BIN)/python -m pip install -q torch==$(TORCH)
+	# Then exactly the lock (every package pinned and hash-checked), and the project itself without resolving again.
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,8 +31,17 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+lock: $(STAMP)
+	$(BIN)/python requirements/deps.py lock
+
+test-latest: $(STAMP)
+	$(BIN)/python requirements/deps.py latest
+
 bench: $(STAMP)
 	$(BIN)/python bench/estimate_speed.py
+
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

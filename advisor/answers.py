@@ -48,14 +48,18 @@ class Answers:
     num_tasks: int = 1
     """Tuned variants to serve."""
     priority: str = "balanced"
-    epochs: float = 2
-    """Passes over the data used for time and cost (2 is a common choice for fine-tuning)."""
+    epochs: float | None = None
+    """Passes over the data used for time and cost; None: from the data's size and the task
+    (advisor/epochs.py, C6.18)."""
     teacher: str | None = None
     """Distillation: the teacher when it is not the base model (default: the base model teaches a
     smaller student of its own family)."""
     student: str | None = None
-    """Distillation: the student (default: the largest catalog model sharing the tokenizer and at most
-    a quarter of the teacher's size)."""
+    """Distillation: the student (default: chosen by the target — advisor/students.py)."""
+    device_memory_gib: float | None = None
+    """Memory the served model may take on the target device (a phone, an edge box), in GiB: picks the
+    distillation student whose 4-bit export fits it. None: the on-device class (~2B) for a small-footprint
+    goal."""
 
     def __post_init__(self):
         problems = _problems(self)
@@ -113,7 +117,8 @@ def _problems(a: Answers) -> list[str]:
         p.append(f"domain_distance must be one of {', '.join(DISTANCES)} (got {a.domain_distance!r})")
     if a.priority not in PRIORITIES:
         p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
-    for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000)):
+    for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000),
+                       ("device_memory_gib", 1e6)):
         v = getattr(a, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high):
             p.append(f"{name} must be a number above 0 and at most {high:,g} (got {_shown(v)})")

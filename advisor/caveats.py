@@ -35,7 +35,12 @@ CAVEATS = {
         (lambda c: SMALL_MODEL < c.facts.params <= PROMPT_PARITY,
          "Saves little memory at this size ({params}): activations through the frozen model dominate (C6.3)."),
     ),
-    "adapters": ((_always, "Extra layers add inference latency and architectural complexity (C2.6)."),),
+    "adapters": (
+        (_always, "Extra layers add inference latency and architectural complexity (C2.6)."),
+        (lambda c: c.answers.domain_distance == "far" or c.answers.task == "code",
+         "Like LoRA, a low-capacity update may fall short of full tuning on this large shift (C6.2): try a wider "
+         "bottleneck (adapter_size 256+) if it plateaus."),
+    ),
     "dora": (
         (_always, "Steps are slower than LoRA's: every micro-batch recomputes the adapted weights' norms (C6.9)."),
         (_always, "Slightly more memory than LoRA: magnitude vectors and the extra outputs they keep (C6.9)."),

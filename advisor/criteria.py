@@ -86,7 +86,47 @@ CRITERIA = {
               "slower steps (dequantization on every pass)."),
     "C6.17": ("Served size", "The model served has the size of the model tuned: only distillation (or starting "
               "from a smaller base) makes it smaller for a phone, an edge device or a latency budget."),
+    # Added for issue 25 (advice a practitioner signs).
+    "C6.18": ("Epochs", "How many passes over the data scale with its size and the task: a few hundred examples "
+              "take 3-5 epochs, tens of thousands 2, hundreds of thousands or 100M+ tokens one (Alpaca: 3 epochs "
+              "on 52k; Llama 2's SFT: 2 on 27.5k; Komatsuzaki 2019: one epoch when data is plentiful). Tasks with "
+              "one right answer (classification, extraction) take one more, open-ended generation and chat one "
+              "fewer (OpenAI's fine-tuning guide: +1-2 epochs for a single ideal completion, -1-2 when outputs "
+              "lose diversity). The number is a default: set ``epochs`` to override it."),
+    "C6.19": ("Retrieval plus tuning", "When the facts come from retrieval, the tuning half only teaches the "
+              "answer's format and style and how to use the retrieved context: a light LoRA-style update (RAFT, "
+              "Zhang et al. 2024). Tuning on new facts teaches them slowly and raises hallucination (Gekhman et "
+              "al. 2024), and retrieval beats tuning for knowledge (Ovadia et al. 2024): full tuning only when the "
+              "domain itself is far."),
+    "C6.20": ("Merging for serving", "LoRA, QLoRA and DoRA updates fold into the base weights, so the served "
+              "model runs at the base's speed; adapter layers and soft prompts stay in the forward pass."),
+    "C6.21": ("How a plan fits", "A plan that fits on each GPU as it is runs at full speed; sharding it (ZeRO, "
+              "FSDP) adds communication every step; offloading optimizer states or parameters to CPU memory "
+              "makes every step wait on host transfers (Ren et al. 2021, ZeRO-Offload). The score prefers the "
+              "simplest route that fits."),
+    "C6.22": ("Many tenants' tuning cost", "K tasks are K tuning runs (one adapter or prompt per task), or one "
+              "multi-task run over all K tasks' data where one model serves them all: either way the tokens, "
+              "hours and money are about K times one task's, and a budget covers all of them."),
 }
+
+NAMED: dict[str, dict[str, int]] = {
+    # What each criterion says about the methods it names: +1 favours, -1 counts against. Every rule that
+    # cites one of these criteria applies its effect to every method the criterion names, in that
+    # direction (tests/test_advice_rules.py): a penalty for a class of methods hits the whole class.
+    "C3.1": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": 1},
+    "C3.2": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": 1, "distillation": 1},
+    "C3.3": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": 1, "prompt_tuning": -1},
+    "C3.4": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": 1},
+    "C3.5": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": 1},
+    "C3.6": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "prompt_tuning": 1, "full": -1, "distillation": -1},
+    "C5.1": {m: -1 for m in ("prompt_tuning", "lora", "qlora", "full", "adapters", "distillation", "dora")},
+    "C6.1": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "prompt_tuning": 1},
+    "C6.2": {"lora": -1, "qlora": -1, "dora": -1, "adapters": -1},
+    "C6.17": {m: -1 for m in ("prompt_tuning", "lora", "qlora", "full", "adapters", "dora")},
+    "C6.19": {"lora": 1, "qlora": 1, "dora": 1, "adapters": 1, "full": -1, "distillation": -1},
+    "C6.20": {"lora": 1, "qlora": 1, "dora": 1, "adapters": -1},
+}
+"""Criteria that speak about a class of methods (low-rank updates, per-task adapters, whole models...)."""
 
 
 def explain(criterion: str) -> str:

@@ -9,7 +9,7 @@ import math
 from functools import cached_property
 
 from advisor.answers import Answers
-from estimators.methods import lora_params
+from estimators.methods import REGISTRY, lora_params
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 
@@ -34,6 +34,10 @@ pull ahead of LoRA on hard shifts: between Alpaca (0.0014, where LoRA matches it
 Biderman et al. 2024's code and maths instruction sets, where full tuning leads."""
 FULL_BYTES_PER_PARAM = 16
 """Trainer-style AMP full tuning with AdamW: fp32 master 4 + fp32 gradients 4 + two fp32 states 8."""
+PHONE_PARAMS = 2.1e9
+"""C6.17: the on-device class of models (Gemma 3 1B, Llama 3.2 1B, Qwen3 0.6B/1.7B, SmolLM2 1.7B, all released
+for phones and edge devices) stops at ~2B parameters: ~1.2 GiB at ~4.8 bits per weight (llama.cpp Q4_K_M).
+A base at or under it already fits such a device; a larger one needs a smaller student."""
 GIB = 1024**3
 
 
@@ -74,6 +78,11 @@ class Facts:
         return lora_params(self.spec, TrainSetup(method="lora"))
 
     @cached_property
+    def trainable(self) -> dict:
+        """Trainable parameters of each frozen-base method at its defaults (for the reasons' numbers)."""
+        return {m: REGISTRY[m].trainable(self.spec, TrainSetup(method=m)) for m in REGISTRY}
+
+    @cached_property
     def values(self) -> dict:
         """The ``{name}`` fields of the rules' and caveats' sentences."""
         a, p = self.answers, self.params
@@ -85,4 +94,8 @@ class Facts:
                 "serve_full": human_bytes(a.num_tasks * w16), "task": a.task.replace("_", " "),
                 "w16": human_bytes(w16), "w4": human_bytes(w4), "saved": human_bytes(w16 - w4),
                 "full_gib": human_bytes(FULL_BYTES_PER_PARAM * p),
-                "deep": "code" if a.task == "code" else "new domain knowledge"}
+                "deep": "code" if a.task == "code" else "new domain knowledge",
+                "adapter_params": human(self.trainable["adapters"]), "prompt_params": human(self.trainable["prompt_tuning"]),
+                "lora_share": f"{self.lora_params / p:.2%}", "domain": a.domain_distance,
+                "phone": human(PHONE_PARAMS), "priority": a.priority,
+                "goals": ", ".join(g.replace("_", " ") for g in a.goals) or "none"}

@@ -108,15 +108,19 @@ def format_recommendation(rec) -> str:
         secs = (e.get("time") or {}).get("seconds")
         rows.append({"rank": i, "method": a.method, "score": f"{a.score:.2f}", "verdict": a.verdict,
                      "fit": fit_label(a.fits, a.within_budget, a.memory_fit), "memory/GPU": gib(mem),
+                     "route": a.route or "—", "epochs": f"{a.training['epochs']:g}" if a.training else "—",
+                     "steps/epoch": f"{a.training['steps_per_epoch']:,}" if a.training else "—",
                      "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
-    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "fit", "memory/GPU", "time",
-                                                 "cost")]))
+    lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "fit", "memory/GPU", "route",
+                                                 "epochs", "steps/epoch", "time", "cost")]))
     for a in rec.recommendations:
         lines += ["", f"{a.method} ({a.model})"]
         if a.settings:
             lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in a.settings.items()))
         if a.budget_fit:
             lines.append(f"  budget: {a.budget_fit['text']}")
+        if a.all_tasks:
+            lines.append(f"  all tasks: {a.all_tasks['text']}")
         lines += [f"  [{r['criterion']}] {r['effect']} {r['text']}" for r in a.reasons]
         lines += [f"  caveat: {c}" for c in a.caveats]
     return "\n".join(lines)

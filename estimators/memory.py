@@ -119,6 +119,8 @@ def base_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
 
 
 def _teacher_bytes(teacher: ModelSpec, setup: TrainSetup) -> int:
+    if setup.teacher_logits == "precomputed":  # issue 25: logits read from disk, no teacher resident
+        return 0
     if setup.teacher_quant_bits == 4:
         q = quantized_params(teacher)
         return int(q * _NF4_BYTES[True]) + (teacher.total_params - q) * DTYPE_BYTES[setup.precision]

@@ -47,6 +47,9 @@ class TrainSetup:
     """Bottleneck width of adapter layers."""
     teacher_quant_bits: int | None = None
     """Distillation: store the frozen teacher in 4 or 8 bits (None: the training precision)."""
+    teacher_logits: str = "online"
+    """Distillation: ``online`` (the teacher runs beside the student every step) or ``precomputed`` (its
+    logits are computed in one pass before training and read back: no teacher on the GPU; issue 25)."""
     num_gpus: int = 1
     sharding: str = "none"
     cpu_offload: bool = False
@@ -100,6 +103,8 @@ class TrainSetup:
                                 f"(got {q!r})")
         if self.quant_bits not in (4, 8):
             problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
+        if self.teacher_logits not in ("online", "precomputed"):
+            problems.append(f"teacher_logits must be online or precomputed (got {self.teacher_logits!r})")
         if self.teacher_quant_bits not in (None, 4, 8):
             problems.append(f"teacher_quant_bits must be 4 or 8 (got {self.teacher_quant_bits!r})")
         if self.sharding != "none" and self.num_gpus == 1:

@@ -133,7 +133,8 @@ _TIE_DEFAULT = {"gemma2": True, "gpt2": True, "bert": True, "roberta": True, "t5
 # "qwen2_moe"). For them PEFT 0.21 (utils/transformers_weight_conversion.py) turns ``all-linear`` into the
 # router's weight plus the fused ``gate_up_proj`` (rank 2r) and ``down_proj`` (rank r) of every expert.
 # Other MoE families (gpt-oss) keep their experts frozen under all-linear. Checked against the installed
-# libraries by tests/test_spec_meta.py.
+# libraries by tests/test_any_architecture.py, which reports (and checks the meta-device path of) any newer
+# family the installed libraries know.
 PEFT_EXPERT_FAMILIES = frozenset({
     "mixtral", "minimax", "minimax_m2", "qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_omni_moe",
     "qwen3_omni_moe_thinker", "qwen3_omni_moe_text", "deepseek_v2", "deepseek_v3", "deepseek_v32", "dots1",

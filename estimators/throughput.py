@@ -82,7 +82,9 @@ def flops_per_token(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
     if setup.gradient_checkpointing:
         total += forward
     if setup.m.needs_teacher and teacher is not None:
-        total += 2 * teacher.active_params + attention_flops_per_token(teacher, s)
+        # Precomputed logits (issue 25): the teacher's forward runs once over the data, not every epoch.
+        once = setup.epochs if setup.teacher_logits == "precomputed" else 1
+        total += (2 * teacher.active_params + attention_flops_per_token(teacher, s)) / once
     total += setup.m.extra_flops_per_step(spec, setup) / (setup.batch_size * s)
     return float(total)
 

@@ -212,9 +212,10 @@ def test_scenario(recs, name, kw, want):
     if want.get("over_budget_sorted"):
         over = [a for a in rec["recommendations"] if a["fits"] and not a["within_budget"]]
         assert len(over) >= 2 and all(a["budget_fit"]["over_by"] > 1 for a in over)
-        poor = [a["verdict"] == "poor fit" for a in over]
-        assert poor == sorted(poor), "poor fits follow the others"
-        for group in ([a for a in over if a["verdict"] != "poor fit"], [a for a in over if a["verdict"] == "poor fit"]):
+        # Issue 25: methods their own reasons rule out follow the others, then poor fits (advisor/ranking.py).
+        cls = [(any(r.get("rules_out") for r in a["reasons"]), a["verdict"] == "poor fit") for a in over]
+        assert cls == sorted(cls), "ruled-out methods, then poor fits, follow the others"
+        for group in ([a for a, c in zip(over, cls) if c == k] for k in sorted(set(cls))):
             # least over first; runs within OVER_BUDGET_TIE of the least-over one may be ordered by score
             ratios = [a["budget_fit"]["over_by"] for a in group]
             near = [r for r in ratios if r <= min(ratios, default=0) * OVER_BUDGET_TIE]

@@ -252,15 +252,31 @@ def _experts_in_modulelist(model) -> int:
                 if isinstance(m, torch.nn.ModuleList) and name.endswith(".experts")), default=0)
 
 
+def _conversion_tables():
+    from peft.utils import transformers_weight_conversion as twc
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    return twc, get_checkpoint_conversion_mapping
+
+
 def _peft_adapts_experts(model_type: str | None) -> bool:
-    """Whether PEFT's ``all-linear`` adapts the fused experts (its v4→v5 conversion applies)."""
+    """Whether PEFT's ``all-linear`` adapts the fused experts (its v4→v5 conversion applies). A family is
+    either mapped to a base pattern (``deepseek_v3`` → ``qwen2_moe``) or is a base itself (``qwen2_moe``)."""
     try:
-        from peft.utils import transformers_weight_conversion as twc
-        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+        twc, mapping = _conversion_tables()
     except ImportError:
         return False
-    base = twc._MODEL_TO_CONVERSION_PATTERN.get(model_type)
-    return bool(base and twc._MOE_FUSED_TARGETS.get(base)) and get_checkpoint_conversion_mapping(model_type) is not None
+    if not model_type:
+        return False
+    base = twc._MODEL_TO_CONVERSION_PATTERN.get(model_type) or model_type
+    return bool(twc._MOE_FUSED_TARGETS.get(base)) and mapping(model_type) is not None
+
+
+def library_expert_families() -> set[str]:
+    """Every model type the installed transformers and PEFT convert to fused experts that LoRA adapts."""
+    twc, _ = _conversion_tables()
+    candidates = {t for t in twc._MODEL_TO_CONVERSION_PATTERN if t.islower()} | set(twc._MOE_FUSED_TARGETS)
+    return {t for t in candidates if _peft_adapts_experts(t)}
 
 
 def main() -> int:

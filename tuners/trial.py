@@ -123,6 +123,13 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
         notes.append("CPU offload runs only with FSDP on several ranks (--nproc N --sharding fsdp): not in this trial")
     if scale_down:
         notes.append("scaled down: a small copy of the architecture (same family, fewer and narrower layers)")
+    settings = {}
+    if plan.settings.get("teacher_logits") == "precomputed":  # issue 25: the pre-pass is not part of a trial
+        settings["teacher_logits"] = "online"
+        notes.append("teacher logits computed online: a trial does not run the precomputing pass, so the teacher is "
+                     "on the device and in the estimate")
+    if settings:
+        plan = plan.edit(settings=settings)
     return (plan.edit(hardware=hardware) if hardware else plan), notes
 
 

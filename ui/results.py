@@ -69,6 +69,7 @@ def render_recommendation(rec: dict) -> None:
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "suitability": a.get("verdict", "—"),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
+                           "route": a.get("route") or "—",  # issue 25: on-GPU, sharded or offloaded (C6.21)
                            "time": fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours),
                            "cost": fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)}
                           for i, a in enumerate(rec["recommendations"])])
@@ -91,7 +92,7 @@ def render_recommendation(rec: dict) -> None:
             if (a["estimate"] or {}).get("calibrated"):
                 st.caption(f"⚙️ Estimate {a['estimate']['calibrated']}.")
             for r in a["reasons"]:
-                with st.expander(f"{'➕' if r['effect'] == '+' else '➖'} [{r['criterion']}] {r['text']}"):
+                with st.expander(f"{ {'+': '➕', '-': '➖'}.get(r['effect'], 'ℹ️') } [{r['criterion']}] {r['text']}"):
                     st.markdown(explain(r["criterion"]))
             for c in a["caveats"]:
                 st.markdown(f"⚠️ {c}")
