@@ -424,6 +424,10 @@ def test_a_big_data_file_is_sampled_with_its_longest_rows(tmp_path):
     d = report.to_dict()
     assert d["rows"] == n and d["sampled"] and d["rows_read"] == len(sample.rows) and "sample of" in d["sample_note"]
     assert abs(report.usable_in_file - n) <= 1
+    steps = data.for_steps(usable, report.token_lengths, 6)  # only these are encoded for 3 steps of batch 2
+    length = lambda e: len((e.prompt + e.completion).split()) + 1  # noqa: E731  (the lengths the report counted)
+    assert sorted(map(length, steps)) == sorted(map(length, usable))[-6:]
+    assert any(e.prompt == "the longest" for e in steps)
     small = _data(tmp_path, rows=50)
     assert not data.load_sample(small).sampled and len(data.load_sample(small).rows) == 50
 

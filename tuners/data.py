@@ -171,6 +171,11 @@ def _jsonl_sample(path: Path, limit: int) -> tuple[list[dict], int]:
     return rows, len(lines)
 
 
+def _starts_array(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(b"[")
+
+
 def load_sample(path: str | Path, limit: int = SAMPLE_ROWS) -> Sample:
     """The rows a trial needs: the whole file when it is small, else ``limit`` evenly spaced rows plus
     the longest (JSONL: only those lines are parsed; CSV/Parquet are read, then sampled)."""
@@ -179,7 +184,7 @@ def load_sample(path: str | Path, limit: int = SAMPLE_ROWS) -> Sample:
     size = path.stat().st_size if path.is_file() else 0
     if size > runtime.MAX_DATA_BYTES:
         return Sample(str(path), "", read_rows(path), [], 0)  # read_rows refuses it, with the size and the fix
-    if size > WHOLE_FILE_BYTES and path.suffix.lower() in (".jsonl", ".json") and not path.read_bytes()[:64].lstrip().startswith(b"["):
+    if size > WHOLE_FILE_BYTES and path.suffix.lower() in (".jsonl", ".json") and not _starts_array(path):
         rows, total = _jsonl_sample(path, limit)
     else:
         rows = read_rows(path)
@@ -280,6 +285,15 @@ def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | No
     if not tokenizer_file:
         report.tokenizer = "approximate: a BPE trained on this data (the model has no tokenizer here)"
     return report
+
+
+def for_steps(examples: list[Example], lengths: list[int], needed: int) -> list[Example]:
+    """The examples a trial's steps use: the ``needed`` longest (``batches`` takes the longest first),
+    so only those are encoded; all of them when there are no more."""
+    if len(examples) <= needed:
+        return examples
+    longest = sorted(range(len(examples)), key=lambda i: -lengths[i])[:needed]
+    return [examples[i] for i in sorted(longest)]
 
 
 def batches(encoded: list[dict], batch_size: int, seq_len: int, pad_id: int, steps: int):

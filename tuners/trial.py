@@ -235,6 +235,8 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()} \
         if request.get("record_changes") and world == 1 else None
+    if not setup.packing:  # only what the steps take (longest first); packing lays out every example
+        examples = data_mod.for_steps(examples, report.token_lengths, steps * setup.batch_size * world)
     encoded = data_mod.encode(examples, tokenizer, setup.seq_len)
     if setup.packing:
         encoded = runtime.pack(encoded, setup.seq_len)
