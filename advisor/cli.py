@@ -5,9 +5,11 @@ Every failure a user can cause ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus
@@ -133,11 +135,24 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--sharding", choices=SHARDINGS, default="none", help="multi-GPU sharding (default none = DDP)")
     h.add_argument("--cpu-offload", action="store_true", help="offload optimizer states to CPU memory")
     h.add_argument("--price-per-hour", type=_non_negative_float, help="USD per GPU-hour (default: catalog price)")
+    h.add_argument("--host-memory-gib", type=_positive_float,
+                   help="host RAM of one machine in GiB (default: a typical host for the GPU class, e.g. 2 TB for "
+                        "8x H100/H200, 128 GiB for 2x RTX 4090; `gpus --json` lists them). Offload must fit in it")
     d = p.add_argument_group("data")
     d.add_argument("--examples", type=_positive_int, help="number of training examples")
     d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
     d.add_argument("--epochs", type=_positive_float, default=1, help="passes over the data (default 1)")
     d.add_argument("--tasks", type=_positive_int, default=1, help="tuned variants to serve (for serving memory)")
+    # --- speed settings (issue 21): what sets tokens/s besides the shape; each is a plan setting --------
+    v = p.add_argument_group("speed settings (estimated, and honoured by trial and export)")
+    v.add_argument("--packing", action="store_true", help="pack examples end to end into full seq-len rows")
+    v.add_argument("--compile", action="store_true", help="run the model under torch.compile")
+    v.add_argument("--fused-cross-entropy", action="store_true",
+                   help="chunked fused linear + cross-entropy loss (Liger): no full fp32 logits in memory or time")
+    v.add_argument("--optimizer-in-backward", action="store_true",
+                   help="update each parameter in backward and free its gradient (needs --grad-accum 1)")
+    v.add_argument("--activation-offloading", action="store_true",
+                   help="keep saved activations in host memory between forward and backward")
     t = p.add_argument_group("run settings (kept in the plan; used by trial and export)")
     t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
     t.add_argument("--lora-alpha", type=_positive_float, help="LoRA/DoRA scaling numerator (default 2 x rank)")
@@ -166,7 +181,10 @@ def setup_from_args(args, device: str = "cuda") -> TrainSetup:
         gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, num_gpus=args.num_gpus,
         sharding=args.sharding, cpu_offload=args.cpu_offload, grad_accum=args.grad_accum, device=device,
         examples=args.examples, tokens_per_example=args.tokens_per_example, epochs=args.epochs,
-        **_given_method_options(args))
+        **{k: getattr(args, k, False) for k in SPEED_SETTINGS}, **_given_method_options(args))
+
+
+SPEED_SETTINGS = ("packing", "compile", "fused_cross_entropy", "optimizer_in_backward", "activation_offloading")
 
 
 def gpu_from_args(args) -> GPU | None:
@@ -186,7 +204,7 @@ _PLAN_EXCLUSIVE = ("model", "method", "batch_size", "seq_len", "precision", "mix
                    "gradient_checkpointing", "attention", "grad_accum", "lora_rank", "lora_targets", "quant_bits",
                    "no_double_quant", "num_virtual_tokens", "adapter_size", "teacher_quant_bits", "gpu",
                    "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload", "price_per_hour",
-                   "examples", "tokens_per_example", "epochs", "tasks") + _RUN_SETTINGS
+                   "examples", "tokens_per_example", "epochs", "tasks") + _RUN_SETTINGS + SPEED_SETTINGS + ("estimate_data",)
 
 
 def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
@@ -196,7 +214,9 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         if given:
             raise InputError(f"--{given[0].replace('_', '-')} does not go with --plan: edit the plan file instead "
                              "(or drop --plan)")
-        return Plan.from_file(args.plan)
+        plan = Plan.from_file(args.plan)
+        host = getattr(args, "host_memory_gib", None)
+        return plan if host is None else plan.edit(hardware={"host_memory_gib": host})
     if not args.model or not args.method:
         raise InputError("give --model and --method (or --plan FILE)")
     method = REGISTRY[args.method]
@@ -209,12 +229,20 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
                          "method it belongs to)")
     setup = setup_from_args(args)
     gpu = gpu_from_args(args)
-    hardware = {"price_per_hour": args.price_per_hour}
+    hardware = {"price_per_hour": args.price_per_hour, "host_memory_gib": getattr(args, "host_memory_gib", None)}
     if gpu is not None and gpu.id == "custom":
         hardware.update(gpu="custom", gpu_memory_gib=args.gpu_memory_gib, gpu_tflops=args.gpu_tflops)
     elif gpu is not None:
         hardware["gpu"] = gpu.id
-    return Plan.from_setup(args.model, setup, settings=extra, hardware=hardware, tasks=args.tasks)
+    data = None
+    if getattr(args, "estimate_data", None):  # estimate --data FILE: the data facts, as the app's upload fills them
+        if args.examples is not None or args.tokens_per_example is not None:
+            raise InputError("--data FILE gives the examples and their lengths: drop --examples/--tokens-per-example")
+        from tuners.datareport import data_facts  # a bounded subprocess; no torch here
+
+        data = data_facts(args.estimate_data, args.model)
+        setup = replace(setup, examples=data["num_examples"], tokens_per_example=data["tokens_per_example"])
+    return Plan.from_setup(args.model, setup, settings=extra, hardware=hardware, data=data, tasks=args.tasks)
 
 
 def estimate_plan(plan: Plan) -> Estimate:
@@ -267,7 +295,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_gpus(args) -> int:
-    rows = [g.to_dict() for g in gpus().values()]
+    from estimators.transfer import host_for
+
+    rows = [{**g.to_dict(), "host": dataclasses.asdict(host_for(g.id))} for g in gpus().values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -437,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     p.add_argument("--json", action="store_true", help="print the estimate JSON (DESIGN.md contract)")
+    p.add_argument("--data", dest="estimate_data", metavar="FILE",
+                   help="a data file (.jsonl, .csv, .parquet): examples and token lengths from it, as the app's upload")
     p.add_argument("--min-gpus", action="store_true",
                    help="also: the smallest count of this GPU that fits under each sharding, and the cheapest GPU "
                         "type x count from the catalog that fits (within --max-hours/--max-cost when given)")

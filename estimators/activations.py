@@ -153,6 +153,11 @@ def logits_bytes(spec: ModelSpec, setup: TrainSetup, tokens: int) -> tuple[int, 
     loss = FP32 if spec.kind == "decoder" else d  # the dtype log-softmax runs in
     forward = tokens * v * (d + loss + (FP32 if d < loss else 0))
     backward = tokens * v * 3 * loss
+    if setup.fused_cross_entropy:
+        # Liger's FusedLinearCrossEntropy: the head and the loss run chunk by chunk, each chunk about
+        # tokens·hidden/vocab rows (its logits ~ one hidden-state tensor, fp32), and the gradient of the
+        # hidden states is computed in forward and kept (fp32): no (tokens × vocab) buffer survives.
+        forward = backward = 2 * tokens * spec.hidden * FP32
     if spec.config.get("final_logit_softcapping"):  # Gemma 2: cap·tanh(logits/cap) keeps tanh's output
         forward += tokens * v * d
         backward += tokens * v * d
@@ -194,7 +199,13 @@ def activations(spec: ModelSpec, setup: TrainSetup) -> Activations:
     d = setup.act_bytes
     per_layer = per_token_layer_bytes(spec, setup) * tokens
     norm_final = (FP32 * spec.hidden + 2 * d * spec.hidden + dropout_masks(spec, setup)[1]) * tokens
-    if setup.gradient_checkpointing:
+    if setup.activation_offloading:
+        # torchtune's OffloadActivations: every saved tensor goes to pinned host memory as it is saved and
+        # comes back when backward needs it; about two blocks' worth stays on the GPU (the one being
+        # copied and the one in use).
+        blocks = d * spec.hidden * tokens if setup.gradient_checkpointing else per_layer
+        saved = 2 * blocks + norm_final + folded_expert_bytes(spec, setup) + position_bias_bytes(spec, setup)
+    elif setup.gradient_checkpointing:
         # Only each block's input (the residual stream) is kept; blocks are recomputed in backward.
         saved = (spec.layers * d * spec.hidden * tokens + norm_final + folded_expert_bytes(spec, setup)
                  + position_bias_bytes(spec, setup))

@@ -32,6 +32,13 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("gradient_checkpointing", False, "recompute activations in backward", bool),
     Setting("attention", "sdpa", "attention kernel: sdpa or eager", str, choices=ATTENTIONS),
     Setting("packing", False, "pack several examples into each sequence (no padding)", bool),
+    Setting("compile", False, "run the model under torch.compile (fused elementwise kernels)", bool),
+    Setting("fused_cross_entropy", False, "chunked fused linear + cross-entropy loss (Liger): no full fp32 logits",
+            bool),
+    Setting("optimizer_in_backward", False, "update each parameter in backward and free its gradient (grad_accum 1)",
+            bool),
+    Setting("activation_offloading", False, "keep saved activations in host memory between forward and backward",
+            bool),
     Setting("lr", None, "learning rate (default: the method's)", float, low=1e-12, high=10, optional=True),
     Setting("epochs", 1.0, "passes over the data", float, low=1e-6, high=10_000),
 )
@@ -40,6 +47,8 @@ HARDWARE_SETTINGS: tuple[Setting, ...] = (
     Setting("num_gpus", 1, "GPUs", int, low=1, high=65536),
     Setting("sharding", "none", "multi-GPU sharding", str, choices=SHARDINGS),
     Setting("cpu_offload", False, "offload optimizer states (and sharded parameters) to CPU memory", bool),
+    Setting("host_memory_gib", None, "host RAM of one machine in GiB (default: a typical host for the GPU class)",
+            float, low=1, high=1e6, optional=True),
     Setting("price_per_hour", None, "USD per GPU-hour (default: the catalog's)", float, low=0, high=1e6, optional=True),
     Setting("gpu_memory_gib", None, "custom GPU: memory in GiB", float, low=0.01, high=1e5, optional=True),
     Setting("gpu_tflops", None, "custom GPU: dense bf16/fp16 peak TFLOP/s", float, low=0.01, high=1e7, optional=True),
@@ -252,7 +261,7 @@ class Plan:
 
         return estimate(spec or self.spec(), self.setup(), self.gpu(), self.teacher_spec(),
                         price_per_hour=self.hardware.get("price_per_hour"), tasks=self.tasks,
-                        calibration=calibration)
+                        calibration=calibration, host_memory_gib=self.hardware.get("host_memory_gib"))
 
     def estimated(self, calibration=None, spec: ModelSpec | None = None) -> "Plan":
         """This plan with its estimate filled in."""

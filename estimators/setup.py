@@ -62,10 +62,23 @@ class TrainSetup:
     """Mean tokens per example (after truncation to ``seq_len``)."""
     epochs: float = 1
     compile: bool = False
-    """The model runs under ``torch.compile`` (fused kernels; estimators/steptime.py). Not a plan
-    setting yet: the trial and the exported train.py run eagerly."""
+    """The model runs under ``torch.compile`` (Inductor fuses the elementwise work between matmuls:
+    fewer kernels and less memory traffic; estimators/steptime.py)."""
+    fused_cross_entropy: bool = False
+    """The loss is a fused, chunked linear + cross-entropy (Liger's FusedLinearCrossEntropy, Apple's Cut
+    Cross-Entropy): the full (tokens × vocab) fp32 logits are never materialized, in memory or in time."""
+    optimizer_in_backward: bool = False
+    """Each parameter is updated in its gradient hook during backward and its gradient freed at once
+    (torchtune's ``optimizer_in_bwd``): gradients never all live together. Needs ``grad_accum`` 1."""
+    activation_offloading: bool = False
+    """Activations saved for backward are copied to pinned host memory in forward and back in backward,
+    on a side stream that overlaps with compute (torchtune's ``enable_activation_offloading``)."""
     packing: bool = False
     """Examples are packed into full ``seq_len`` rows (no padding) instead of padded per micro-batch."""
+    adapters_16bit: bool = False
+    """LoRA-style adapters are stored and run in the model's 16-bit dtype (litgpt, torchtune; PEFT under
+    autocast computes in 16 bits too) instead of PEFT's fp32 default: a fact about other training stacks
+    that published runs state; this project's trial and export keep PEFT's default."""
     length_quantiles: tuple | None = None
     """``(p50, p95, max)`` tokens per example when the data's length spread is known (``max`` may be
     None): micro-batches padded to their longest example cost more than the mean says."""
@@ -113,6 +126,9 @@ class TrainSetup:
             problems.append("mixed precision autocasts to 16 bits: use --precision bf16 or fp16 with --mixed-precision")
         if self.method in REGISTRY and REGISTRY[self.method].compute_16bit and self.precision == "fp32":
             problems.append(f"{self.method} computes in 16 bits: use --precision bf16 or fp16")
+        if self.optimizer_in_backward and self.grad_accum > 1:
+            problems.append("optimizer_in_backward updates every parameter in backward: it needs grad_accum 1 "
+                            "(raise batch_size instead, or turn optimizer_in_backward off)")
         if not isinstance(self.lora_targets, str) or not all(t.strip() for t in self.lora_targets.split(",")):
             problems.append("lora_targets must be 'all-linear' or a comma list of module names without empty "
                             "entries (e.g. q,v)")

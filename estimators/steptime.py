@@ -1,85 +1,116 @@
-"""Seconds per training step, from what sets them (issue 12).
+"""Seconds per training step, from what sets them (issues 12 and 21).
 
-A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens costs, per GPU:
+A micro-batch of ``B`` sequences padded (or packed) to ``L`` tokens, ``T = B·L`` tokens, costs per GPU
+the work its kernels do on the GPU and the host's work to issue them, which overlap:
 
-* **compute**: ``B·L·flops_per_token(L)`` over ``peak × efficiency``. The efficiency is the GPU's
-  default model-FLOP utilisation (``gpus.json``, calibrated by trials), the method's share
-  (``MethodSpec.efficiency``) and a saturation factor ``T / (T + T½)`` in the tokens ``T = B·L`` of
-  the micro-batch: a small matmul leaves most of the GPU's SMs idle (the "wave quantisation" and
-  tile-occupancy effect of NVIDIA's GEMM performance guide, docs.nvidia.com/deeplearning/performance).
-* **kernel launches**: eager PyTorch issues each block's kernels from Python; when the kernels are
-  short the GPU waits on the CPU. A floor of ``layers × launch_seconds_per_layer`` plus
-  ``modules the method inserts × launch_seconds_per_module`` (LoRA layers, adapters) (×4/3 with
-  checkpointing, which runs the forward again), combined with compute as a smooth maximum because
-  launches overlap with running kernels (asynchronous CUDA streams).
-* **CPU dispatch** (a CPU device): there the same threads run the Python modules, the dispatcher and
-  the kernels, one after another, so the host's per-block and per-inserted-module cost *adds* to the
-  compute instead of hiding under it; and each module a method inserts (LoRA path, adapter) streams
-  its input and output through memory-bound elementwise passes (dropout, scaling, residual add, their
-  backward) per token. Measured on tiny Llamas by ``bench/cpu_step_sweep.py`` (18 shapes × methods,
-  results in ``bench/results/``): without these terms a calibrated CPU trial mispredicts another
-  batch or method by 10–30 %. The host's seconds are one 2-core EPYC's: a trial calibrates only the
-  compute efficiency beside them, so on a much faster or slower host they are off by its speed.
-* **eager attention** (``attention=eager``): the ``B × heads × L²`` score matrix is written, upcast,
-  softmaxed and read back in forward and backward — memory traffic over the GPU's bandwidth.
-  SDPA/flash kernels keep the scores in on-chip memory (Dao et al. 2022) and pay only the FLOPs.
-* **QLoRA dequantization**: every 4/8-bit base weight is expanded to 16 bits before its matmul, in
-  forward, in backward and in the recomputed forward — bytes over bandwidth per micro-batch,
-  whatever its token count (so it weighs less per token as batches grow; Dettmers et al. 2023).
-* **MoE routing**: tokens are permuted to their experts and back (forward and backward) — bytes over
-  bandwidth.
+* **matmuls** (``compute``): every linear layer of the model, one GEMM forward, one for the input
+  gradient, one for the weight gradient when the weight trains, and the forward again under
+  checkpointing. Each GEMM takes the larger (smoothly) of its FLOPs over ``peak × efficiency`` and its
+  bytes over the memory bandwidth: the roofline (Williams, Waterman & Patterson 2009; NVIDIA's "Matrix
+  multiplication background" guide, docs.nvidia.com/deeplearning/performance). A ``T×K·K×N`` GEMM
+  does ``2TKN`` FLOPs on ``2(TK + KN + TN)`` bytes, so at small ``T`` (a micro-batch of one short
+  sequence) it is bound by reading its weight, and a LoRA matmul (``N = r``) is bound by reading its
+  input: both run far below peak, from their shapes alone. ``efficiency`` (``gpus.json``, calibrated
+  by trials) is the share of peak that large GEMMs reach. FLOPs beyond the linears (attention,
+  distillation's teacher, DoRA's norms) run at ``peak × efficiency``.
+* **MoE experts** run as grouped GEMMs over the routed tokens (``T·k`` rows): the FLOPs of the active
+  experts, the bytes of every expert that received a token (``E·(1−(1−k/E)^T)`` of ``E``).
+* **LoRA** (PEFT): adapters are fp32, so each adapted linear casts its input to fp32, runs two thin
+  fp32 GEMMs, scales, adds and casts back — memory-bound passes counted from PEFT 0.21's
+  ``lora.Linear.forward`` (``lora_*_bytes``). On fused expert banks PEFT's ``ParamWrapper`` folds
+  ``W + s·B·A`` into a full effective weight per forward (one fp32 einsum per bank) and trains through
+  it: the experts' weight-gradient GEMM runs as in full tuning, plus the fold's FLOPs and bytes.
+* **elementwise passes** of the blocks (norms, rotary, activation, residual adds, in forward and
+  backward): bytes per token and feature over bandwidth; **the loss**: the ``T × vocab`` logits written,
+  upcast to fp32, log-softmaxed and back-propagated (``logits_bytes``) unless a fused chunked loss
+  (Liger, Cut Cross-Entropy) keeps them on chip.
+* **kernel launches** (``launch``): the kernels each block and each inserted module issue (counted from
+  the eager modules, ``kernels_per_*``) × the host's cost per kernel (``launch_seconds_per_kernel``,
+  a few µs: CUDA's launch latency plus PyTorch's dispatch). On CUDA the GPU runs kernels while the host
+  issues the next ones, so ``busy`` is the smooth maximum of the GPU's work and the launches.
+* **CPU device**: there the same threads dispatch and run the kernels, so the host's per-block and
+  per-inserted-module cost *adds* to the compute, and inserted modules stream their inputs through
+  memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``).
+* **eager attention**, **QLoRA dequantization**, **MoE routing**: bytes over bandwidth, as named.
+* **activation offloading**: the saved activations go to host memory in forward and come back in
+  backward over the host link, on a side stream; only what compute does not hide costs.
 * **fixed per micro-batch**: data collation, host-to-device copies, the loss's host sync, logging.
 
 and per optimizer step (once per ``grad_accum`` micro-batches):
 
 * **optimizer**: AdamW reads weights, gradients and both moments and writes weights and moments
-  (PyTorch's ``_multi_tensor_adamw``): a memory-bound pass that grows with the *trainable* parameters,
-  not with tokens. Sharded optimizers (ZeRO/FSDP) update only their shard. On a CPU, PyTorch picks the
-  per-tensor loop (``_single_tensor_adamw``: about a dozen ops per parameter tensor), a fixed host cost
-  per trainable tensor on top of the bytes.
-* **communication** (more than one GPU): DDP and ZeRO-1/2 all-reduce (or reduce-scatter +
-  all-gather) the gradients once per step; ZeRO-3/FSDP all-gather every parameter in forward and in
-  backward and reduce-scatter the gradients per micro-batch. A ring moves ``2·(n−1)/n`` of the
-  buffer per all-reduce and ``(n−1)/n`` per all-gather or reduce-scatter (Patarasuk & Yuan 2009),
-  over the GPU's link bandwidth (``gpus.json`` ``link_gbs``). DDP buckets and FSDP prefetch overlap
-  it with compute (Li et al. 2020; Zhao et al. 2023), so it costs only where it exceeds the compute.
+  (PyTorch's ``_multi_tensor_adamw``): memory-bound, in the *trainable* parameters. Sharded optimizers
+  (ZeRO/FSDP) update only their shard. In backward (``optimizer_in_backward``) each tensor is updated
+  alone: the same bytes, plus a dozen kernels per tensor. On a CPU the per-tensor loop pays host time.
+* **communication and offload** (more than one GPU, or ``cpu_offload``): ring collectives per sharding
+  strategy over the link, host-link copies of offloaded weights and gradients, and a CPU optimizer step,
+  each overlapped with compute only as far as its framework prefetches (``estimators/transfer.py``).
 
-The constants that are not datasheet facts live in ``data/time_model.json`` with how they were
-fitted (``bench/time_accuracy.py --fit`` on the fit set of ``bench/data/throughput-records.json``).
-Pure and torch-free: a handful of float operations per estimate.
+The terms are named in ``StepTime.terms`` (per micro-batch) and ``StepTime.step_terms`` (per optimizer
+step); a new term is one more entry. Every constant that is not a datasheet fact lives in
+``data/time_model.json`` with its physical range and source; the fitted ones
+(``bench/time_accuracy.py --fit``) may not leave their ranges. Pure and torch-free.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
 
 from estimators.catalog import GPU
 from estimators.methods import quantized_params, trainable_params
-from estimators.methods.base import lora_linears
+from estimators.methods.base import lora_linears, lora_rank_of
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
+from estimators.transfer import transfer_time
 
 DATA = Path(__file__).parent / "data"
-# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for.
+# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for,
+# and the host link activation offloading copies over.
 DEFAULT_LINK_GBS = 32.0
 # Host memory bandwidth assumed for a CPU "device" whose bandwidth was not measured: a dual-channel DDR4 desktop.
 DEFAULT_CPU_BANDWIDTH_GBS = 20.0
 # Memory bandwidth assumed for a custom GPU given by memory and TFLOP/s only: GDDR6X/HBM2-class (an A10G
 # has 600 GB/s, an A100 40 GB 1,555).
 DEFAULT_GPU_BANDWIDTH_GBS = 1000.0
-# Smooth maximum of compute and launch time: (a^k + b^k)^(1/k); k=4 is within 19 % of max() when
-# a = b and within 2 % once one is twice the other.
+# Smooth maximum (a^k + b^k)^(1/k): k=4 is within 19 % of max() when a = b and within 2 % once one is twice
+# the other. Used for compute vs launches and for a GEMM's FLOPs vs bytes (the roofline's knee).
 _SMOOTH_MAX_POWER = 4
+FP32 = 4
+
+
+def _entry_value(v):
+    return v["value"] if isinstance(v, dict) and "value" in v else v
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict:
+    return json.loads((DATA / "time_model.json").read_text())
 
 
 @lru_cache(maxsize=1)
 def constants() -> dict:
-    """The fitted and documented constants of the step-time model (``data/time_model.json``)."""
-    return json.loads((DATA / "time_model.json").read_text())
+    """The step-time model's constants by name (``data/time_model.json``; values only). Mutable on
+    purpose: ``bench/time_accuracy.py --fit`` varies them in place."""
+    return {k: _entry_value(v) for k, v in _document().items() if not k.startswith("_")}
+
+
+def ranges() -> dict[str, tuple[float, float]]:
+    """The physical range written beside each constant that has one: ``name -> (low, high)``."""
+    return {k: tuple(v["range"]) for k, v in _document().items() if isinstance(v, dict) and "range" in v}
+
+
+def fitted_names() -> tuple[str, ...]:
+    """Constants ``bench/time_accuracy.py --fit`` may move (each within its range)."""
+    return tuple(k for k, v in _document().items() if isinstance(v, dict) and v.get("fitted"))
+
+
+def _smax(a: float, b: float) -> float:
+    k = _SMOOTH_MAX_POWER
+    return (a**k + b**k) ** (1 / k) if a or b else 0.0
 
 
 @dataclass(frozen=True)
@@ -87,35 +118,44 @@ class StepTime:
     """Seconds of one optimizer step (``grad_accum`` micro-batches) on one GPU, by term."""
 
     compute: float
+    """Per micro-batch: the matmuls (roofline per GEMM) and the other FLOPs."""
     launch: float
-    """Kernel-launch floor (CUDA): overlaps with compute (``busy`` is their smooth maximum)."""
+    """Per micro-batch: the host's time to issue the kernels (CUDA: overlaps with the GPU's work)."""
     busy: float
-    """Per micro-batch: compute and launches together."""
-    eager_attention: float
-    dequantize: float
-    moe_routing: float
-    fixed: float
-    optimizer: float
-    """Per optimizer step."""
-    communication: float
-    """Per optimizer step, the part that compute does not hide."""
+    """Per micro-batch: the GPU's work and the launches together."""
+    terms: dict
+    """Per micro-batch seconds by name: the GPU's work (``compute`` and the memory-bound terms, which
+    ``busy`` overlaps with ``launch``), then ``fixed`` and the exposed transfers, which add."""
+    step_terms: dict
+    """Per optimizer step seconds by name (``optimizer``, ``communication``, ...)."""
     micro_batches: int
-    module_traffic: float = 0.0
-    """Per micro-batch on a CPU: the inserted modules' elementwise passes over their tokens."""
+    added: tuple = ()
+    """Names in ``terms`` that add to ``busy`` instead of overlapping with the launches."""
 
     @property
     def micro_batch(self) -> float:
-        return self.busy + self.eager_attention + self.dequantize + self.moe_routing + self.fixed + self.module_traffic
+        return self.busy + sum(self.terms[k] for k in self.added)
 
     @property
     def total(self) -> float:
-        return self.micro_batches * self.micro_batch + self.optimizer + self.communication
+        return self.micro_batches * self.micro_batch + sum(self.step_terms.values())
+
+    def term(self, name: str) -> float:
+        return self.terms.get(name, self.step_terms.get(name, 0.0))
+
+    eager_attention = property(lambda self: self.term("eager_attention"))
+    dequantize = property(lambda self: self.term("dequantize"))
+    moe_routing = property(lambda self: self.term("moe_routing"))
+    module_traffic = property(lambda self: self.term("module_traffic"))
+    fixed = property(lambda self: self.term("fixed"))
+    optimizer = property(lambda self: self.term("optimizer"))
+    communication = property(lambda self: self.term("communication"))
+    offload = property(lambda self: self.term("offload"))
+    cpu_optimizer = property(lambda self: self.term("cpu_optimizer"))
 
     def to_dict(self) -> dict:
-        return {"compute": self.compute, "launch": self.launch, "eager_attention": self.eager_attention,
-                "dequantize": self.dequantize, "moe_routing": self.moe_routing, "fixed": self.fixed,
-                "optimizer": self.optimizer, "communication": self.communication,
-                "module_traffic": self.module_traffic, "micro_batches": self.micro_batches, "total": self.total}
+        return {"launch": self.launch, "busy": self.busy, **self.terms, **self.step_terms,
+                "micro_batches": self.micro_batches, "total": self.total}
 
 
 def _on_gpu(setup: TrainSetup, gpu: GPU) -> bool:
@@ -145,9 +185,9 @@ def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
         n /= setup.num_gpus
     if setup.cpu_offload:
         return 0.0  # the update runs on the host (DeepSpeed's CPU Adam); not modelled
+    c = constants()
     seconds = n * _optimizer_bytes_per_param(setup) / _bandwidth(gpu)
     if not _on_gpu(setup, gpu):
-        c = constants()
         # CPU: torch's per-tensor AdamW/SGD loop pays host time per tensor, and its per-tensor temporaries
         # (AdamW's denominator) land on fresh pages: glibc hands large freed blocks back to the kernel
         # (mmap threshold, heap trim), so each step faults and zero-fills them again. Measured as the
@@ -155,6 +195,9 @@ def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
         # (bench/results/cpu-step-sweep-2026-11-23.txt): ~0.75 µs per 4 KiB page.
         seconds += trainable_tensors(spec, setup) * c["cpu_optimizer_seconds_per_tensor"]
         seconds += n * 4 * c["cpu_first_touch_seconds_per_byte"]
+    elif setup.optimizer_in_backward:
+        # One tensor at a time in its gradient hook (no foreach batching): a dozen kernels per tensor.
+        seconds += trainable_tensors(spec, setup) * c["kernels_per_tensor_update"] * c["launch_seconds_per_kernel"]
     return seconds
 
 
@@ -179,94 +222,247 @@ def module_features(spec: ModelSpec, setup: TrainSetup) -> int:
     return setup.m.added_modules(spec, setup) * 2 * spec.hidden
 
 
-def _communication_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
-    """Bytes each GPU sends per optimizer step over its link (ring collectives)."""
-    n = setup.num_gpus
-    if n == 1:
-        return 0.0
-    share = (n - 1) / n
-    grad_bytes = trainable_params(spec, setup) * (4 if setup.frozen_base else setup.weight_bytes)
-    if setup.sharding in ("zero3", "fsdp"):
-        # Per micro-batch: gather every (16-bit) parameter for forward and again for backward, and
-        # reduce-scatter the trainable gradients.
-        params = spec.total_params * DTYPE_BYTES[setup.precision]
-        return setup.grad_accum * share * (2 * params + grad_bytes)
-    return 2 * share * grad_bytes  # all-reduce (DDP), or reduce-scatter + all-gather (ZeRO-1/2)
+def inserted_modules(spec: ModelSpec, setup: TrainSetup) -> tuple[int, int]:
+    """(modules wrapping a dense linear or inserted as layers, fused expert banks adapted). PEFT wraps a
+    fused expert bank (all experts of one layer) in one ``ParamWrapper``, not one module per expert."""
+    if setup.m.adapter_linears is None:
+        return setup.m.added_modules(spec, setup), 0
+    dense = banks = 0
+    for lin in setup.m.adapter_linears(spec, setup):
+        if lin.role == "expert":
+            banks += max(1, lin.count // max(spec.num_experts, 1))
+        else:
+            dense += lin.count
+    return dense, banks
+
+
+# --- the GPU's work per micro-batch ---------------------------------------------------------------
+
+
+def _gemm(flops: float, nbytes: float, rate: float, bw: float) -> float:
+    """Roofline of one GEMM: FLOPs at the achieved rate vs bytes at the bandwidth, smoothly."""
+    return _smax(flops / rate, nbytes / bw)
+
+
+def matmul_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU, tokens: float, efficiency: float) -> tuple[float, float]:
+    """(seconds, FLOPs) of every linear layer's GEMMs in one micro-batch of ``tokens`` tokens, the LoRA
+    adapters' thin fp32 GEMMs and the expert-bank folds included. Worked number: Llama-3.1-8B's
+    ``q_proj`` at 512 tokens is 2·512·4096·4096 = 17.2 GFLOP on 2·(512·4096·2 + 4096²) = 41.9 MB — on
+    an A100 at 0.6 of 312 TFLOP/s 92 µs of math vs 21 µs of bytes (compute-bound); at 16 tokens
+    2.9 µs of math vs 16.6 µs of bytes: the weight read sets the time."""
+    a = setup.act_bytes
+    bw = _bandwidth(gpu)
+    rate = gpu.peak_flops(setup.precision) * efficiency
+    # PEFT's adapters are fp32 under 16-bit training (autocast_adapter_dtype): without autocast their matmuls
+    # run at the fp32 (non-tensor-core, TF32 off by default) peak; 16-bit adapters or autocast use the 16-bit one.
+    lora_16 = setup.adapters_16bit or setup.mixed_precision
+    lora_rate = (rate if lora_16 else gpu.peak_flops("fp32") * efficiency)
+    lora_bytes = setup.act_bytes if setup.adapters_16bit else FP32
+    forwards = 2 if setup.gradient_checkpointing else 1
+    trains = not setup.frozen_base
+    adapted = {}
+    if setup.m.adapter_linears is not None:
+        adapted = {(lin.name, lin.in_features, lin.out_features): lin for lin in setup.m.adapter_linears(spec, setup)}
+    head = [lin for lin in spec.io_linears if lin.role == "head"]
+    seconds = flops = 0.0
+    for lin in tuple(spec.linears) + tuple(head):
+        if not lin.count:
+            continue
+        k_in, n_out = lin.in_features, lin.out_features
+        lora = adapted.get((lin.name, k_in, n_out))
+        if lin.role == "expert" and spec.num_experts:
+            e, top = spec.num_experts, max(spec.experts_per_token, 1)
+            layers = max(1, lin.count // e)
+            rows = tokens * top
+            touched = e * (1 - (1 - top / e) ** tokens)  # experts that receive at least one token
+            f = 2 * rows * k_in * n_out
+            b = (touched * k_in * n_out + rows * (k_in + n_out)) * a
+            # PEFT's ParamWrapper trains through the folded weight: its weight gradient is computed in full.
+            wgrad = trains or lora is not None
+            passes = forwards + 1 + wgrad
+            seconds += layers * passes * _gemm(f, b, rate, bw)
+            flops += layers * passes * f
+            if lora is not None:  # the fold: einsum B·A → (E × in × out) in fp32, forward and backward
+                r = lora_rank_of(lin, setup.lora_rank)
+                fold_f = 2 * e * k_in * n_out * r
+                fold_b = e * k_in * n_out * constants()["expert_fold_bytes_per_weight"] * (1 + 0.5 * (forwards - 1))
+                seconds += layers * ((forwards + 2) * fold_f / lora_rate + fold_b / bw)
+            continue
+        f = 2 * tokens * k_in * n_out
+        b = (tokens * k_in + k_in * n_out + tokens * n_out) * a
+        passes = forwards + 1 + (trains and lin.role != "embedding")
+        seconds += lin.count * passes * _gemm(f, b, rate, bw)
+        flops += lin.count * passes * f
+        if lora is not None:
+            # x·A (T×K·K×r) and (xA)·B (T×r·r×N) forward; their input and weight gradients backward.
+            r = lora_rank_of(lin, setup.lora_rank)
+            fa, fb = 2 * tokens * k_in * r, 2 * tokens * r * n_out
+            ba = (tokens * (k_in + r) + k_in * r) * lora_bytes
+            bb = (tokens * (r + n_out) + r * n_out) * lora_bytes
+            one = _gemm(fa, ba, lora_rate, bw) + _gemm(fb, bb, lora_rate, bw)
+            seconds += lin.count * (forwards + 2) * one
+            flops += lin.count * (forwards + 2) * (fa + fb)
+    return seconds, flops
+
+
+def _elementwise_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
+    """Bytes the blocks' elementwise kernels (norms, rotary, activation, residual adds; forward and
+    backward) move per micro-batch: a counted number of bytes per token and feature of the residual
+    stream and the MLP's hidden layer (the routed experts' for MoE), per block."""
+    c = constants()
+    features = spec.hidden + spec.intermediate * max(spec.experts_per_token, 1)
+    per_token = c["elementwise_bytes_per_feature"] * features * spec.layers * setup.act_bytes / 2
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    return tokens * per_token * recompute
+
+
+def _lora_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
+    """PEFT's per-token elementwise passes around each adapted dense linear (fp32 adapters in 16-bit
+    training), counted from ``lora.Linear.forward``: forward casts x to fp32 (read 2, write 4 bytes per
+    input feature), scales (read 4, write 4 per output), adds to the bf16 result with promotion (read
+    2 + 4, write 4) and casts back (read 4, write 2); backward undoes each. Per input feature
+    ``lora_input_bytes``, per output ``lora_output_bytes`` (fp32 training: no casts, fewer bytes)."""
+    c = constants()
+    if setup.m.adapter_linears is None:
+        # Bottleneck adapters: down, activation, up, residual add on hidden-sized tensors, fp32.
+        return tokens * module_features(spec, setup) * c["lora_output_bytes"] / 2
+    total = 0.0
+    for lin in setup.m.adapter_linears(spec, setup):
+        if lin.role in ("expert", "router", "embedding"):
+            continue  # folded into the weight (matmul_seconds) or tiny
+        if setup.adapters_16bit:  # no casts, no promotion: scale, add and their gradients in 16 bits
+            total += lin.count * (lin.in_features * c["lora16_input_bytes"] + lin.out_features * c["lora16_output_bytes"])
+        else:
+            total += lin.count * (lin.in_features * c["lora_input_bytes"] + lin.out_features * c["lora_output_bytes"])
+    if setup.act_bytes == FP32 and not setup.adapters_16bit:
+        total /= 2  # an fp32 model: no dtype casts, no promotion
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    return tokens * total * recompute
+
+
+def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
+    """Kernels one micro-batch issues (forward + backward, the recomputed forward under checkpointing)."""
+    c = constants()
+    dense, banks = inserted_modules(spec, setup)
+    per_module = c["kernels_per_lora_module"] if setup.m.adapter_linears is not None else c["kernels_per_adapter"]
+    moe_layers = max((lin.count // max(spec.num_experts, 1) for lin in spec.linears if lin.role == "expert"), default=0)
+    kernels = (spec.layers * c["kernels_per_layer"] + dense * per_module + banks * c["kernels_per_expert_bank"]
+               + moe_layers * c["kernels_per_moe_layer"])
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    if setup.compile:
+        kernels *= c["compile_fusion"]
+    return kernels * recompute
+
+
+def _gpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
+               efficiency: float) -> tuple[float, float, dict]:
+    """(compute, launch, the GPU's work by term) of one micro-batch on a CUDA GPU."""
+    c = constants()
+    bw = _bandwidth(gpu)
+    tokens = setup.batch_size * length
+    rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency
+    gemm_s, gemm_f = matmul_seconds(spec, setup, gpu, tokens, efficiency * setup.m.efficiency)
+    rest = max(0.0, tokens * flops_per_token(length) - gemm_f)  # attention, teacher, DoRA's norms...
+    compute = gemm_s + rest / rate
+    fuse = c["compile_fusion"] if setup.compile else 1.0
+    logit_bytes = c["fused_ce_bytes_per_logit"] if setup.fused_cross_entropy else c["logits_bytes_per_logit"]
+    terms = {"compute": compute,
+             "elementwise": _elementwise_bytes(spec, setup, tokens) * fuse / bw,
+             "module_traffic": _lora_bytes(spec, setup, tokens) * fuse / bw,
+             "logits": tokens * spec.vocab * logit_bytes / bw}
+    launch = _kernels(spec, setup) * c["launch_seconds_per_kernel"]
+    return compute, launch, terms
+
+
+def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
+               efficiency: float) -> tuple[float, float, dict]:
+    """CPU device: compute at the (measured) peak × efficiency; the host's dispatch per block and per
+    inserted module, and the inserted modules' elementwise passes in fp32 (bench/cpu_step_sweep.py)."""
+    c = constants()
+    tokens = setup.batch_size * length
+    rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency
+    compute = tokens * flops_per_token(length) / rate if rate else 0.0
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    dense, banks = inserted_modules(spec, setup)
+    launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
+              * c["cpu_dispatch_seconds_per_module"]) * recompute
+    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / _bandwidth(gpu)
+    if setup.compile:
+        compute /= c["cpu_compile_speedup"]
+        launch /= c["cpu_compile_speedup"]
+    return compute, launch, {"compute": compute, "module_traffic": traffic}
+
+
+def saved_activation_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
+    """What activation offloading moves each way per micro-batch (the activations kept for backward)."""
+    from estimators.activations import activations  # lazy: activations imports the method registry too
+
+    return float(activations(spec, replace(setup, activation_offloading=False)).saved)
 
 
 def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
               efficiency: float) -> StepTime:
     """One optimizer step of ``setup.grad_accum`` micro-batches of ``batch_size`` sequences of
     ``length`` tokens (padded or packed). ``flops_per_token(length)`` gives the training FLOPs per
-    token at that length; ``efficiency`` is the base MFU before the method's share."""
+    token at that length; ``efficiency`` is the share of peak that large GEMMs reach (a trial calibrates it)."""
     c = constants()
     cuda = _on_gpu(setup, gpu)
     bw = _bandwidth(gpu)
     tokens = setup.batch_size * length
-    saturation = tokens / (tokens + c["saturation_tokens"]) if cuda else 1.0
-    rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency * saturation
-    compute = tokens * flops_per_token(length) / rate if rate else 0.0
-    launch = traffic = 0.0
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1  # checkpointing runs the forward again
-    if cuda:
-        launch = (spec.layers * c["launch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
-                  * c["launch_seconds_per_module"]) * recompute
-    else:
-        # CPU dispatch: Python modules and the ATen dispatcher per block and per inserted module, forward
-        # and backward, on the threads that then run the kernels (bench/cpu_step_sweep.py).
-        launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + setup.m.added_modules(spec, setup)
-                  * c["cpu_dispatch_seconds_per_module"]) * recompute
-        # The inserted modules' elementwise passes (dropout, scale, add, activation and their backward)
-        # read and write their inputs and outputs per token, in fp32: bytes over the host's bandwidth.
-        traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / bw
-    if setup.compile:
-        # torch.compile (Inductor) fuses the elementwise work between matmuls: fewer kernels to launch
-        # and less memory traffic. One published pair fits it (torchtune README, "Optimization flags").
-        compute /= c["compile_speedup"]
-        launch /= c["compile_speedup"]
-    k = _SMOOTH_MAX_POWER
-    # A GPU runs kernels while the CPU issues the next ones: the slower of the two sets the pace. A CPU
-    # issues and runs them on the same threads: they add.
-    busy = (compute**k + launch**k) ** (1 / k) if cuda else compute + launch
+    terms_of = _gpu_terms if cuda else _cpu_terms
+    compute, launch, terms = terms_of(spec, setup, gpu, length, flops_per_token, efficiency)
     passes = 3 if setup.gradient_checkpointing else 2  # forward, backward (+ the recomputed forward)
-    eager = 0.0
     if setup.attention == "eager":
         scores = setup.batch_size * spec.heads * length * length * spec.layers
-        eager = scores * c["eager_attention_bytes_per_score"] * passes / 2 / bw
-    dequant = 0.0
+        terms["eager_attention"] = scores * c["eager_attention_bytes_per_score"] * passes / 2 / bw
     if setup.m.quantized_base:  # fitted on NF4 runs; LLM.int8 (quant_bits 8) is assumed alike
-        dequant = quantized_params(spec) * c["dequant_bytes_per_weight"] * passes / bw
-    moe = 0.0
+        terms["dequantize"] = quantized_params(spec) * c["dequant_bytes_per_weight"] * passes / bw
     if spec.is_moe:
         moved = tokens * spec.hidden * DTYPE_BYTES[setup.precision] * spec.experts_per_token
-        moe = moved * c["moe_permute_passes"] * spec.layers / bw
-    fixed = c["step_overhead_seconds"] if cuda else 0.0
-    optimizer = optimizer_seconds(spec, setup, gpu)
-    link = (gpu.link_gbs or DEFAULT_LINK_GBS) * 1e9
-    comm_seconds = _communication_bytes(spec, setup) / link
-    per_micro = busy + eager + dequant + moe + fixed + traffic
-    hidden = setup.grad_accum * per_micro
-    communication = max(0.0, comm_seconds - hidden)
-    return StepTime(compute=compute, launch=launch, busy=busy, eager_attention=eager, dequantize=dequant,
-                    moe_routing=moe, fixed=fixed, optimizer=optimizer, communication=communication,
-                    micro_batches=setup.grad_accum, module_traffic=traffic)
+        terms["moe_routing"] = moved * c["moe_permute_passes"] * spec.layers / bw
+    work = sum(terms.values())
+    # A GPU runs kernels while the host issues the next ones: the slower of the two sets the pace. A CPU
+    # issues and runs them on the same threads: they add.
+    busy = _smax(work, launch) if cuda else work + launch
+    added = ["fixed"]
+    terms["fixed"] = c["step_overhead_seconds"] if cuda else 0.0
+    if setup.activation_offloading:
+        # Saved activations to pinned host memory in forward and back in backward (side stream): exposed
+        # only where the copies outlast the compute they overlap.
+        moved = 2 * saved_activation_bytes(spec, setup) / (DEFAULT_LINK_GBS * 1e9)
+        terms["activation_offload"] = max(0.0, moved - busy)
+        added.append("activation_offload")
+    micro = busy + sum(terms[k] for k in added)
+    step_terms = {"optimizer": optimizer_seconds(spec, setup, gpu)}
+    # --- hook: offload and communication time terms (issue 22 puts estimators/transfer.py here) ------
+    # Collectives per sharding, host-link copies of what is offloaded and a CPU optimizer step, each
+    # overlapped with compute only as far as its framework prefetches.
+    moved = transfer_time(spec, setup, gpu, micro, link_gbs=gpu.link_gbs or DEFAULT_LINK_GBS)
+    step_terms.update(communication=moved.communication, offload=moved.offload, cpu_optimizer=moved.cpu_optimizer)
+    # --- end hook ---------------------------------------------------------------------------------------
+    return StepTime(compute=compute, launch=launch, busy=busy, terms=terms, step_terms=step_terms,
+                    micro_batches=setup.grad_accum, added=tuple(added))
 
 
 def efficiency_for(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops_per_token,
                    step_seconds: float) -> float | None:
-    """The base efficiency that makes ``step_time`` equal a measured ``step_seconds`` (one micro-batch
-    of ``length`` tokens per sequence and the optimizer step after it): what a trial calibrates.
-    None when the measurement is faster than the terms that do not depend on the efficiency."""
-    one = step_time(spec, setup, gpu, length, flops_per_token, 1.0)
-    rest = one.total - one.micro_batches * one.busy
-    busy = (step_seconds - rest) / one.micro_batches
-    if busy <= one.launch * 1.02 or one.compute <= 0:
+    """The efficiency that makes ``step_time`` equal a measured ``step_seconds`` (what a trial
+    calibrates): found by bisection in log space, since the roofline makes the step a monotone but not
+    proportional function of it. None when the measurement is faster than the terms that do not depend
+    on the efficiency (no efficiency explains it)."""
+    def total(eff):
+        return step_time(spec, setup, gpu, length, flops_per_token, eff).total
+
+    lo, hi = math.log(1e-6), math.log(1e3)
+    if total(math.exp(hi)) * 1.02 >= step_seconds or total(math.exp(lo)) <= step_seconds:
         return None
-    if not _on_gpu(setup, gpu):  # CPU: dispatch and compute add (see step_time)
-        return one.compute / (busy - one.launch)
-    k = _SMOOTH_MAX_POWER
-    compute = (busy**k - one.launch**k) ** (1 / k)
-    return one.compute / compute
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if total(math.exp(mid)) > step_seconds:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
 
 
 # --- padding ---------------------------------------------------------------------------------------
@@ -275,6 +471,7 @@ _Z95 = 1.6448536269514722  # standard normal 95th percentile
 _GRID = 64  # quadrature points for the expected longest sequence of a micro-batch
 
 
+@lru_cache(maxsize=4096)
 def padding_ratio(setup: TrainSetup) -> float:
     """Padded tokens processed per real token when micro-batches are padded to their longest example.
 

@@ -231,7 +231,7 @@ def test_how_many_gpus_in_the_what_if(home):
     at.toggle(key="whatif_min_gpus").set_value(True).run()
     assert not at.exception
     table = frame_with(at, "host RAM per node").set_index("sharding")
-    assert table.loc["DDP (replicas)", "GPUs"] == "does not fit on 1,024"
+    assert table.loc["DDP (replicas)", "GPUs"] == "does not fit on 128"
     assert int(table.loc["FSDP / ZeRO-3", "GPUs"].replace(",", "")) >= 8
     assert any("Cheapest GPU type" in c.value for c in at.caption)
 

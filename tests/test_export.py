@@ -57,6 +57,9 @@ CASES = [
     ("adapters", "llama", "adapters", {"adapter_size": 8}),
     ("distillation", "llama", "distillation", {"teacher": "TEACHER"}),
     ("dora", "llama", "dora", {"lora_rank": 4}),
+    # Speed settings (issue 21): packed rows and the chunked fused loss run in the exported script.
+    ("lora-packing-fused-ce", "llama", "lora", {"packing": True, "fused_cross_entropy": True, "seq_len": 32}),
+    ("full-fused-ce", "llama", "full", {"fused_cross_entropy": True}),
 ]
 
 

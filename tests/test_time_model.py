@@ -91,7 +91,8 @@ def test_fsdp_communication_over_the_link():
     assert sent / 450e9 < pcie.communication and nvlink.total < pcie.total
     ddp_lora = step_time(spec, TrainSetup(method="lora", num_gpus=8), gpu_by_id("l40s"), 512,
                          lambda length: flops_per_token(spec, TrainSetup(method="lora"), None, length), 0.35)
-    assert ddp_lora.communication == 0  # tiny adapter gradients hide under the backward
+    # adapter gradients hide under the backward but for DDP's last 25 MB bucket
+    assert ddp_lora.communication == pytest.approx(2 * 7 / 8 * 25 * 2**20 / 32e9, rel=1e-6)
 
 
 @pytest.mark.parametrize("gpu_id, method", [("a100-80gb", "lora"), ("a10g", "qlora"), ("l4", "full")])
@@ -152,25 +153,27 @@ def test_on_a_cpu_dispatch_adds_to_compute_and_calibration_inverts_it():
     per_token = (lambda length: flops_per_token(spec, lora, None, length))
     a = step_time(spec, lora, cpu, 64, per_token, 0.65)
     b = step_time(spec, full, cpu, 64, (lambda length: flops_per_token(spec, full, None, length)), 0.65)
-    assert a.busy == pytest.approx(a.compute + a.launch) and a.launch > b.launch > 0
+    assert a.busy == pytest.approx(a.compute + a.module_traffic + a.launch) and a.launch > b.launch > 0
     assert a.module_traffic > 0 == b.module_traffic
     # Full tuning visits every linear (7 per block), two norms per block, the final norm, embeddings, head.
     assert trainable_tensors(spec, full) == 32 * 9 + 3 and trainable_tensors(spec, lora) == 2 * 32 * 7
     assert efficiency_for(spec, lora, cpu, 64, per_token, a.total) == pytest.approx(0.65)
-    # A CUDA device keeps its own terms: no CPU dispatch or module traffic.
+    # A CUDA device overlaps the host's launches with its work (smooth maximum, not a sum).
     gpu = step_time(spec, dataclasses.replace(lora, device="cuda"), gpu_by_id("a100-80gb"), 64, per_token, 0.4)
-    assert gpu.module_traffic == 0
+    work = sum(v for k, v in gpu.terms.items() if k not in gpu.added)
+    assert max(work, gpu.launch) < gpu.busy < work + gpu.launch
 
 
 def test_a_calibrated_trial_predicts_the_next_one_on_this_cpu(tmp_path, monkeypatch):
-    """Calibrate on one trial, predict a second with another batch, length and method. The issue's goal
+    """Calibrate on one trial, predict a second with another batch and length (same method family: a
+    calibration carries only within one, issue 21). The issue's goal
     is 10 % (bench/time_accuracy.py --repeat reports it); a noisy shared 2-core machine gets 30 %."""
     pytest.importorskip("transformers")
     from bench.time_accuracy import REPEAT_PAIRS, tiny_model, timed_trial
     from tuners import store
 
     monkeypatch.setenv("TUNING_ADVISOR_HOME", str(tmp_path / "home"))
-    # The benchmark's model and its pair that changes all three (full 4x64 -> adapters 2x128): steps of
+    # The benchmark's model and its pair that changes batch and length (full 4x64 -> full 2x128): steps of
     # tens of milliseconds, long enough that one scheduler hiccup does not decide the comparison.
     model, data = tiny_model(tmp_path)
     calibrating, predicted_settings = REPEAT_PAIRS[2]
@@ -204,3 +207,110 @@ def test_packing_lays_examples_end_to_end_without_cross_example_targets():
                                            [-100, 31, 32, 33]]
     assert pack(encoded, 64) == [{"input_ids": sum((e["input_ids"] for e in encoded), []),
                                   "labels": [-100, -100, 12, 13, 14, -100, 21, 22, 23, 24, 25, 26, -100, 31, 32, 33]}]
+
+
+# --- speed settings (issue 21) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_the_fused_chunked_loss_equals_the_models_own_loss_and_gradients(method):
+    """runtime.fused_causal_lm_loss never builds the (tokens × vocab) logits, yet gives transformers'
+    loss and the same gradients (a tiny random Llama; chunks of 7 tokens so several chunks run)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tuners import runtime
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      intermediate_size=64, vocab_size=97, max_position_embeddings=64)
+    model = transformers.LlamaForCausalLM(config)
+    if method != "full":
+        import peft
+
+        cfg = (peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]) if method == "lora" else
+               peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+        model = peft.get_peft_model(model, cfg)
+    ids = torch.randint(0, 97, (2, 12))
+    labels = ids.clone()
+    labels[0, :4] = -100  # a prompt without loss
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    reference = model(**batch).loss
+    ref_grads = torch.autograd.grad(reference, trainable)
+    original = runtime.chunked_cross_entropy.__defaults__
+    runtime.chunked_cross_entropy.__defaults__ = (7,)
+    try:
+        fused = runtime.fused_causal_lm_loss(model, batch)
+    finally:
+        runtime.chunked_cross_entropy.__defaults__ = original
+    grads = torch.autograd.grad(fused, trainable)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert isinstance(model.get_output_embeddings(), torch.nn.Linear)  # the head is back in place
+
+
+def test_speed_settings_move_time_and_memory_the_way_they_should():
+    """Fused cross-entropy removes the fp32 logits from memory and their passes from time; packing
+    removes padding; compile fuses elementwise passes; optimizer in backward frees the gradients;
+    activation offloading keeps about two blocks' activations on the GPU."""
+    from estimators.estimate import estimate
+
+    spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
+    base = TrainSetup(method="full", batch_size=4, seq_len=2048, examples=1000, tokens_per_example=600,
+                      length_quantiles=(400, 1500, 2048))
+    plain = estimate(spec, base, gpu)
+    fused = estimate(spec, dataclasses.replace(base, fused_cross_entropy=True), gpu)
+    # The logits buffers: 4 × 2048 tokens × 128,256 vocab × (2 + 4 + 4) bytes at the end of forward.
+    assert plain.memory.peak_allocated - fused.memory.peak_allocated > 4 * 2048 * 128256 * 4
+    assert fused.time.seconds < plain.time.seconds
+    assert estimate(spec, dataclasses.replace(base, packing=True), gpu).time.seconds < plain.time.seconds
+    assert estimate(spec, dataclasses.replace(base, compile=True), gpu).time.seconds < plain.time.seconds
+    # At a short shape full tuning peaks in optimizer.step(): 2 B of gradients and 2 B of foreach temporary per
+    # parameter, which updating in backward never holds at once.
+    short = dataclasses.replace(base, batch_size=1, seq_len=256)
+    oib = estimate(spec, dataclasses.replace(short, optimizer_in_backward=True), gpu)
+    assert oib.memory.peak_allocated < estimate(spec, short, gpu).memory.peak_allocated - 3 * P8B
+    off = estimate(spec, dataclasses.replace(base, activation_offloading=True, method="lora"), gpu)
+    on = estimate(spec, dataclasses.replace(base, method="lora"), gpu)
+    assert off.memory.peak_allocated < on.memory.peak_allocated and off.time.seconds >= on.time.seconds
+    with pytest.raises(InputError, match="optimizer_in_backward"):
+        TrainSetup(method="full", optimizer_in_backward=True, grad_accum=4)
+
+
+def test_estimate_takes_the_speed_settings_and_a_data_file(tmp_path, capsys):
+    """`estimate --packing --compile --fused-cross-entropy --data FILE`: the settings land in the plan and the
+    data facts come from the file as the app's upload reads them (usable rows, mean and percentile lengths)."""
+    import json
+
+    from advisor.cli import main
+    from tuners.datareport import report
+
+    rows = [{"input": f"question {i} " * (1 + i % 5), "output": "answer " * (3 + i % 11)} for i in range(40)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "a100-80gb", "--packing",
+                 "--compile", "--fused-cross-entropy", "--data", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    s, facts = out["plan"]["settings"], out["plan"]["data"]
+    assert s["packing"] and s["compile"] and s["fused_cross_entropy"] and not s["optimizer_in_backward"]
+    rep = report(data, 512)  # the app's path (ui/questionnaire.py): the same report at 512 tokens
+    assert facts["num_examples"] == rep["usable_rows"] == 40
+    assert facts["tokens_per_example"] == round(rep["mean_tokens"]) and facts["token_lengths"] == rep["token_lengths"]
+    assert out["time"]["tokens"] == 40 * facts["tokens_per_example"]
+    assert main(["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--data", str(data),
+                 "--examples", "5"]) == 2  # one source of the data facts, said in one line
+    assert "drop --examples" in capsys.readouterr().err
+
+
+def test_the_trial_says_which_speed_settings_and_dtype_it_changes():
+    from tuners.trial import adapt
+
+    plan = Plan.create("llama-3.1-8b", "lora", {"compile": True, "fused_cross_entropy": True, "precision": "bf16"})
+    ran, notes = adapt(plan, "cpu", scale_down=True)
+    assert ran.settings["compile"] is False and ran.settings["fused_cross_entropy"] is True
+    assert ran.settings["precision"] == "fp32" and any("fp32 on this CPU" in n for n in notes)
+    assert any(n.startswith("compile off") for n in notes)
+    qlora, notes = adapt(Plan.create("llama-3.1-8b", "qlora", {"precision": "bf16"}), "cpu", scale_down=True)
+    assert qlora.settings["precision"] == "bf16"  # 4-bit bases compute in 16 bits: no fp32 run
+    gpu, notes = adapt(plan, "cuda", scale_down=False)
+    assert gpu.settings["precision"] == "bf16" and not any("fp32" in n for n in notes)

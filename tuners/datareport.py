@@ -56,6 +56,20 @@ def report(path: str | Path, seq_len: int, tokenizer_file: str | Path | None = N
     return out
 
 
+def data_facts(path: str | Path, model: str | None = None) -> dict:
+    """A plan's data facts from a data file, as the app's upload fills them (ui/questionnaire.py): the
+    report at sequence length 512, token lengths counted with the model folder's own tokenizer when it
+    has one; examples = usable rows, tokens per example = their mean (issue 21: ``estimate --data``)."""
+    folder = Path(model).expanduser() if model else None
+    tokenizer = folder / "tokenizer.json" if folder is not None and folder.is_dir() else None
+    rep = report(path, 512, tokenizer if tokenizer is not None and tokenizer.is_file() else None)
+    if not rep["usable_rows"]:
+        raise InputError(f"data file '{Path(path).name}' has no usable rows (see `tuning-advisor trial --data` "
+                         "for the problems)")
+    return {"path": str(Path(path).resolve()), "format": rep["format"], "num_examples": rep["usable_rows"],
+            "tokens_per_example": max(1, round(rep["mean_tokens"])), "token_lengths": rep["token_lengths"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tuners.datareport", description=__doc__)
     ap.add_argument("path")

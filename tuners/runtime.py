@@ -365,12 +365,56 @@ def make_optimizer(name: str, params, lr: float, foreach: bool | None = None):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def loss_fn(recipe: dict, teacher=None):
-    """``loss(model, batch)``: the model's own loss, or with a teacher the distillation mix
-    (Hinton et al. 2015): (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T) on the labelled tokens."""
+def chunked_cross_entropy(hidden, head, labels, chunk: int = 1024):
+    """Causal-LM cross-entropy from the last hidden states without the (tokens × vocab) logits: the head
+    and the loss run ``chunk`` tokens at a time under activation checkpointing, so each chunk's fp32
+    logits live only while it is computed (forward) or recomputed (backward) — the idea of Liger's
+    FusedLinearCrossEntropy and Apple's Cut Cross-Entropy, in plain torch. Same value as transformers'
+    loss: shifted labels, mean over the labelled tokens."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    h = hidden[:, :-1].reshape(-1, hidden.size(-1))
+    y = labels[:, 1:].reshape(-1).to(h.device)
+    count = (y != -100).sum()
+
+    def part(h_chunk, y_chunk):
+        return F.cross_entropy(head(h_chunk).float(), y_chunk, ignore_index=-100, reduction="sum")
+
+    total = sum(checkpoint(part, h[i:i + chunk], y[i:i + chunk], use_reentrant=False)
+                for i in range(0, h.size(0), chunk))
+    return total / count.clamp(min=1) if torch.is_tensor(total) else hidden.sum() * 0
+
+
+def fused_causal_lm_loss(model, batch):
+    """The model's loss through ``chunked_cross_entropy``: its output head is swapped for an identity for
+    the forward (so the model returns hidden states), then applied chunk by chunk. Prompt tuning's
+    virtual tokens come first in the output: their positions get no label."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(base, "_orig_mod", base)
+    head = base.get_output_embeddings()
+    base.set_output_embeddings(torch.nn.Identity())
+    try:
+        hidden = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    finally:
+        base.set_output_embeddings(head)
+    labels = batch["labels"]
+    extra = hidden.size(1) - labels.size(1)
+    if extra > 0:
+        labels = torch.cat([labels.new_full((labels.size(0), extra), -100), labels], dim=1)
+    return chunked_cross_entropy(hidden, head, labels)
+
+
+def loss_fn(recipe: dict, teacher=None, fused: bool = False):
+    """``loss(model, batch)``: the model's own loss (``fused``: chunked, without the full logits), or with
+    a teacher the distillation mix (Hinton et al. 2015): (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T) on
+    the labelled tokens (the KL term needs both logits: distillation ignores ``fused``)."""
     spec = recipe.get("teacher")
     if not spec:
-        return lambda model, batch: model(**batch).loss
+        return fused_causal_lm_loss if fused else (lambda model, batch: model(**batch).loss)
     temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
 
     def distill(model, batch):
@@ -587,7 +631,14 @@ def main(argv=None) -> int:
         autocast = None if sharded(sharding) else autocast
         params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]))
-    loss = loss_fn(recipe, teacher)
+    loss = loss_fn(recipe, teacher, fused=bool(s.get("fused_cross_entropy")))
+    # Speed settings (issue 21): compile and the fused loss run here; the other two are not implemented
+    # by this script, which says so instead of pretending.
+    trained = torch.compile(model) if s.get("compile") else model
+    for name in ("optimizer_in_backward", "activation_offloading"):
+        if s.get(name):
+            say(f"note: {name} is not implemented by this script: it runs without it (expect the memory and speed of "
+                "the plan with it off)")
 
     encoded = encode(load_examples(data_path), tok, s["seq_len"])
     if s.get("packing"):
@@ -613,7 +664,7 @@ def main(argv=None) -> int:
                 chunk = [encoded[j] for j in idx]
                 length = s["seq_len"] if world > 1 else max(len(e["input_ids"]) for e in chunk)
                 batch = {key: v.to(device) for key, v in collate(chunk, tok.pad_token_id, length).items()}
-                value = train_step(model, optimizer, batch, loss=loss, autocast=autocast, accum=accum,
+                value = train_step(trained, optimizer, batch, loss=loss, autocast=autocast, accum=accum,
                                    update=k == accum - 1)
             step += 1
             losses.append(float(value))

@@ -588,10 +588,11 @@ def record_calibration(device: str, method: str, precision: str, efficiency: flo
 
 def calibration_for(device: str | None, method: str, precision: str):
     """The latest calibration for (device, method, precision); without one, the latest for this device
-    and precision from another method (the stored efficiency is the method-independent base, so it
-    carries over; the record says which method measured it). None when the device has none — also
-    when the store is missing, unreadable or corrupt: an estimate never fails because of the history."""
-    from estimators.calibration import Calibration
+    and precision from another method of the same family (``estimators.calibration.method_family``:
+    the stored efficiency is the method-independent base, which holds within a family; the record says
+    which method measured it). None when there is none — also when the store is missing, unreadable or
+    corrupt: an estimate never fails because of the history."""
+    from estimators.calibration import Calibration, method_family
 
     if not device:
         return None
@@ -601,11 +602,19 @@ def calibration_for(device: str | None, method: str, precision: str):
     try:
         rows = _read_only(path, "SELECT device, method, precision, efficiency, overhead_bytes, slack, runs, updated, "
                                 "run_id FROM calibration WHERE device=? AND precision=? ORDER BY method = ? DESC, "
-                                "updated DESC LIMIT 1", (device, precision, method))
+                                "updated DESC", (device, precision, method))
+        family = method_family(method)
+        rows = [r for r in rows if r[1] in REGISTRY_IDS() and method_family(r[1]) == family]
         cal = Calibration(*rows[0]) if rows else None
         return cal if cal is not None and cal.efficiency > 0 else None
     except (sqlite3.Error, TypeError, ValueError):
         return None
+
+
+def REGISTRY_IDS() -> tuple[str, ...]:  # noqa: N802 - the registry's ids, looked up lazily (no import cycle)
+    from estimators.methods import METHOD_IDS
+
+    return tuple(METHOD_IDS)
 
 
 def calibration_stamp() -> float:

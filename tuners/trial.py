@@ -128,6 +128,20 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
         settings["teacher_logits"] = "online"
         notes.append("teacher logits computed online: a trial does not run the precomputing pass, so the teacher is "
                      "on the device and in the estimate")
+    # Speed settings the trial does not run (issue 21): it measures the plan without them, and says so.
+    off = [k for k in ("compile", "optimizer_in_backward", "activation_offloading") if plan.settings.get(k)]
+    settings.update(dict.fromkeys(off, False))
+    for name in off:
+        notes.append(f"{name} off: the trial runs without it (compilation would outlast a trial's steps; the "
+                     "other two are not implemented by the runner) — the exported train.py honours compile")
+    if (device == "cpu" and plan.settings["precision"] != "fp32" and not plan.settings.get("mixed_precision")
+            and not get(plan.method).compute_16bit):
+        # A CPU runs 16-bit training far slower than fp32 (most elementwise kernels convert per element), so
+        # a bf16 step here measures the CPU's emulation, not the plan: run fp32 and estimate fp32 (issue 21).
+        settings["precision"] = "fp32"
+        notes.append(f"fp32 on this CPU instead of the plan's {plan.settings['precision']}: CPUs run 16-bit training "
+                     "far slower than fp32, so the trial measures (and estimates) fp32 here (QLoRA and mixed precision "
+                     "keep their dtypes)")
     if settings:
         plan = plan.edit(settings=settings)
     return (plan.edit(hardware=hardware) if hardware else plan), notes
@@ -243,7 +257,7 @@ def execute(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
     if world > 1 and len(encoded) >= world:
         encoded = encoded[rank::world]  # each rank its own share of the data, as a real data-parallel run
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    loss = runtime.loss_fn(recipe, teacher)
+    loss = runtime.loss_fn(recipe, teacher, fused=setup.fused_cross_entropy)
 
     def one_step(batch, tracker=None):
         return float(runtime.train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),

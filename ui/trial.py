@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from estimators.calibration import time_ratio_note
 from estimators.errors import InputError
 from estimators.plan import Plan
 from tuners import launch, store
@@ -195,6 +196,10 @@ def render_comparison(row: dict) -> None:
         notes.append("Tokens/s on a CPU: the estimate divides this CPU's measured matmul peak by the step's FLOPs at "
                      "a default efficiency (calibrated by each trial); small shapes reach less of the peak, so ratios "
                      "far from 1 at tiny sizes say little about a GPU.")
+    ratio = m["tokens_per_second"] / est_tps if est_tps and m.get("tokens_per_second") else None
+    why = time_ratio_note(ratio, e.get("calibrated"), cpu, (e.get("time") or {}).get("step_terms"))
+    if why:  # outside 0.7-1.4x: say what the estimate rested on (issue 21)
+        st.info(why[0].upper() + why[1:])
     for n in notes:
         st.caption(f"• {n[0].upper() + n[1:]}")
     bars = pd.DataFrame([{"what": "estimated", "MiB": e["memory"]["peak_allocated"] / 1024**2},

@@ -7,6 +7,7 @@ branching on method names; adding a method is one file here plus one tuner modul
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -107,9 +108,17 @@ class MethodSpec:
     their own, fitted on published runs (bench/time_accuracy.py)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
+    quantized_variant: str | None = None
+    """The method that is this one over a 4-bit base (LoRA: QLoRA), which the "what would fit" search
+    (estimators/scaling.py) also tries."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
     artifact: str = "adapter"
     """What training produces: ``adapter`` (a small file beside the base) or ``model`` (a whole model)."""
+    served_as: str = "lora"
+    """How the result is served (estimators/serving.py): ``lora`` (merged into the base for one task,
+    unmerged adapters batched on one base for several), ``qlora`` (the same over the 4-bit base),
+    ``prompt`` (the base plus soft prompts in every request), ``inserted`` (adapter layers that cannot
+    merge) or ``model`` (one whole model per task)."""
     citation: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -162,6 +171,16 @@ def _named(spec: ModelSpec, name: str) -> list[Linear]:
 def lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
     """The linear layers LoRA wraps for ``targets``: ``all-linear`` (optionally ``all-linear,lm_head``)
     or a comma list of names (short ``q,v,o``, module names, ``lm_head``, ``embed_tokens``)."""
+    return list(_lora_linears(spec, str(targets)))
+
+
+@lru_cache(maxsize=4096)
+def _lora_linears(spec: ModelSpec, targets: str) -> tuple[Linear, ...]:
+    """Cached (specs are frozen): the step-time model asks for it several times per estimate."""
+    return tuple(_resolve_lora_linears(spec, targets))
+
+
+def _resolve_lora_linears(spec: ModelSpec, targets: str) -> list[Linear]:
     chosen, unknown = {}, []
     for raw in str(targets).split(","):
         name = raw.strip()

@@ -25,5 +25,9 @@ def recipe(plan, spec) -> dict:
     h = plan.hardware
     q = out.get("quantization") or {}
     if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and runtime.sharded(h.get("sharding", "none")):
+        # Sharded QLoRA is never k-bit "prepared" (TRL's SFTTrainer skips it for QLoRA + FSDP/ZeRO-3): the
+        # embeddings, norms and head stay in the compute dtype, one dtype for FSDP to flatten
+        # (estimators/memory.py unquantized_bytes).
         out["quantization"] = {**q, "bnb_4bit_quant_storage": q["bnb_4bit_compute_dtype"]}
+        out["prepare_kbit"] = False
     return out
