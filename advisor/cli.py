@@ -83,8 +83,10 @@ def _number(cast, allow_zero: bool = False, high: float = 1e12):
 
     def parse(text: str):
         try:
+            if len(text.strip()) > 40:  # 300 digits parse as an int too large for any float comparison
+                raise ValueError(text)
             value = cast(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}") from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > high:
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}")
@@ -263,6 +265,9 @@ def cmd_local_models(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for r in [r for r in rows if r["error"] and not r["model_type"]]:  # a folder we cannot read: a note, not a row
+        print(f"tuning-advisor models: skipped {r['path']}: {r['error']}", file=sys.stderr)
+        rows.remove(r)
     if not rows:
         print(f"no models found in {hub_cache_dir()}" + (f" or {', '.join(args.folder)}" if args.folder else ""))
         return 0
@@ -349,8 +354,9 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_trial(args) -> int:
-    from tuners import launch
+    from tuners import launch, store
 
+    store.check_home()  # a data folder that cannot be written: one line with the fix, before anything runs
     if args.nproc > 1 and not args.plan and args.num_gpus == 1:
         args.num_gpus = args.nproc  # N ranks stand for N GPUs of the plan
     plan = plan_from_args(args, args.parser)  # validates every option before anything starts
@@ -358,7 +364,8 @@ def cmd_trial(args) -> int:
     if not data:
         raise InputError("give --data FILE (JSONL, CSV or Parquet): the plan has no data path")
     if not Path(data).expanduser().is_file():
-        raise InputError(f"data file '{data}' not found (give a .jsonl, .csv or .parquet file)")
+        what = "is not a regular file (a pipe, device or folder)" if Path(data).expanduser().exists() else "not found"
+        raise InputError(f"data file '{data}' {what} (give a .jsonl, .csv or .parquet file)")
     def absolute(ref: str) -> str:  # a local folder or config is named by its absolute path (the runner's cwd differs)
         path = Path(ref).expanduser()
         return str(path.resolve()) if path.exists() else ref
@@ -387,7 +394,7 @@ def cmd_trial(args) -> int:
         return 0
     if not args.json:
         print(f"tuning-advisor trial: error: {res['error']}", file=sys.stderr)
-    return 2 if res.get("error_kind") == "input" else 1
+    return 2 if res.get("error_kind") in ("input", "disk") else 1
 
 
 def cmd_export(args) -> int:
@@ -412,8 +419,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from tuners import store
+    from tuners import launch, store
 
+    if args.cancel:
+        if not launch.cancel(args.cancel):
+            raise InputError(f"run {args.cancel} is not running (or not in the history): nothing to cancel")
+        print(f"cancelling run {args.cancel}", file=sys.stderr)
+        return 0
+    if args.prune:
+        gone = store.prune()
+        print(f"removed {len(gone)} run(s) that ended without a result" + (f": {', '.join(gone)}" if gone else ""),
+              file=sys.stderr)
     rows = store.list_runs(args.limit)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -505,16 +521,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("runs", help="the history of trial runs")
     p.add_argument("--limit", type=_number(int, high=MAX_LIST), default=50, help="newest runs shown (default 50)")
+    p.add_argument("--prune", action="store_true",
+                   help="remove the runs that ended without a result (killed, never started), rows and folders")
+    p.add_argument("--cancel", metavar="RUN_ID", help="cancel a live run (or end a row whose process is gone)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuners.home import pin_home  # a relative or ~ TUNING_ADVISOR_HOME, made absolute once (files only)
+
+    pin_home()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # no command: the usage, on stderr (it is an error: exit 2)
+        parser.print_usage(sys.stderr)
+        print("tuning-advisor: error: give a command (see tuning-advisor --help)", file=sys.stderr)
         return 2
     from tuners import metaspec  # no torch until an unknown architecture needs deriving
 

@@ -163,7 +163,7 @@ def _progress(event: dict) -> None:
         r = event["report"]
         print(f"data: {r['usable_rows']} usable rows ({r['format']}), mean {r['mean_tokens']} tokens, "
               f"{r['truncated_share']:.0%} truncated; model: {event['model']}", file=sys.stderr)
-        for problem in r["problems"]:
+        for problem in r["problems"] + ([r["sample_note"]] if r.get("sample_note") else []):
             print(f"  note: {problem}", file=sys.stderr)
     elif kind == "setup":
         print(f"{event['trainable_params']:,} of {event['total_params']:,} parameters train on {event['device']}",

@@ -213,6 +213,8 @@ class Trial:
     started: float
     meter: object = None
     source: object = None
+    sample: object = None
+    """The rows read from the data file (all of a small file; a bounded sample of a big one)."""
     data_report: object = None
     recipe: dict | None = None
     gpu: object = None
@@ -248,7 +250,8 @@ def _sources(t: Trial):
     from tuners import data as data_mod
     from tuners import models
 
-    examples, _, _, _ = data_mod.load_examples(t.options.data)
+    t.sample = data_mod.load_sample(t.options.data)  # what the steps need, and a bounded sample for the report
+    examples = t.sample.usable
     later = t.world > 1 and t.rank != 0
     if later:
         torch.distributed.barrier()
@@ -286,7 +289,7 @@ def _estimate(t: Trial, teacher_source) -> None:
                      calibration=calibration)
     if t.rank == 0:
         (t.run_dir / "estimate.json").write_text(json.dumps(t.est.to_json(), indent=2))
-        store.update(t.run_id, estimate=t.est.to_json())
+        store.try_update(t.run_id, estimate=t.est.to_json())
 
 
 def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: Hooks) -> Trial:
@@ -300,15 +303,16 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
     run_plan, adaptations = adapt(plan, device, options.scale_down, world)
     t = Trial(run_id, run_dir, plan, options, run_plan, adaptations, device, device_name, rank, world, started)
     if rank == 0:
-        store.update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))
+        store.try_update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))
     t.meter = CpuMeter(world) if device == "cpu" else CudaMeter()
     tokenizer, teacher_source = _sources(t)
-    t.data_report, examples = data_mod.validate(options.data, tokenizer, t.setup.seq_len)
+    t.data_report, examples = data_mod.validate(t.sample, tokenizer, t.setup.seq_len)
     hooks.emit("data", report=t.data_report.to_dict(), model=t.source.description)
     if not (t.setup.examples and t.setup.tokens_per_example):  # whole-run figures for the file itself
         lengths = t.data_report.token_lengths
         mean = sum(min(n, t.setup.seq_len) for n in lengths) / len(lengths)
-        t.run_plan = t.run_plan.edit(data={"num_examples": len(examples), "tokens_per_example": max(1, round(mean))})
+        t.run_plan = t.run_plan.edit(data={"num_examples": t.data_report.usable_in_file,
+                                           "tokens_per_example": max(1, round(mean))})
     _estimate(t, teacher_source)
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else t.source.folder
     try:
@@ -317,6 +321,9 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
                                 world=world)
     except ValueError as exc:
         raise InputError(str(exc).splitlines()[0]) from None
+    if not t.setup.packing:  # only what the steps take (longest first); packing lays out every example
+        needed = options.steps * t.setup.batch_size * max(1, t.setup.grad_accum) * world
+        examples = data_mod.for_steps(examples, t.data_report.token_lengths, needed)
     t.rows = runtime.training_rows(examples, tokenizer, t.run_plan.settings, rank, world)
     t.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     hooks.on_built(t)
@@ -546,12 +553,19 @@ def outcome(run_id: str, run_dir: Path, request: dict, emit: Events) -> dict:
         result["error_kind"] = {InputError: "input", OutOfMemory: "oom", TimeoutError: "timeout"}.get(type(exc), "loss")
     except Exception as exc:  # a crash: one line for the user, the traceback in the run folder
         name = "traceback.txt" if emit.rank is None else f"traceback-rank{emit.rank}.txt"
-        (run_dir / name).write_text(traceback.format_exc())
+        try:
+            (run_dir / name).write_text(traceback.format_exc())
+        except OSError:  # a full disk: the one-line error still goes to the store
+            pass
         if _INTERRUPTED:  # a signal's cancel or timeout, re-raised by a library as its own error
             cause = _INTERRUPTED[0]
             cancelled = isinstance(cause, Cancelled)
             result.update(status="cancelled" if cancelled else "failed", error=str(cause),
                           error_kind="cancelled" if cancelled else "timeout")
+            return result
+        full = store.full_disk_message(exc)
+        if full:
+            result.update(error=full, error_kind="disk")
             return result
         oom = False
         try:
@@ -576,11 +590,12 @@ def finish(run_id: str, run_dir: Path, result: dict, emit: Events, keep_model: b
         result["estimate"] = json.loads((run_dir / "estimate.json").read_text())  # OOM is recorded beside it
     if result["device"] is None:
         result["device"] = (store.get(run_id) or {}).get("device")
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    store.update(run_id, status=result["status"], estimate=result["estimate"], measured=result["measured"],
-                 extrapolated=result["extrapolated"], error=result["error"])
-    emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
-         error=result["error"])
+    store.record_result(run_id, run_dir, result)  # result.json and the row, retried while the disk is full
+    try:
+        emit({"completed": "finished"}.get(result["status"], result["status"]), status=result["status"],
+             error=result["error"])
+    except OSError:  # a full disk: the result is recorded (or is taken from result.json later)
+        pass
     return 0 if result["status"] == "completed" else 1
 
 
@@ -606,7 +621,7 @@ def run(run_id: str, worker: bool = False) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return finish_rank(run_dir, rank, result)
     emit = Events(run_dir)
-    store.update(run_id, status="running", pid=os.getpid(), pid_start=store.process_start(os.getpid()))
+    store.try_update(run_id, status="running", pid=os.getpid(), pid_start=store.process_start(os.getpid()))
     emit("started", run_id=run_id, pid=os.getpid())
     if int(request.get("nproc") or 1) > 1:
         from tuners.distributed import supervise

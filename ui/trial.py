@@ -62,6 +62,15 @@ def stand_in(plan: Plan, scale: bool) -> str:
             f"loop; it does not measure a GPU's speed. Random weights: the loss is not meaningful.")
 
 
+def _refused(folder: str) -> str | None:
+    """Why the app may not read this model folder (network mode, outside the allowed roots), else None."""
+    try:
+        access.checked_path(folder, "model folders") if folder else None
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def render_launch(answers: dict, rec: dict) -> None:
     by_method = plans(rec)
     if not by_method:
@@ -78,6 +87,10 @@ def render_launch(answers: dict, rec: dict) -> None:
     folder, scale = "", False
     if source == "Local model folder":
         folder = c2.text_input("Folder with config.json and weights", key="trial_folder").strip()
+        refused = _refused(folder)
+        if refused:  # the questionnaire's allow-list, said before launch
+            st.error(refused)
+            return
     else:
         scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", value=not HAS_GPU,
                             key="trial_scale")
