@@ -131,7 +131,12 @@ def _variants(plan: Plan) -> list[tuple[Plan, tuple[str, ...], bool]]:
     out = [(plan, (), False)]
     variant = get(plan.method).quantized_variant
     if variant:
-        out.append((plan.with_method(variant), (f"{get(variant).label} instead of {get(plan.method).label}",), False))
+        try:
+            quantized = plan.with_method(variant)
+        except InputError:  # e.g. an fp32 plan (T5 on an fp16-only GPU): a 4-bit base computes in 16 bits
+            quantized = None
+        if quantized is not None:
+            out.append((quantized, (f"{get(variant).label} instead of {get(plan.method).label}",), False))
     if not get(plan.method).needs_teacher:
         for model in smaller_same_family(plan):
             out.append((plan.edit(model=model), (f"smaller base {model}",), True))

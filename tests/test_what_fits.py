@@ -146,3 +146,12 @@ def test_offload_and_sharding_change_the_what_if_time(home):
     assert times["fsdp"] > times["none"] and times["fsdp+offload"] > times["fsdp"]
     at.number_input(key="wi_epochs_lora").set_value(4.0).run()
     assert seconds() == pytest.approx(2 * times["fsdp+offload"], rel=0.01)
+
+
+def test_an_fp32_lora_plan_is_searched_without_a_qlora_variant():
+    """A 4-bit base computes in 16 bits, so an fp32 LoRA plan (T5 on an fp16-only GPU) has no QLoRA variant;
+    the search answers instead of failing (found by the 1,000-questionnaire property test)."""
+    plan = Plan.create("flan-t5-base", "lora", {"precision": "fp32"}, {"gpu": "t4"},
+                       data={"num_examples": 2000, "tokens_per_example": 300})
+    options = scaling.search(plan, max_hours=1000, limit=3)
+    assert options and all("QLoRA" not in " ".join(o.changes) for o in options)
