@@ -67,12 +67,9 @@ from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_linears, lora_rank_of
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
-from estimators.transfer import transfer_time
+from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
 DATA = Path(__file__).parent / "data"
-# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for,
-# and the host link activation offloading copies over.
-DEFAULT_LINK_GBS = 32.0
 # Host memory bandwidth assumed for a CPU "device" whose bandwidth was not measured: a dual-channel DDR4 desktop.
 DEFAULT_CPU_BANDWIDTH_GBS = 20.0
 # Memory bandwidth assumed for a custom GPU given by memory and TFLOP/s only: GDDR6X/HBM2-class (an A10G

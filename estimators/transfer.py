@@ -52,7 +52,7 @@ from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 
 DATA = Path(__file__).parent / "data"
-# PCIe 4.0 x16, one direction: a GPU the catalog gives no link for.
+# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for.
 DEFAULT_LINK_GBS = 32.0
 # A pinned host<->device copy reaches ~80 % of the PCIe link: 128b/130b encoding and the TLP headers of
 # 256-byte payloads leave ~86 % (PCI-SIG), DMA setup the rest (CUDA bandwidthTest: ~25 of 32 GB/s on 4.0 x16).
