@@ -45,3 +45,14 @@ gpu-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- test tiers and lint (issue 23) ---
+.PHONY: test-fast lint
+# The fast tier: estimators, advisor, validation and the app through AppTest; no real training steps.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+RUFF := 0.17.6
+lint: $(STAMP)
+	$(BIN)/python -m ruff --version 2>/dev/null | grep -q $(RUFF) || $(BIN)/python -m pip install -q ruff==$(RUFF)
+	$(BIN)/python -m ruff check .

@@ -12,7 +12,7 @@ from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
 from tuners import metaspec, store
 from tuners.data import histogram
-from ui import access, questionnaire, results, runstate, trial
+from ui import access, hosting, questionnaire, results, runstate, trial
 
 metaspec.install(in_child=True)  # architectures without built-in arithmetic: derived in a child process (no torch here)
 
@@ -62,7 +62,7 @@ st.caption("How should you adapt this model, what will it cost, and does a real 
 
 form = questionnaire.render()
 answer_keys = ("task", "goals", "num_examples", "avg_tokens_per_example", "domain_distance", "model", "gpu",
-               "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority")
+               "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority", "host_memory_gib") + hosting.ANSWER_KEYS
 answers = {k: form.get(k) for k in answer_keys}
 if st.session_state.get("_restore_problem"):
     st.warning(st.session_state["_restore_problem"], icon=":material/history:")
@@ -97,6 +97,7 @@ if view == "Recommendation":
     results.render_recommendation(rec)
 elif view == "Charts":
     results.render_charts(answers, rec, gpu)
+    hosting.render_chart(rec)
 elif view == "Trial run":
     trial.render_launch(answers, rec)
     trial.render_current()

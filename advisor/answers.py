@@ -1,6 +1,7 @@
 """The questionnaire's answers (DESIGN.md `recommend --answers` contract), validated in one pass."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from estimators.errors import InputError, read_json
@@ -60,6 +61,32 @@ class Answers:
     """Memory the served model may take on the target device (a phone, an edge box), in GiB: picks the
     distillation student whose 4-bit export fits it. None: the on-device class (~2B) for a small-footprint
     goal."""
+    host_memory_gib: float | None = None
+    """Host RAM of one machine in GiB; offload must fit in it (None: a typical host for the GPU class,
+    estimators/data/hosts.json)."""
+    # Hosting (issue 24): all optional; with no requests_per_day the ranking is the tuning-only one and
+    # the advice says hosting was not priced.
+    requests_per_day: float | None = None
+    """Requests the tuned model(s) serve per day, all tasks together."""
+    tokens_in: int | None = None
+    """Prompt tokens per request (default 500 when requests_per_day is given)."""
+    tokens_out: int | None = None
+    """Generated tokens per request (default 200)."""
+    peak_concurrency: int | None = None
+    """Requests in flight at the busiest moment (default: from the daily rate, a 2x busy hour and
+    Little's law)."""
+    p50_tpot_ms: float | None = None
+    """Target median time per output token in milliseconds (None: no latency target)."""
+    serving_gpu: str | None = None
+    """GPU catalog id the model is served on (default: the tuning GPU)."""
+    horizon_months: float | None = None
+    """Months of hosting in the total cost (default 12)."""
+    retunes: int | None = None
+    """Tuning runs per task over the horizon, the first included (default 1)."""
+
+    @property
+    def prices_hosting(self) -> bool:
+        return self.requests_per_day is not None
 
     def __post_init__(self):
         problems = _problems(self)
@@ -118,11 +145,41 @@ def _problems(a: Answers) -> list[str]:
     if a.priority not in PRIORITIES:
         p.append(f"priority must be one of {', '.join(PRIORITIES)} (got {a.priority!r})")
     for name, high in (("max_hours", 1e6), ("max_cost_usd", 1e12), ("epochs", 10_000),
-                       ("device_memory_gib", 1e6)):
+                       ("device_memory_gib", 1e6), ("host_memory_gib", 1e6)):
         v = getattr(a, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high):
             p.append(f"{name} must be a number above 0 and at most {high:,g} (got {_shown(v)})")
     for name in ("model", "gpu"):
         if not isinstance(getattr(a, name), str) or not getattr(a, name):
             p.append(f"{name} must be a non-empty string")
+    return p + _hosting_problems(a)
+
+
+_TRAFFIC_ONLY = ("tokens_in", "tokens_out", "peak_concurrency", "p50_tpot_ms", "serving_gpu", "horizon_months",
+                 "retunes")
+
+
+def _hosting_problems(a: Answers) -> list[str]:
+    """The traffic answers: bounded, finite, and only with requests_per_day (what prices hosting)."""
+    from estimators.serving import traffic_problems
+
+    given = [n for n in _TRAFFIC_ONLY if getattr(a, n) is not None]
+    if a.requests_per_day is None:
+        return [f"{', '.join(given)} need(s) requests_per_day to price hosting (give the requests per day, "
+                "e.g. 10000)"] if given else []
+    p = [t.replace("tpot_ms", "p50_tpot_ms") for t in
+         traffic_problems(a.requests_per_day, 500 if a.tokens_in is None else a.tokens_in,
+                          200 if a.tokens_out is None else a.tokens_out, a.peak_concurrency, a.p50_tpot_ms)]
+    v = a.horizon_months
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                          or not 0 < v <= 600):
+        p.append(f"horizon_months must be a number above 0 and at most 600 (got {_shown(v)})")
+    if a.retunes is not None and (not _is_int(a.retunes) or not 1 <= a.retunes <= 10_000):
+        p.append(f"retunes must be a whole number from 1 to 10,000: tuning runs per task over the horizon, the first "
+                 f"included (got {_shown(a.retunes)})")
+    if a.serving_gpu is not None:
+        from estimators.catalog import gpus
+
+        if not isinstance(a.serving_gpu, str) or a.serving_gpu.lower() not in gpus():
+            p.append(f"serving_gpu must be a GPU catalog id (see `tuning-advisor gpus`; got {_shown(a.serving_gpu)})")
     return p

@@ -1,71 +1,28 @@
 """What would make a method meet the time and money budget (C6.10): the share of the data or the number
-of epochs that fits, or the cheapest catalog GPU type × count that meets both limits.
+of epochs that fits, or — from the one "what would fit" search (``estimators.scaling.search``) — the
+cheapest GPU type × count, sharding, offload and settings that meet both limits.
 
 Whole-run time and cost are linear in the tokens trained (estimators/throughput.py), so the share of
-the data that fits is the budget over the estimate. More GPUs of one type divide the time and keep the
-GPU-hours (and so the cost) the same, which bounds the search: a type whose one-GPU cost is over the
-money budget is skipped, and the count starts where the time budget is met.
+the data that fits is the budget over the estimate.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-
-from advisor.feasibility import HEADROOM, Feasibility
-from estimators.catalog import GPU, gpus
-from estimators.errors import InputError
-from estimators.estimate import Estimate, estimate
-from estimators.scaling import COUNTS
-
-MAX_GPUS = 128
-"""Largest GPU count suggested (a few nodes); beyond, a budget is a project, not a setting."""
-_SHARDINGS = ("none", "zero2", "fsdp")  # least sharding first; CPU offload is never a budget suggestion
+from advisor.feasibility import Feasibility
+from estimators.estimate import Estimate
+from estimators.scaling import MAX_GPUS, search
 
 
-def _roomy(e: Estimate) -> bool:
-    return e.memory.total <= (1 - HEADROOM) * e.gpu.memory_bytes
-
-
-def _meets(e: Estimate, max_hours: float | None, max_cost: float | None) -> bool:
-    if max_hours is not None and (e.time.seconds is None or e.time.seconds > max_hours * 3600):
-        return False
-    return max_cost is None or (e.time.cost_usd is not None and e.time.cost_usd <= max_cost)
-
-
-def _on(e: Estimate, gpu: GPU, n: int, sharding: str) -> Estimate | None:
-    setup = dataclasses.replace(e.setup, num_gpus=n, sharding=sharding, cpu_offload=False)
-    try:
-        return estimate(e.spec, setup, gpu, e.teacher)
-    except InputError:
-        return None
-
-
-def _smallest_count(e: Estimate, gpu: GPU, max_hours: float | None, max_cost: float | None) -> Estimate | None:
-    """The fewest GPUs of this type (least sharding first) that fit with headroom and meet the budget."""
-    one = _on(e, gpu, 1, "none")
-    if one is None or one.time.seconds is None:
-        return None
-    if max_cost is not None and (one.time.cost_usd is None or one.time.cost_usd > max_cost):
-        return None  # more GPUs of this type cost the same GPU-hours
-    need = 1 if max_hours is None else math.ceil(one.time.seconds / (max_hours * 3600))
-    for n in (c for c in COUNTS if need <= c <= MAX_GPUS):
-        for sharding in _SHARDINGS if n > 1 else ("none",):
-            cand = one if n == 1 else _on(e, gpu, n, sharding)
-            if cand is not None and _roomy(cand) and _meets(cand, max_hours, max_cost):
-                return cand
-    return None
-
-
-def cheapest_hardware(e: Estimate, max_hours: float | None, max_cost: float | None) -> dict | None:
-    """The catalog GPU type × count (with its sharding) that meets the budget for the least money
-    (then the least time); None when none up to MAX_GPUS does."""
-    found = [c for gpu in gpus().values() if (c := _smallest_count(e, gpu, max_hours, max_cost)) is not None]
+def cheapest_hardware(f: Feasibility, max_hours: float | None, max_cost: float | None) -> dict | None:
+    """The search's first answer for this plan within the budget; None when nothing up to MAX_GPUS is."""
+    found = search(f.plan, max_hours, max_cost, limit=1)  # the plan shown: the same call as the hint
     if not found:
         return None
-    best = min(found, key=lambda c: (c.time.cost_usd if c.time.cost_usd is not None else math.inf, c.time.seconds))
-    return {"gpu": best.gpu.id, "name": best.gpu.name, "num_gpus": best.setup.num_gpus,
-            "sharding": best.setup.sharding, "seconds": best.time.seconds,
-            "cost_usd": None if best.time.cost_usd is None else round(best.time.cost_usd, 2)}
+    o = found[0]
+    e = o.estimate
+    return {"gpu": e.gpu.id, "name": e.gpu.name, "num_gpus": o.num_gpus, "sharding": o.plan.hardware["sharding"],
+            "cpu_offload": o.plan.hardware["cpu_offload"], "strategy": o.strategy, "changes": list(o.changes),
+            "model": o.plan.model, "method": o.plan.method, "seconds": e.time.seconds,
+            "cost_usd": None if e.time.cost_usd is None else round(e.time.cost_usd, 2), "text": o.text}
 
 
 def _limit(e: Estimate, max_hours: float | None, max_cost: float | None) -> str:
@@ -92,7 +49,7 @@ def budget_fit(f: Feasibility, label: str, max_hours: float | None, max_cost: fl
     if within:
         out["text"] = f"{label}: uses {r:.0%} of the {limit}."
         return out
-    out["hardware"] = cheapest_hardware(e, max_hours, max_cost)
+    out["hardware"] = cheapest_hardware(f, max_hours, max_cost)
     out["text"] = _over_text(label, out, f.fits)
     return out
 
@@ -106,8 +63,4 @@ def _over_text(label: str, fit: dict, fits: bool) -> str:
     hw = fit["hardware"]
     if hw is None:
         return head + f"; no catalog GPU type × count up to {MAX_GPUS} meets the budget."
-    cost = "" if hw["cost_usd"] is None else f", ${hw['cost_usd']:,.2f}"
-    spread = "" if hw["num_gpus"] == 1 else f" ({'DDP' if hw['sharding'] == 'none' else hw['sharding'].upper()})"
-    secs = hw["seconds"]
-    took = f"{secs / 60:.0f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
-    return head + f"; {hw['num_gpus']}× {hw['name']}{spread} meets it: ~{took}{cost}."
+    return head + f"; {hw['text']} meets it."

@@ -5,6 +5,7 @@ Every failure a user can cause ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -15,7 +16,7 @@ from estimators.catalog import GPU, catalog_rows, custom_gpu, gpu_by_id, gpus
 from estimators.errors import InputError
 from estimators.estimate import Estimate
 from estimators.methods import REGISTRY
-from estimators.plan import Plan
+from estimators.plan import Plan, setting
 from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
 from advisor.formatting import (_progress, _table, format_estimate, format_min_gpus, format_recommendation,
                                 format_trial, gib, human_count)
@@ -82,8 +83,10 @@ def _number(cast, allow_zero: bool = False, high: float = 1e12):
 
     def parse(text: str):
         try:
+            if len(text.strip()) > 40:  # 300 digits parse as an int too large for any float comparison
+                raise ValueError(text)
             value = cast(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}") from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > high:
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:40]!r}")
@@ -132,6 +135,9 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--sharding", choices=SHARDINGS, default="none", help="multi-GPU sharding (default none = DDP)")
     h.add_argument("--cpu-offload", action="store_true", help="offload optimizer states to CPU memory")
     h.add_argument("--price-per-hour", type=_non_negative_float, help="USD per GPU-hour (default: catalog price)")
+    h.add_argument("--host-memory-gib", type=_positive_float,
+                   help="host RAM of one machine in GiB (default: a typical host for the GPU class, e.g. 2 TB for "
+                        "8x H100/H200, 128 GiB for 2x RTX 4090; `gpus --json` lists them). Offload must fit in it")
     d = p.add_argument_group("data")
     d.add_argument("--examples", type=_positive_int, help="number of training examples")
     d.add_argument("--tokens-per-example", type=_positive_int, help="typical tokens per example")
@@ -150,7 +156,8 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("run settings (kept in the plan; used by trial and export)")
     t.add_argument("--lr", type=_positive_float, help="learning rate (default per method)")
     t.add_argument("--lora-alpha", type=_positive_float, help="LoRA/DoRA scaling numerator (default 2 x rank)")
-    t.add_argument("--prompt-init", choices=("random", "text", "sample_vocab"), help="prompt tuning initialisation")
+    t.add_argument("--prompt-init", choices=setting("prompt_init", "prompt_tuning").choices,
+                   help="prompt tuning initialisation")
     t.add_argument("--temperature", type=_positive_float, help="distillation softmax temperature (default 2)")
     t.add_argument("--alpha", type=float, help="distillation weight of the teacher term, 0..1 (default 0.5)")
 
@@ -208,7 +215,9 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
         if given:
             raise InputError(f"--{given[0].replace('_', '-')} does not go with --plan: edit the plan file instead "
                              "(or drop --plan)")
-        return Plan.from_file(args.plan)
+        plan = Plan.from_file(args.plan)
+        host = getattr(args, "host_memory_gib", None)
+        return plan if host is None else plan.edit(hardware={"host_memory_gib": host})
     if not args.model or not args.method:
         raise InputError("give --model and --method (or --plan FILE)")
     method = REGISTRY[args.method]
@@ -221,7 +230,7 @@ def plan_from_args(args, parser: argparse.ArgumentParser) -> Plan:
                          "method it belongs to)")
     setup = setup_from_args(args)
     gpu = gpu_from_args(args)
-    hardware = {"price_per_hour": args.price_per_hour}
+    hardware = {"price_per_hour": args.price_per_hour, "host_memory_gib": getattr(args, "host_memory_gib", None)}
     if gpu is not None and gpu.id == "custom":
         hardware.update(gpu="custom", gpu_memory_gib=args.gpu_memory_gib, gpu_tflops=args.gpu_tflops)
     elif gpu is not None:
@@ -256,6 +265,9 @@ def cmd_local_models(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for r in [r for r in rows if r["error"] and not r["model_type"]]:  # a folder we cannot read: a note, not a row
+        print(f"tuning-advisor models: skipped {r['path']}: {r['error']}", file=sys.stderr)
+        rows.remove(r)
     if not rows:
         print(f"no models found in {hub_cache_dir()}" + (f" or {', '.join(args.folder)}" if args.folder else ""))
         return 0
@@ -284,7 +296,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_gpus(args) -> int:
-    rows = [g.to_dict() for g in gpus().values()]
+    from estimators.transfer import host_for
+
+    rows = [{**g.to_dict(), "host": dataclasses.asdict(host_for(g.id))} for g in gpus().values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -340,8 +354,9 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_trial(args) -> int:
-    from tuners import launch
+    from tuners import launch, store
 
+    store.check_home()  # a data folder that cannot be written: one line with the fix, before anything runs
     if args.nproc > 1 and not args.plan and args.num_gpus == 1:
         args.num_gpus = args.nproc  # N ranks stand for N GPUs of the plan
     plan = plan_from_args(args, args.parser)  # validates every option before anything starts
@@ -349,7 +364,8 @@ def cmd_trial(args) -> int:
     if not data:
         raise InputError("give --data FILE (JSONL, CSV or Parquet): the plan has no data path")
     if not Path(data).expanduser().is_file():
-        raise InputError(f"data file '{data}' not found (give a .jsonl, .csv or .parquet file)")
+        what = "is not a regular file (a pipe, device or folder)" if Path(data).expanduser().exists() else "not found"
+        raise InputError(f"data file '{data}' {what} (give a .jsonl, .csv or .parquet file)")
     def absolute(ref: str) -> str:  # a local folder or config is named by its absolute path (the runner's cwd differs)
         path = Path(ref).expanduser()
         return str(path.resolve()) if path.exists() else ref
@@ -378,7 +394,7 @@ def cmd_trial(args) -> int:
         return 0
     if not args.json:
         print(f"tuning-advisor trial: error: {res['error']}", file=sys.stderr)
-    return 2 if res.get("error_kind") == "input" else 1
+    return 2 if res.get("error_kind") in ("input", "disk") else 1
 
 
 def cmd_export(args) -> int:
@@ -403,8 +419,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from tuners import store
+    from tuners import launch, store
 
+    if args.cancel:
+        if not launch.cancel(args.cancel):
+            raise InputError(f"run {args.cancel} is not running (or not in the history): nothing to cancel")
+        print(f"cancelling run {args.cancel}", file=sys.stderr)
+        return 0
+    if args.prune:
+        gone = store.prune()
+        print(f"removed {len(gone)} run(s) that ended without a result" + (f": {', '.join(gone)}" if gone else ""),
+              file=sys.stderr)
     rows = store.list_runs(args.limit)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -496,16 +521,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("runs", help="the history of trial runs")
     p.add_argument("--limit", type=_number(int, high=MAX_LIST), default=50, help="newest runs shown (default 50)")
+    p.add_argument("--prune", action="store_true",
+                   help="remove the runs that ended without a result (killed, never started), rows and folders")
+    p.add_argument("--cancel", metavar="RUN_ID", help="cancel a live run (or end a row whose process is gone)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuners.home import pin_home  # a relative or ~ TUNING_ADVISOR_HOME, made absolute once (files only)
+
+    pin_home()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # no command: the usage, on stderr (it is an error: exit 2)
+        parser.print_usage(sys.stderr)
+        print("tuning-advisor: error: give a command (see tuning-advisor --help)", file=sys.stderr)
         return 2
     from tuners import metaspec  # no torch until an unknown architecture needs deriving
 

@@ -1,27 +1,19 @@
 """Find settings under which a method fits the user's GPU(s) and budget, or say what would fit."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from estimators.catalog import GPU, gpus, model_by_id, model_configs
-from estimators.errors import InputError
-from estimators.estimate import Estimate, estimate
-from estimators.methods import get
+from estimators.catalog import GPU, model_by_id, model_configs
+from estimators.estimate import Estimate
 from estimators.plan import Plan
-from estimators.setup import TrainSetup
+from estimators.scaling import HEADROOM, LABELS, STRATEGIES, rungs, search
 from estimators.spec import ModelSpec
 from estimators.tokenizers import tokenizers_compatible
 
-# GPUs to suggest when nothing fits, smallest first.
-_UPGRADES = ("l40s", "a100-80gb", "h100-sxm", "h200", "mi300x", "b200")
-
-
-HEADROOM = 0.05
-"""C6.12: a plan "fits" only with at least 5 % of the GPU's memory free (fragmentation, a longer batch,
-a library's workspace); between 95 % and 100 % it is "tight"."""
+__all__ = ["HEADROOM", "Feasibility", "find_feasible", "over_budget", "pick_student", "seq_len_for", "smaller_bases",
+           "what_would_fit"]
 
 
 @dataclass(frozen=True)
@@ -72,30 +64,6 @@ def seq_len_for(tokens: int, spec: ModelSpec) -> int:
     return min(seq, spec.max_positions or seq)
 
 
-def _ladder(base: Plan):
-    """Plans to try, in order of preference: natural defaults first, then memory savers (the
-    method's own from its registry entry), then sharding over the GPUs the user has."""
-    yield base, []
-    plan = base.edit(settings={"gradient_checkpointing": True})
-    steps = ["gradient checkpointing (C6.5: ~20–30% slower, most activation memory saved)"]
-    yield plan, steps
-    s = base.settings
-    if s["batch_size"] > 1:
-        plan = plan.edit(settings={"batch_size": 1, "grad_accum": s["batch_size"] * s["grad_accum"]})
-        steps = ["gradient checkpointing", f"micro-batch 1 with {plan.settings['grad_accum']} accumulation steps"]
-        yield plan, steps
-    for changes, note in get(base.method).savers:
-        plan = plan.edit(settings=changes)
-        steps = steps + [note]
-        yield plan, steps
-    n = base.hardware["num_gpus"]
-    if n > 1:
-        for sharding in ("zero2", "fsdp"):
-            yield plan.edit(hardware={"sharding": sharding}), steps + [f"{sharding.upper()} over {n} GPUs (C6.8)"]
-        yield plan.edit(hardware={"sharding": "fsdp", "cpu_offload": True}), steps + [
-            f"FSDP over {n} GPUs with optimizer offload to CPU"]
-
-
 def _smaller(teacher: ModelSpec, same_tokenizer: bool) -> list[ModelSpec]:
     """Catalog models of the teacher's kind at most a quarter of its size, largest first; with
     ``same_tokenizer`` only those that share its tokenizer (the family, not the vocabulary size: C6.7)."""
@@ -129,21 +97,19 @@ def smaller_bases(spec: ModelSpec, limit: int = 3) -> list[str]:
 
 def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float | None,
                   spec: ModelSpec | None = None, calibration: Callable | None = None) -> Feasibility:
-    """The first plan of the ladder that fits ``gpu``, with its estimate and what the budget says.
-    ``calibration(gpu_id, method, precision)`` returns a calibration record or None (caller's I/O)."""
+    """The plan on the user's GPUs that fits with the least cost — the one search (``estimators.scaling``)
+    over settings and sharding on the user's GPU type and count — with its estimate and what the budget
+    says. When nothing fits there, the plan with every saver, and the search's first answer over all
+    hardware as the hint. ``calibration(gpu_id, method, precision)`` returns a calibration record or None."""
     spec = spec or base.spec()
-    teacher = base.teacher_spec()
-    last = tight = None
-    for plan, steps in _ladder(base):
-        cal = calibration(gpu.id, plan.method, plan.settings["precision"]) if calibration else None
-        e = plan.run_estimate(cal, spec)
-        last = (plan, e, steps)
-        if e.fits and e.memory.total <= (1 - HEADROOM) * gpu.memory_bytes:
-            break
-        tight = tight or ((plan, e, steps) if e.fits else None)  # the first rung that fits without headroom
+    n = base.hardware["num_gpus"]
+    mine = search(base, gpu_ids=(base.hardware["gpu"],), counts=(n,), variants=False, calibration=calibration)
+    if mine:
+        o = mine[0]
+        plan, e = o.plan, o.estimate
+        steps = list(o.changes) + ([f"{LABELS[o.strategy]} over {n} GPUs (C6.8)"] if o.strategy != "none" else [])
     else:
-        last = tight or last
-    plan, e, steps = last
+        plan, e, steps = _best_effort(base, spec, calibration)
     plan = replace(plan, estimate=e.to_json())
     notes = [f"to fit: {', '.join(steps)}"] if steps and e.fits else []
     over = over_budget(e, max_hours, max_cost)
@@ -156,30 +122,36 @@ def find_feasible(base: Plan, gpu: GPU, max_hours: float | None, max_cost: float
             within = False
             notes.append(f"costs ~${e.time.cost_usd:,.0f}, over the ${max_cost:,.0f} budget")
     else:
-        notes.append(f"does not fit: needs {e.memory.total / 1024**3:.1f} GiB per GPU with every memory saver, "
-                     f"{gpu.name} has {gpu.memory_bytes / 1024**3:.0f} GiB")
-        hint = what_would_fit(spec, e.setup, gpu, teacher)
+        if e.fits_gpu:
+            notes.append(f"does not fit the host: needs {e.host_ram / 1024**3:,.0f} GiB of host RAM for offload, the "
+                         f"host has {e.host_memory_bytes / 1024**3:,.0f} GiB")
+        else:
+            notes.append(f"does not fit: needs {e.memory.total / 1024**3:.1f} GiB per GPU with every memory saver, "
+                         f"{gpu.name} has {gpu.memory_bytes / 1024**3:.0f} GiB")
+        hint = what_would_fit(plan, max_hours, max_cost)  # around the plan shown, as the what-if searches
         if hint:
             notes.append(hint)
     return Feasibility(plan=plan, estimate=e, fits=bool(e.fits), within_budget=within, notes=notes, over_by=over)
 
 
-def what_would_fit(spec: ModelSpec, setup: TrainSetup, gpu: GPU, teacher: ModelSpec | None) -> str | None:
-    """The smallest change of hardware that fits: more of the same GPU with FSDP, else a bigger GPU."""
-    for n in (2, 4, 8, 16, 32, 64, 128, 256, 512):
-        if n <= setup.num_gpus:
-            continue
-        trial = dataclasses.replace(setup, num_gpus=n, sharding="fsdp")
-        if estimate(spec, trial, gpu, teacher).fits:
-            return f"fits on {n}× {gpu.name} with FSDP"
-    for gid in _UPGRADES:
-        other = gpus()[gid]
-        if other.memory_bytes <= gpu.memory_bytes:
-            continue
-        try:
-            if estimate(spec, dataclasses.replace(setup, num_gpus=1, sharding="none", cpu_offload=False),
-                        other, teacher).fits:
-                return f"fits on 1× {other.name}"
-        except InputError:
-            continue
-    return None
+def _best_effort(base: Plan, spec: ModelSpec, calibration) -> tuple:
+    """Nothing fits with headroom on the user's GPUs: the plan with every saver under each strategy its GPU
+    count allows; one that fits without headroom ("tight") if any, else the smallest within the host's RAM."""
+    changes, notes = rungs(base)[-1]
+    n = base.hardware["num_gpus"]
+    tried = []
+    for label, strategy in STRATEGIES if n > 1 else STRATEGIES[:1]:
+        plan = base.edit(settings=changes, hardware=strategy)
+        cal = calibration(plan.hardware["gpu"], plan.method, plan.settings["precision"]) if calibration else None
+        e = plan.run_estimate(cal, spec)
+        steps = list(notes) + ([f"{LABELS[label]} over {n} GPUs (C6.8)"] if label != "none" else [])
+        tried.append((plan, e, steps))
+    tight = [t for t in tried if t[1].fits]
+    return tight[0] if tight else min(tried, key=lambda t: (t[1].fits_host is False, t[1].memory.total))
+
+
+def what_would_fit(plan: Plan, max_hours: float | None = None, max_cost: float | None = None) -> str | None:
+    """The search's first answer over all hardware, as one phrase (None when nothing fits). Uncalibrated,
+    like every other surface of the search, so they all give the same first answer."""
+    found = search(plan, max_hours, max_cost, limit=1)
+    return f"fits on {found[0].text}" if found else None

@@ -61,6 +61,11 @@ def format_estimate(e: Estimate) -> str:
     if e.gpu is not None:
         verdict = "fits" if j["fits"] else "does NOT fit"
         lines.append(f"  → {verdict} on {e.setup.num_gpus}× {e.gpu.name} ({gib(e.gpu.memory_bytes)} each)")
+        host = j.get("host") or {}
+        if host.get("memory_bytes"):
+            word = "fits" if host["fits"] else "does NOT fit"
+            lines.append(f"  host RAM {gib(host['needed_bytes'])} per node: {word} the host's "
+                         f"{gib(host['memory_bytes'])}" + ("" if host["given"] else " (typical; --host-memory-gib)"))
     lines += ["", "Time and cost"]
     tps = j["throughput"]["tokens_per_second"]
     lines.append(f"  throughput      {'—' if tps is None else f'{tps:,.0f} tokens/s'}")
@@ -74,9 +79,20 @@ def format_estimate(e: Estimate) -> str:
         lines.append("  (give --examples and --tokens-per-example for whole-run time and cost)")
     size = j["artifact_bytes"]
     lines += ["", f"Artifact        {gib(size) if size > GIB else f'{size / 1e6:,.2f} MB'}",
-              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights", "", "Assumptions"]
+              f"Serving {j['serving']['tasks']} task(s): {gib(j['serving']['bytes'])} of weights"
+              + _serving_line(j["serving"]), "", "Assumptions"]
     lines += [f"  - {a}" for a in j["assumptions"]]
     return "\n".join(lines)
+
+
+def _serving_line(s: dict) -> str:
+    """KV cache per token and one replica's single-stream decode speed (estimators/serving.py)."""
+    out = f"; KV cache {s['kv_bytes_per_token'] / 1024:,.0f} KiB per token" if s.get("kv_bytes_per_token") else ""
+    g = s.get("gpus")
+    if g and s.get("decode_tokens_per_second"):
+        out += (f"; {s['decode_tokens_per_second']:,.0f} tokens/s single-stream decode on {g['count']}× {g['type']} "
+                "(give traffic to recommend --answers to price hosting)")
+    return out
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -95,6 +111,18 @@ def fit_label(fits: bool, within_budget: bool, memory_fit: str | None) -> str:
     return memory_fit if within_budget else "over budget"
 
 
+_HOSTING_COLUMNS = ("serving GPUs", "ms/token", "hosting/month", "total")
+
+
+def _hosting_cells(a) -> dict:
+    """The hosting columns of a method's row (issue 24): GPUs × type, time per output token, $/month, total."""
+    s, t = (a.estimate or {}).get("serving") or {}, a.total_cost or {}
+    g = s.get("gpus") or {}
+    return {"serving GPUs": f"{g['count']:,}× {g['type']}" if g else "—",
+            "ms/token": f"{s['tpot_ms']:.1f}" if s.get("tpot_ms") is not None else "—",
+            "hosting/month": f"${t['usd_per_month']:,.0f}" if t else "—", "total": f"${t['usd']:,.0f}" if t else "—"}
+
+
 def format_recommendation(rec) -> str:
     lines = [rec.summary, ""]
     if rec.dont_tune:
@@ -110,9 +138,12 @@ def format_recommendation(rec) -> str:
                      "fit": fit_label(a.fits, a.within_budget, a.memory_fit), "memory/GPU": gib(mem),
                      "route": a.route or "—", "epochs": f"{a.training['epochs']:g}" if a.training else "—",
                      "steps/epoch": f"{a.training['steps_per_epoch']:,}" if a.training else "—",
-                     "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}"})
+                     "time": human_seconds(secs), "cost": "—" if e.get("cost_usd") is None else f"${e['cost_usd']:,.2f}",
+                     **_hosting_cells(a)})
+    priced = bool((rec.hosting or {}).get("priced"))
     lines.append(_table(rows, [(k, k) for k in ("rank", "method", "score", "verdict", "fit", "memory/GPU", "route",
-                                                 "epochs", "steps/epoch", "time", "cost")]))
+                                                 "epochs", "steps/epoch", "time", "cost")
+                               + (_HOSTING_COLUMNS if priced else ())]))
     for a in rec.recommendations:
         lines += ["", f"{a.method} ({a.model})"]
         if a.settings:
@@ -145,7 +176,7 @@ def _progress(event: dict) -> None:
         r = event["report"]
         print(f"data: {r['usable_rows']} usable rows ({r['format']}), mean {r['mean_tokens']} tokens, "
               f"{r['truncated_share']:.0%} truncated; model: {event['model']}", file=sys.stderr)
-        for problem in r["problems"]:
+        for problem in r["problems"] + ([r["sample_note"]] if r.get("sample_note") else []):
             print(f"  note: {problem}", file=sys.stderr)
     elif kind == "setup":
         print(f"{event['trainable_params']:,} of {event['total_params']:,} parameters train on {event['device']}",
@@ -188,10 +219,11 @@ def format_trial(res: dict) -> str:
 
 def format_min_gpus(m: dict) -> str:
     """How many GPUs: per sharding on the plan's GPU, then the cheapest catalog options."""
-    lines = [f"How many {m['gpu']} GPUs"]
+    lines = [f"What would fit: {m['answer']}" if m.get("answer") else "What would fit: nothing up to 128 GPUs",
+             "", f"How many {m['gpu']} GPUs"]
     for label, found in m["by_sharding"].items():
         if found is None:
-            lines.append(f"  {label:<14} does not fit on up to 1024")
+            lines.append(f"  {label:<14} does not fit on up to 128")
         else:
             cost = "" if found["cost_usd"] is None else f", ${found['cost_usd']:,.2f} for the run"
             lines.append(f"  {label:<14} {found['num_gpus']:>4} × {gib(found['memory_per_gpu'])} per GPU, host RAM "
@@ -199,9 +231,7 @@ def format_min_gpus(m: dict) -> str:
     if m["cheapest"]:
         lines.append("Cheapest that fit" + (" the budget" if any(m["budget"].values()) else "") + ":")
         for o in m["cheapest"]:
-            cost = "—" if o["cost_usd"] is None else f"${o['cost_usd']:,.2f}"
-            lines.append(f"  {o['num_gpus']} × {o['name']} ({o['sharding']}): {cost} for the run, "
-                         f"{human_seconds(o['seconds'])}, ${o['usd_per_hour']:,.2f}/h")
+            lines.append(f"  {o['text']}, ${o['usd_per_hour']:,.2f}/h")
     else:
         lines.append("No catalog GPU type and count up to 128 fits" + (" the budget." if any(m["budget"].values()) else "."))
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from advisor.caveats import caveats_for
 from advisor.epochs import epochs_for, steps_per_epoch
 from advisor.facts import GIB, human
 from advisor.feasibility import HEADROOM, find_feasible, seq_len_for, smaller_bases
+from advisor.hosting import price_hosting
 from advisor.precision import hardware_caveat, precision_for, pure_precision_caveat
 from advisor.ranking import OVER_BUDGET_TIE, ranked  # noqa: F401  (OVER_BUDGET_TIE: re-exported for tests)
 from advisor.rules import MANY_TENANTS, TUNING_GOALS, Context, apply_rules, squash, unsquash
@@ -66,6 +67,9 @@ class MethodAdvice:
     """With several tasks: what tuning all of them takes (K runs or one multi-task run, C6.22)."""
     served: dict | None = None
     """The model served after tuning: its id, parameters, 16-bit size and 4-bit export size (C6.17)."""
+    total_cost: dict | None = None
+    """Tuning plus hosting over the horizon (advisor/hosting.py); None when hosting was not priced."""
+    hosting_error: str | None = None
 
     @property
     def label(self) -> str:
@@ -82,7 +86,8 @@ class MethodAdvice:
                 "caveats": self.caveats, "settings": self.settings, "estimate": self.estimate, "model": self.model,
                 "budget_fit": self.budget_fit, "route": self.route, "training": self.training,
                 "all_tasks": self.all_tasks, "served": self.served,
-                "plan": None if self.plan is None else self.plan.to_json()}
+                "plan": None if self.plan is None else self.plan.to_json(),
+                "total_cost": self.total_cost, "hosting_error": self.hosting_error}
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,12 @@ class Recommendation:
     """Retrieval for the facts plus the best tuning method for the other goals (C5.1)."""
     smaller_bases: tuple = ()
     """Catalog models to start from when the goal is a small footprint and no student exists."""
+    hosting: dict | None = None
+    """Whether hosting was priced, for what traffic and horizon, and what it found (advisor/hosting.py)."""
 
     def to_json(self) -> dict:
         return {"dont_tune": self.dont_tune, "alternative": self.alternative, "hybrid": self.hybrid,
-                "smaller_bases": list(self.smaller_bases), "summary": self.summary,
+                "smaller_bases": list(self.smaller_bases), "summary": self.summary, "hosting": self.hosting,
                 "recommendations": [r.to_json() for r in self.recommendations]}
 
     @property
@@ -110,8 +117,10 @@ def hardware_for(answers: Answers, gpu: GPU | None = None) -> dict:
     """The plan's hardware section for the answers (a custom ``gpu`` is described in full)."""
     if gpu is not None and gpu.id == "custom":
         return {"gpu": "custom", "gpu_memory_gib": gpu.memory_bytes / 1024**3, "gpu_tflops": gpu.tflops["bf16"],
-                "gpu_name": gpu.name, "price_per_hour": gpu.price_per_hour_usd, "num_gpus": answers.num_gpus}
-    return {"gpu": (gpu.id if gpu is not None else answers.gpu), "num_gpus": answers.num_gpus}
+                "gpu_name": gpu.name, "price_per_hour": gpu.price_per_hour_usd, "num_gpus": answers.num_gpus,
+                "host_memory_gib": answers.host_memory_gib}
+    return {"gpu": (gpu.id if gpu is not None else answers.gpu), "num_gpus": answers.num_gpus,
+            "host_memory_gib": answers.host_memory_gib}
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ def recommend(answers: Answers, gpu: GPU | None = None, calibration=None, data: 
     sit = _Situation(ctx, gpu, hardware_for(answers, gpu), facts, typical, calibration, epochs, why)
     scored = apply_rules(ctx, METHODS)
     advice = ranked([_advise(sit, m, *scored[m]) for m in METHODS])
+    advice, hosting = price_hosting(advice, answers, gpu)  # tuning + hosting; priority cost ranks by it
     dont_tune = "factual_recall" in answers.goals and not (set(answers.goals) & TUNING_GOALS)
     wants_small = {"small_footprint", "reduce_inference_cost"} & set(answers.goals)
     distil = next(a for a in advice if REGISTRY[a.method].needs_teacher)
@@ -157,7 +167,8 @@ def recommend(answers: Answers, gpu: GPU | None = None, calibration=None, data: 
     hybrid = hybrid_for(advice, answers)
     return Recommendation(dont_tune=dont_tune, alternative="rag" if "factual_recall" in answers.goals else None,
                           recommendations=advice, hybrid=hybrid, smaller_bases=bases,
-                          summary=summary_for(advice, dont_tune, hybrid, bases, answers, gpu.name))
+                          summary=summary_for(advice, dont_tune, hybrid, bases, answers, gpu.name)
+                          + " " + hosting["text"], hosting=hosting)
 
 
 def _verdict(score: float, reasons: list) -> tuple[str, str | None]:

@@ -35,12 +35,8 @@ def build(model_dir: Path, method: str, seq_len: int):
     config = json.loads((model_dir / "config.json").read_text())
     spec = spec_from_config(config, model_id=str(model_dir))
     recipe = methods.recipe(plan, spec)
-    s = plan.settings
-    model = runtime.prepare(runtime.load_model(model_dir, recipe, s, "cpu"), recipe, s)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = runtime.make_optimizer(s["optimizer"], trainable, float(s["lr"]))
-    return model, optimizer, plan, spec
+    built = runtime.build({**plan.to_json(), "recipe": recipe}, model_dir, "cpu")  # the trial's one builder
+    return built.model, built.optimizer, plan, spec
 
 
 def batches(model_dir: Path, data: Path, workdir: Path, batch: int, length: int, steps: int) -> list[dict]:

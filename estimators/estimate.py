@@ -4,13 +4,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from estimators.axes import sharding
 from estimators.calibration import Calibration
 from estimators.catalog import GPU
-from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory
+from estimators.memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, GIB, MemoryBreakdown, estimate_memory, shards_parameters
 from estimators.methods import trainable_params
+from estimators.serving import serving_summary
 from estimators.setup import TrainSetup
 from estimators.spec import ModelSpec
 from estimators.steptime import padding_ratio
+from estimators.transfer import host_for
 from estimators.throughput import TimeEstimate, artifact_bytes, estimate_time, method_efficiency, serving_bytes
 
 
@@ -27,10 +30,29 @@ class Estimate:
     assumptions: tuple[str, ...]
     teacher: ModelSpec | None = None
     calibration: Calibration | None = None
+    host_memory_bytes: int | None = None
+    """Host RAM of one node (``host_memory_gib``; default: the GPU class's typical host, ``hosts.json``)."""
+    host_memory_given: bool = False
+
+    @property
+    def fits_gpu(self) -> bool | None:
+        return None if self.gpu is None else self.memory.total <= self.gpu.memory_bytes
+
+    @property
+    def host_ram(self) -> int:
+        """Host RAM one node needs (processes, offloaded shards, the loading buffer)."""
+        return int(self.memory.detail.get("cpu_ram") or 0)
+
+    @property
+    def fits_host(self) -> bool | None:
+        return None if self.host_memory_bytes is None else self.host_ram <= self.host_memory_bytes
 
     @property
     def fits(self) -> bool | None:
-        return None if self.gpu is None else self.memory.total <= self.gpu.memory_bytes
+        """Fits the GPU's memory and the host's RAM (a plan that offloads more than the host holds does not fit)."""
+        if self.gpu is None:
+            return None
+        return bool(self.fits_gpu) and self.fits_host is not False
 
     def to_json(self) -> dict:
         """The ``estimate --json`` contract (DESIGN.md), with extra fields after the contract's."""
@@ -49,10 +71,14 @@ class Estimate:
                                                   "memory_bytes": self.gpu.memory_bytes, "count": s.num_gpus},
             "throughput": {"flops_per_token": self.time.flops_per_token,
                            "tokens_per_second": self.time.tokens_per_second},
-            "serving": self.serving,
+            "serving": {**self.serving, **serving_summary(self.spec, s, self.gpu, self.serving["tasks"])},
             "teacher": None if self.teacher is None else self.teacher.id,
             "setup": {k: getattr(s, k) for k in s.__dataclass_fields__},
             "calibrated": None if self.calibration is None else self.calibration.describe(),
+            "fits_gpu": self.fits_gpu,
+            "host": {"memory_bytes": self.host_memory_bytes, "needed_bytes": self.host_ram, "fits": self.fits_host,
+                     "given": self.host_memory_given,
+                     "basis": None if self.gpu is None else host_for(self.gpu.id).name},
         }
 
 
@@ -62,7 +88,7 @@ def _usd(value: float | None) -> float | None:
 
 def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher: ModelSpec | None = None,
              price_per_hour: float | None = None, tasks: int = 1,
-             calibration: Calibration | None = None) -> Estimate:
+             calibration: Calibration | None = None, host_memory_gib: float | None = None) -> Estimate:
     """Everything for one setup; pure (no I/O). ``calibration`` is what trial runs measured on this
     GPU for this method and precision, looked up by the caller (``tuners.store.calibration_for``);
     None keeps the documented defaults."""
@@ -72,11 +98,18 @@ def estimate(spec: ModelSpec, setup: TrainSetup, gpu: GPU | None = None, teacher
         memory = dataclasses.replace(memory, overhead=overhead)
     efficiency = calibration.efficiency if calibration is not None else None
     time = estimate_time(spec, setup, gpu, teacher, price_per_hour, efficiency)
+    host = None
+    if host_memory_gib is not None:
+        host = int(host_memory_gib * GIB)
+    elif gpu is not None:
+        host = host_for(gpu.id).memory_bytes(setup.num_gpus)
     return Estimate(spec=spec, setup=setup, gpu=gpu, memory=memory, time=time,
                     trainable=trainable_params(spec, setup), artifact_bytes=artifact_bytes(spec, setup),
                     serving={"tasks": tasks, "bytes": serving_bytes(spec, setup, tasks)},
-                    assumptions=_assumptions(spec, setup, gpu, memory, calibration), teacher=teacher,
-                    calibration=calibration)
+                    assumptions=_assumptions(spec, setup, gpu, memory, calibration, time, host,
+                                             host_memory_gib is not None),
+                    teacher=teacher, calibration=calibration, host_memory_bytes=host,
+                    host_memory_given=host_memory_gib is not None)
 
 
 # Families transformers 5 runs with eager attention only (SDPA cannot express their attention).
@@ -84,7 +117,8 @@ _NO_SDPA = {"gemma2": ("Gemma 2", "attention soft-capping"), "gpt_oss": ("gpt-os
 
 
 def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBreakdown,
-                 calibration: Calibration | None) -> tuple[str, ...]:
+                 calibration: Calibration | None, time=None, host: int | None = None,
+                 host_given: bool = False) -> tuple[str, ...]:
     out = [f"peak is the {mem.peak_phase.replace('_', ' ')} moment of a steady-state step "
            "(max of backward start, backward end, optimizer step)"]
     precision = f"fp32 master weights + {s.precision} autocast" if s.mixed_precision else f"pure {s.precision}"
@@ -105,12 +139,24 @@ def _assumptions(spec: ModelSpec, s: TrainSetup, gpu: GPU | None, mem: MemoryBre
                    "device, but activations follow the generic Llama-style model, not this architecture's own "
                    "ops — run the exact check (estimate --dry-run, or 'Exact check' in the app) for its true peak")
     if s.num_gpus > 1:
-        out.append({"none": "DDP: every GPU holds a full replica plus gradient buckets (C6.8)",
-                    "zero1": "ZeRO-1: optimizer states sharded", "zero2": "ZeRO-2: optimizer states and gradients sharded",
-                    "zero3": "ZeRO-3: parameters, gradients and optimizer states sharded",
-                    "fsdp": "FSDP full shard: parameters, gradients and optimizer states sharded"}[s.sharding])
+        out.append(sharding(s.sharding).assumption)
     if s.cpu_offload:
-        out.append("optimizer states offloaded to CPU memory (slower steps, not modelled in time)")
+        what = ("parameter shards, gradients and optimizer states" if shards_parameters(s)
+                else "optimizer states (and the optimizer step)")
+        out.append(f"CPU offload: {what} in host memory — needs {mem.detail.get('cpu_ram', 0) / GIB:,.0f} GiB of "
+                   "host RAM per node" + ("" if host is None else f" (host has {host / GIB:,.0f} GiB)"))
+        step = getattr(time, "step", None)
+        if step is not None and step.total:
+            penalty = step.offload + step.cpu_optimizer
+            out.append(f"offload time: {penalty:.2f} s of each {step.total:.2f} s step ({penalty / step.total:.0%}) is "
+                       "host-link copies and the CPU optimizer step (estimators/transfer.py)")
+    if host is not None and mem.detail.get("cpu_ram", 0) > host:
+        out.append(f"does not fit the host: needs {mem.detail['cpu_ram'] / GIB:,.0f} GiB of host RAM, the host has "
+                   f"{host / GIB:,.0f} GiB" + ("" if host_given else f" (typical for {gpu.name if gpu else 'this GPU'}: "
+                                                                    "give host_memory_gib for yours)"))
+    elif host is not None and gpu is not None and not host_given:
+        out.append(f"host RAM: {host / GIB:,.0f} GiB assumed ({host_for(gpu.id).name}); give host_memory_gib "
+                   "(--host-memory-gib) for yours")
     if s.device == "cuda":
         if calibration is not None and calibration.overhead_bytes is not None:
             out.append(f"overhead {calibration.describe()}")

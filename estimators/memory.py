@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from estimators.activations import FP32, activations
+from estimators.axes import optimizer as optimizer_spec
+from estimators.axes import sharding as sharding_spec
 from estimators.errors import InputError
 from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_rank_of
@@ -31,8 +33,7 @@ GIB = 1024**3
 #   8-bit AdamW: two uint8 states plus an fp32 absmax per 256-value block (bitsandbytes, Dettmers et al. 2021).
 #   SGD with momentum: one buffer in the parameter's dtype.
 #   Adafactor: factored second moment, rows + cols per matrix (Shazeer & Stern 2018) — see _adafactor_bytes.
-_STATE_COPIES = {"adamw": 2, "sgd": 1}
-_ADAM8_BYTES = 2 + 2 * 4 / 256
+# (the per-optimizer figures live in the optimizer registry, estimators/axes.py)
 
 # bitsandbytes 4-bit storage (Dettmers et al. 2023, QLoRA §3): 0.5 byte per weight, an fp32 absmax per
 # 64-weight block (4/64 byte); double quantization stores those absmax in 8 bits plus an fp32 constant
@@ -84,11 +85,12 @@ def _param_bytes(setup: TrainSetup) -> int:
 
 def _optimizer_state_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int) -> int:
     pb = _param_bytes(setup)
-    if setup.optimizer == "adamw_8bit":
-        return int(trainable * _ADAM8_BYTES)
-    if setup.optimizer == "adafactor":
+    o = optimizer_spec(setup.optimizer)
+    if o.state_bytes is not None:
+        return int(trainable * o.state_bytes)
+    if o.factored:
         return _adafactor_bytes(spec, setup, trainable, pb)
-    return trainable * pb * _STATE_COPIES[setup.optimizer]
+    return int(trainable * pb * o.state_copies)
 
 
 def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int) -> int:
@@ -108,14 +110,27 @@ def _adafactor_bytes(spec: ModelSpec, setup: TrainSetup, trainable: int, pb: int
     return trainable * pb  # prompt vectors and adapter vectors are small: keep them whole
 
 
+def shards_parameters(setup: TrainSetup) -> bool:
+    """ZeRO-3 / FSDP full shard over more than one GPU: each rank keeps 1/n of every parameter."""
+    return setup.num_gpus > 1 and sharding_spec(setup.sharding).shards_parameters
+
+
+def unquantized_bytes(setup: TrainSetup) -> int:
+    """Bytes per non-quantized weight (embeddings, norms, head) of a QLoRA base. Alone, peft's
+    prepare_model_for_kbit_training upcasts them to fp32. Sharded (FSDP / ZeRO-3) it is never called:
+    the whole model, 4-bit words included (bnb_4bit_quant_storage), stays in the 16-bit compute dtype so
+    FSDP can flatten and split it (TRL's SFTTrainer: "one should never call ... prepare_model_for_kbit_training
+    when doing QLoRA + FSDP / DS-Zero3"; Answer.AI's fsdp_qlora train.py likewise)."""
+    return DTYPE_BYTES[setup.precision] if shards_parameters(setup) and setup.quant_bits == 4 else FP32
+
+
 def base_weight_bytes(spec: ModelSpec, setup: TrainSetup) -> int:
     """Storage of a frozen base model."""
     if not setup.m.quantized_base:
         return spec.total_params * setup.weight_bytes
     q = quantized_params(spec)
     per = _NF4_BYTES[setup.double_quant] if setup.quant_bits == 4 else _INT8_BYTES
-    # peft's prepare_model_for_kbit_training upcasts what is not quantized (embeddings, norms, head) to fp32.
-    return int(q * per) + (spec.total_params - q) * FP32
+    return int(q * per) + (spec.total_params - q) * unquantized_bytes(setup)
 
 
 def _teacher_bytes(teacher: ModelSpec, setup: TrainSetup) -> int:
@@ -180,20 +195,31 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
 
     # Multi-GPU: DDP replicates everything (C6.8) and buckets gradients in a second copy; ZeRO-1 shards
     # optimizer states, ZeRO-2 also gradients, ZeRO-3/FSDP also parameters (Rajbhandari et al. 2020).
+    shard = sharding_spec(setup.sharding)
     if n > 1:
-        if setup.sharding == "none":
+        if shard.shards_optimizer and not shard.shards_parameters and setup.mixed_precision and not setup.frozen_base:
+            # DeepSpeed's ZeRO-1/2 under bf16/fp16 runs the model in 16 bits and keeps the fp32 master weights
+            # with the optimizer states, partitioned (Rajbhandari et al. 2020 §3: 2 + 2 + 12/n bytes per
+            # parameter); no autocast copy. The 16-bit gradients are what is reduced.
+            masters = spec.total_params * FP32
+            weights = weights - masters + spec.total_params * DTYPE_BYTES[setup.precision]
+            sharded_weights = spec.total_params * DTYPE_BYTES[setup.precision]
+            optimizer += masters
+            gradients = trainable * DTYPE_BYTES[setup.precision]
+            detail["master_weights"] = masters // n
+            cast_cache = 0
+        if not shard.shards_optimizer:
             detail["ddp_buckets"] = gradients
-        if setup.sharding in ("zero1", "zero2", "zero3", "fsdp"):
+        if shard.shards_optimizer:
             optimizer //= n
-        if setup.sharding in ("zero2", "zero3", "fsdp"):
+        if shard.shards_gradients:
             gradients //= n
-        if setup.sharding == "zero2":
-            # ZeRO-2 as run here (FSDP2 without resharding after forward): every parameter is gathered from
-            # forward to backward while each rank keeps its shard too (measured: 2 CPU ranks at 4M and 60M
-            # parameters; DeepSpeed's ZeRO-2 keeps no shard, so this errs high for it by 1/n of the weights).
-            detail["parameter_shards"] = sharded_weights // n
-            weights += sharded_weights // n
-        if setup.sharding in ("zero3", "fsdp"):
+        # ZeRO-2 (DeepSpeed, Rajbhandari et al. 2020 §5): every rank keeps the whole 16-bit model; only
+        # gradients (reduce-scattered into each rank's partition) and optimizer states are sharded. The
+        # CPU trial runs zero2 as FSDP2 with reshard_after_forward=False, which holds each rank's 1/n
+        # parameter shard beside the gathered copy from forward to backward: 1/n of the weights more
+        # than this (named in the assumptions).
+        if shard.shards_parameters:
             # FSDP2 (fully_shard per block, then the root): the block in use is all-gathered and the next
             # one prefetched, each through a flat all-gather buffer it is copied out of: 4 block-sized
             # buffers at the backward start. The root (embeddings, head) is not resharded after forward:
@@ -201,8 +227,10 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
             # ranks over gloo at 4M and 60M parameters: tests/test_sharded.py, bench/accuracy.py --only sharded).
             # Mixed precision under FSDP casts at the all-gather (FSDP2's MixedPrecisionPolicy, DeepSpeed's
             # bf16 ZeRO-3): what is gathered is 16-bit, and there is no other copy (no autocast cache).
-            per = FP32 if setup.m.quantized_base else DTYPE_BYTES[setup.precision]
-            scale = per / (FP32 if setup.m.quantized_base else setup.weight_bytes)
+            # A sharded QLoRA base is 16-bit throughout (unquantized_bytes): its 4-bit words are gathered as
+            # stored, so the gathered bytes equal the stored ones.
+            per = unquantized_bytes(setup) if setup.m.quantized_base else DTYPE_BYTES[setup.precision]
+            scale = 1.0 if setup.m.quantized_base else per / setup.weight_bytes
             root = min((spec.params.embeddings + spec.params.lm_head) * per, int(sharded_weights * scale))
             block = (int(sharded_weights * scale) - root) // max(spec.layers, 1)
             gathered = 2 * root - root // n + 4 * block
@@ -215,7 +243,7 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         # blocks stay on the GPU.
         detail["offloaded_optimizer"] = optimizer
         optimizer = 0
-        if n > 1 and setup.sharding in ("zero3", "fsdp"):
+        if n > 1 and shard.shards_parameters:
             detail["offloaded_parameters"] = sharded_weights // n
             detail["offloaded_gradients"] = gradients
             weights -= sharded_weights // n
@@ -243,7 +271,7 @@ def estimate_memory(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | Non
         grads_at_end = gradients
     else:
         block = (spec.total_params - spec.params.embeddings - spec.params.lm_head) // max(spec.layers, 1)
-        fsdp = n > 1 and setup.sharding in ("zero2", "zero3", "fsdp")
+        fsdp = n > 1 and shard.shards_gradients
         grads_at_end = max(gradients - (block + spec.params.embeddings) * pb // (n if fsdp else 1), 0)
         if fsdp and not setup.cpu_offload:
             # FSDP2 reduce-scatters the root module's gradients (embeddings, head) only when the whole

@@ -47,6 +47,8 @@ HARDWARE_SETTINGS: tuple[Setting, ...] = (
     Setting("num_gpus", 1, "GPUs", int, low=1, high=65536),
     Setting("sharding", "none", "multi-GPU sharding", str, choices=SHARDINGS),
     Setting("cpu_offload", False, "offload optimizer states (and sharded parameters) to CPU memory", bool),
+    Setting("host_memory_gib", None, "host RAM of one machine in GiB (default: a typical host for the GPU class)",
+            float, low=1, high=1e6, optional=True),
     Setting("price_per_hour", None, "USD per GPU-hour (default: the catalog's)", float, low=0, high=1e6, optional=True),
     Setting("gpu_memory_gib", None, "custom GPU: memory in GiB", float, low=0.01, high=1e5, optional=True),
     Setting("gpu_tflops", None, "custom GPU: dense bf16/fp16 peak TFLOP/s", float, low=0.01, high=1e7, optional=True),
@@ -61,6 +63,16 @@ DATA_SETTINGS: tuple[Setting, ...] = (
 _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
 # TrainSetup fields a plan's settings feed (the rest — lr, teacher... — drive the run only).
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
+
+
+def setting(name: str, method: str | None = None) -> Setting:
+    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, or ``method``'s
+    own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
+    own = get(method).settings if method else tuple(s for m in REGISTRY.values() for s in m.settings)
+    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + own:
+        if s.name == name:
+            return s
+    raise KeyError(name)
 
 
 def method_settings(method: str) -> tuple[Setting, ...]:
@@ -259,7 +271,7 @@ class Plan:
 
         return estimate(spec or self.spec(), self.setup(), self.gpu(), self.teacher_spec(),
                         price_per_hour=self.hardware.get("price_per_hour"), tasks=self.tasks,
-                        calibration=calibration)
+                        calibration=calibration, host_memory_gib=self.hardware.get("host_memory_gib"))
 
     def estimated(self, calibration=None, spec: ModelSpec | None = None) -> "Plan":
         """This plan with its estimate filled in."""

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from estimators.axes import OPTIMIZERS, SHARDINGS
 from estimators.errors import InputError
 from estimators.methods import METHOD_IDS, REGISTRY, MethodSpec
 
 METHODS = METHOD_IDS
 PRECISIONS = ("bf16", "fp16", "fp32")
-OPTIMIZERS = ("adamw", "adamw_8bit", "sgd", "adafactor")
 ATTENTIONS = ("sdpa", "eager")
-SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 DEVICES = ("cuda", "cpu")
 
 # Bytes per element of each storage dtype.

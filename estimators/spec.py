@@ -6,6 +6,8 @@ for it, so the totals equal ``sum(p.numel() for p in model.parameters())`` of th
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 from estimators.errors import InputError
@@ -434,9 +436,14 @@ def _t5(c: _Cfg, family: str, model_id: str, source: str) -> ModelSpec:
     enc = c.int("num_layers")
     dec = c.int("num_decoder_layers", default=enc)
     buckets = c.int("relative_attention_num_buckets", default=32)
+    proj = c.raw.get("feed_forward_proj", "relu")
+    # transformers' T5Config splits it as "<act>" or "gated-<act>" (e.g. relu, gated-gelu): nothing else loads.
+    if not isinstance(proj, str) or not re.fullmatch(r"(gated-)?[a-z][a-z0-9_]*", proj):
+        c.problems.append(f"'feed_forward_proj' must be an activation name like 'relu' or 'gated-gelu' "
+                          f"(got {_shown(proj)})")
     c.check()
     inner = heads * d_kv
-    gated = str(c.raw.get("feed_forward_proj", "relu")).startswith("gated")
+    gated = proj.startswith("gated")
     ff_in = ["wi_0", "wi_1"] if gated else ["wi"]
     attn_blocks = enc + 2 * dec  # encoder self-attention, decoder self- and cross-attention
     linears = tuple([Linear(n, d, inner, attn_blocks, "attn") for n in ("q", "k", "v")]

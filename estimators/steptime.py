@@ -42,8 +42,9 @@ and per optimizer step (once per ``grad_accum`` micro-batches):
   (PyTorch's ``_multi_tensor_adamw``): memory-bound, in the *trainable* parameters. Sharded optimizers
   (ZeRO/FSDP) update only their shard. In backward (``optimizer_in_backward``) each tensor is updated
   alone: the same bytes, plus a dozen kernels per tensor. On a CPU the per-tensor loop pays host time.
-* **communication** (more than one GPU): ring collectives over the link (Patarasuk & Yuan 2009),
-  hidden under compute by DDP buckets / FSDP prefetch up to the compute time.
+* **communication and offload** (more than one GPU, or ``cpu_offload``): ring collectives per sharding
+  strategy over the link, host-link copies of offloaded weights and gradients, and a CPU optimizer step,
+  each overlapped with compute only as far as its framework prefetches (``estimators/transfer.py``).
 
 The terms are named in ``StepTime.terms`` (per micro-batch) and ``StepTime.step_terms`` (per optimizer
 step); a new term is one more entry. Every constant that is not a datasheet fact lives in
@@ -59,16 +60,16 @@ from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
 
+from estimators.axes import optimizer as optimizer_spec
+from estimators.axes import sharding as sharding_spec
 from estimators.catalog import GPU
 from estimators.methods import quantized_params, trainable_params
 from estimators.methods.base import lora_linears, lora_rank_of
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
+from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
 DATA = Path(__file__).parent / "data"
-# PCIe 4.0 x16, one direction (PCI-SIG: 16 GT/s × 16 lanes ≈ 32 GB/s): a GPU the catalog gives no link for,
-# and the host link activation offloading copies over.
-DEFAULT_LINK_GBS = 32.0
 # Host memory bandwidth assumed for a CPU "device" whose bandwidth was not measured: a dual-channel DDR4 desktop.
 DEFAULT_CPU_BANDWIDTH_GBS = 20.0
 # Memory bandwidth assumed for a custom GPU given by memory and TFLOP/s only: GDDR6X/HBM2-class (an A10G
@@ -148,6 +149,8 @@ class StepTime:
     fixed = property(lambda self: self.term("fixed"))
     optimizer = property(lambda self: self.term("optimizer"))
     communication = property(lambda self: self.term("communication"))
+    offload = property(lambda self: self.term("offload"))
+    cpu_optimizer = property(lambda self: self.term("cpu_optimizer"))
 
     def to_dict(self) -> dict:
         return {"launch": self.launch, "busy": self.busy, **self.terms, **self.step_terms,
@@ -170,14 +173,15 @@ def _optimizer_bytes_per_param(setup: TrainSetup) -> float:
     weights (hence gradients and states) in fp32; full tuning keeps them in ``weight_bytes``."""
     w = 4 if setup.frozen_base else setup.weight_bytes
     grad = w
-    states = {"adamw": 2 * w, "adamw_8bit": 2 * 1, "sgd": w, "adafactor": 0}[setup.optimizer]  # per element
+    o = optimizer_spec(setup.optimizer)  # per element: AdamW 2 × w, 8-bit AdamW 2 × 1, SGD w, Adafactor ~0
+    states = o.moved_state_bytes if o.moved_state_bytes is not None else o.state_copies * w
     return 2 * w + grad + 2 * states + 2 * w
 
 
 def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
     """One optimizer step over this GPU's share of the trainable parameters (ZeRO/FSDP shard them)."""
     n = trainable_params(spec, setup)
-    if setup.num_gpus > 1 and setup.sharding != "none":
+    if setup.num_gpus > 1 and sharding_spec(setup.sharding).shards_optimizer:
         n /= setup.num_gpus
     if setup.cpu_offload:
         return 0.0  # the update runs on the host (DeepSpeed's CPU Adam); not modelled
@@ -230,21 +234,6 @@ def inserted_modules(spec: ModelSpec, setup: TrainSetup) -> tuple[int, int]:
         else:
             dense += lin.count
     return dense, banks
-
-
-def _communication_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
-    """Bytes each GPU sends per optimizer step over its link (ring collectives)."""
-    n = setup.num_gpus
-    if n == 1:
-        return 0.0
-    share = (n - 1) / n
-    grad_bytes = trainable_params(spec, setup) * (4 if setup.frozen_base else setup.weight_bytes)
-    if setup.sharding in ("zero3", "fsdp"):
-        # Per micro-batch: gather every (16-bit) parameter for forward and again for backward, and
-        # reduce-scatter the trainable gradients.
-        params = spec.total_params * DTYPE_BYTES[setup.precision]
-        return setup.grad_accum * share * (2 * params + grad_bytes)
-    return 2 * share * grad_bytes  # all-reduce (DDP), or reduce-scatter + all-gather (ZeRO-1/2)
 
 
 # --- the GPU's work per micro-batch ---------------------------------------------------------------
@@ -446,9 +435,10 @@ def step_time(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flops
     micro = busy + sum(terms[k] for k in added)
     step_terms = {"optimizer": optimizer_seconds(spec, setup, gpu)}
     # --- hook: offload and communication time terms (issue 22 puts estimators/transfer.py here) ------
-    link = (gpu.link_gbs or DEFAULT_LINK_GBS) * 1e9
-    comm_seconds = _communication_bytes(spec, setup) / link
-    step_terms["communication"] = max(0.0, comm_seconds - setup.grad_accum * micro)
+    # Collectives per sharding, host-link copies of what is offloaded and a CPU optimizer step, each
+    # overlapped with compute only as far as its framework prefetches.
+    moved = transfer_time(spec, setup, gpu, micro, link_gbs=gpu.link_gbs or DEFAULT_LINK_GBS)
+    step_terms.update(communication=moved.communication, offload=moved.offload, cpu_optimizer=moved.cpu_optimizer)
     # --- end hook ---------------------------------------------------------------------------------------
     return StepTime(compute=compute, launch=launch, busy=busy, terms=terms, step_terms=step_terms,
                     micro_batches=setup.grad_accum, added=tuple(added))

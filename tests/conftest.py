@@ -4,6 +4,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -26,3 +28,34 @@ def reached(run_dir, event: str) -> bool:
     from tuners import store
 
     return any(e["event"] == event for e in store.events(run_dir))
+
+
+# --- shared fixtures: tiny model folders and data files (built once per session) ------------------
+
+TINY_LLAMA = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128, vocab_size=512, max_position_embeddings=512, tie_word_embeddings=False)
+"""A two-layer Llama of ~140k parameters: real steps of every method in well under a second."""
+
+COLOURS = ["red", "green", "blue", "gold"]
+
+
+def colour_rows(n: int) -> list[dict]:
+    """``n`` short input/output pairs (four distinct ones, repeated): a loss that can fall in a few steps."""
+    return [{"input": f"Q{i % 4}: say the colour.", "output": f"The colour is {COLOURS[i % 4]}."} for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A folder with ``model/`` (tiny Llama, random weights), ``teacher/`` (a wider, deeper one) and
+    ``train.jsonl`` (64 rows)."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA)).save_pretrained(root / "model")
+    teacher = dict(TINY_LLAMA, num_hidden_layers=3, hidden_size=96, intermediate_size=192)
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(**teacher)).save_pretrained(root / "teacher")
+    (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in colour_rows(64)))
+    return root

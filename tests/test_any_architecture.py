@@ -131,7 +131,7 @@ def test_new_expert_families_fall_back_to_the_meta_spec(model_type, derive_here)
     import transformers
 
     warnings.warn(f"transformers {transformers.__version__} knows a fused-expert family not in "
-                  f"estimators/spec.py's table: {model_type} (estimated through the meta-device spec)")
+                  f"estimators/spec.py's table: {model_type} (estimated through the meta-device spec)", stacklevel=2)
     cfg = few_experts(small_config(model_type, layers=2))
     spec = spec_from_config(cfg, model_type)
     setup = TrainSetup(method="lora", lora_rank=4, lora_targets="all-linear")
@@ -154,6 +154,7 @@ def test_cache_is_reused(derive_here, monkeypatch):
     assert spec_from_config(cfg, "b").total_params == first.total_params
 
 
+@pytest.mark.slow  # derives specs in a fresh interpreter that imports transformers
 def test_child_process_derivation(derive_here):
     from tuners import metaspec
 

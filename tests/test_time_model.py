@@ -91,7 +91,8 @@ def test_fsdp_communication_over_the_link():
     assert sent / 450e9 < pcie.communication and nvlink.total < pcie.total
     ddp_lora = step_time(spec, TrainSetup(method="lora", num_gpus=8), gpu_by_id("l40s"), 512,
                          lambda length: flops_per_token(spec, TrainSetup(method="lora"), None, length), 0.35)
-    assert ddp_lora.communication == 0  # tiny adapter gradients hide under the backward
+    # adapter gradients hide under the backward but for DDP's last 25 MB bucket
+    assert ddp_lora.communication == pytest.approx(2 * 7 / 8 * 25 * 2**20 / 32e9, rel=1e-6)
 
 
 @pytest.mark.parametrize("gpu_id, method", [("a100-80gb", "lora"), ("a10g", "qlora"), ("l4", "full")])
@@ -163,6 +164,7 @@ def test_on_a_cpu_dispatch_adds_to_compute_and_calibration_inverts_it():
     assert max(work, gpu.launch) < gpu.busy < work + gpu.launch
 
 
+@pytest.mark.slow  # two real trials (the fast tier has none)
 def test_a_calibrated_trial_predicts_the_next_one_on_this_cpu(tmp_path, monkeypatch):
     """Calibrate on one trial, predict a second with another batch and length (same method family: a
     calibration carries only within one, issue 21). The issue's goal

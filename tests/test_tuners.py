@@ -137,6 +137,23 @@ def test_estimated_peak_within_20_percent_of_measured(home, tiny, method):
     assert 0.8 <= ratio <= 1.2, f"measured/estimated = {ratio:.3f}"
 
 
+def test_grad_accum_trial_accumulates(home, tiny):
+    """grad_accum 4: each trial step is four micro-batches whose gradients are held between them, so the
+    measured peak rises by about the gradients' bytes over grad_accum 1 and stays within the estimate's
+    tolerance (before the fix both runs measured the same bytes, and the estimate assumed accumulation)."""
+    shape = {"batch_size": 4, "seq_len": 128}
+    one, _ = run_trial(tiny, "full", steps=3, **shape)
+    four, _ = run_trial(tiny, "full", steps=3, grad_accum=4, **shape)
+    assert one["status"] == four["status"] == "completed", (one["error"], four["error"])
+    ratio = four["ratios"]["peak_allocated"]
+    assert 0.8 <= ratio <= 1.2, f"measured/estimated = {ratio:.3f}"
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny / "model")
+    gradient_bytes = 4 * sum(p.numel() for p in model.parameters())  # fp32, every weight trains
+    held = four["measured"]["peak_allocated"] - one["measured"]["peak_allocated"]
+    assert 0.9 * gradient_bytes <= held <= 1.2 * gradient_bytes, (held, gradient_bytes)
+    assert four["measured"]["tokens_per_second"] > 0 and four["estimate"]["setup"]["grad_accum"] == 4
+
+
 def test_malformed_data_file_fails_cleanly(home, tiny, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "a", "output": "b"}\n{broken\n')

@@ -2,6 +2,7 @@
 the output part only, and order batches longest-first (an out-of-memory shows at step one)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,14 @@ class DataReport:
 
     tokenizer: str = "the model's own"
     """Which tokenizer counted the tokens (the model's own, or an approximation)."""
+    rows_read: int | None = None
+    """Rows the counts come from: all ``rows``, or an evenly spaced sample of them (plus the longest)."""
+
+    @property
+    def usable_in_file(self) -> int:
+        """Usable rows of the whole file: counted, or scaled from the sample's share."""
+        read = self.rows_read or self.rows
+        return self.usable_rows if read >= self.rows else max(1, round(self.usable_rows * self.rows / read))
 
     def histogram(self, bins: int = 10) -> list[dict]:
         return histogram(self.token_lengths, self.seq_len, bins)
@@ -55,7 +64,12 @@ class DataReport:
                 "truncated_share": round(self.truncated_share, 4),
                 "mean_tokens": round(sum(lengths) / len(lengths), 1) if lengths else 0,
                 "max_tokens": lengths[-1] if lengths else 0, "token_lengths": length_summary(lengths),
-                "tokenizer": self.tokenizer, "histogram": self.histogram(), "problems": self.problems}
+                "tokenizer": self.tokenizer, "histogram": self.histogram(), "problems": self.problems,
+                "rows_read": self.rows_read or self.rows, "usable_in_file": self.usable_in_file,
+                "sampled": bool(self.rows_read and self.rows_read < self.rows),
+                **({"sample_note": f"counts and token lengths from a sample of {self.rows_read:,} of {self.rows:,} "
+                                   "rows (evenly spaced, plus the longest)"}
+                   if self.rows_read and self.rows_read < self.rows else {})}
 
 
 def length_summary(lengths: list[int]) -> dict:
@@ -84,18 +98,137 @@ def histogram(lengths: list[int], seq_len: int, bins: int = 10) -> list[dict]:
             for i, c in enumerate(counts)]
 
 
+SAMPLE_ROWS = 10_000
+"""Rows a trial or a data report reads at most, evenly spaced over the file: a trial's steps need
+steps × batch examples (20 × 8 = 160 at most by default), and 10,000 rows put the report's shares
+(empty, duplicate, truncated) within about ±1 percentage point (binomial standard error
+sqrt(0.25 / 10,000) = 0.5 %)."""
+LONGEST_ROWS = 64
+"""The longest rows of the file (by bytes) are always in the sample: the first batches run longest
+first, so an out-of-memory shows in step one even when the long rows are rare."""
+WHOLE_FILE_BYTES = 4 * 1024**2
+"""Files up to this size are read whole (a sample would save nothing)."""
+
+
+@dataclass
+class Sample:
+    """The rows of a data file a trial reads: all of them, or a bounded sample."""
+
+    path: str
+    format: str
+    rows: list
+    parsed: list
+    """One Example (or None: empty, malformed, over-long) per row read."""
+    total_rows: int
+    """Rows in the whole file (non-blank lines of a JSONL file)."""
+
+    @property
+    def usable(self) -> list[Example]:
+        return [e for e in self.parsed if e is not None]
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.rows) < self.total_rows
+
+
+def _regular(path: Path) -> None:
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise InputError(f"data file '{path.name}' is not a regular file (a pipe, device or socket): give a .jsonl, "
+                         ".csv or .parquet file")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _jsonl_sample(path: Path, limit: int) -> tuple[list[dict], int]:
+    """Evenly spaced lines of a JSONL file plus its longest ones, parsed with the runtime's rules
+    (only the lines read are checked)."""
+    import heapq
+
+    raw = path.read_bytes()
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if len(lines) <= limit + LONGEST_ROWS:
+        return read_rows(path), len(lines)
+    step = len(lines) / limit
+    picked = {int(i * step) for i in range(limit)}
+    picked |= set(heapq.nlargest(LONGEST_ROWS, range(len(lines)), key=lambda i: len(lines[i])))
+    rows, bad = [], []
+    for i in sorted(picked):
+        try:
+            row = json.loads(lines[i].decode("utf-8"), parse_constant=_no_constant)
+        except UnicodeDecodeError:
+            raise InputError(f"data file '{path.name}' is not UTF-8 text") from None
+        except (ValueError, RecursionError):
+            bad.append(i)
+            continue
+        rows.append(row)
+    if bad:
+        raise InputError(f"data file '{path.name}' has lines that are not valid JSON (e.g. non-blank line "
+                         f"{bad[0] + 1}; {len(bad)} of the {len(picked):,} read); each line must be one JSON object")
+    if not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"data file '{path.name}' must hold one JSON object per row")
+    return rows, len(lines)
+
+
+def _starts_array(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(b"[")
+
+
+def load_sample(path: str | Path, limit: int = SAMPLE_ROWS) -> Sample:
+    """The rows a trial needs: the whole file when it is small, else ``limit`` evenly spaced rows plus
+    the longest (JSONL: only those lines are parsed; CSV/Parquet are read, then sampled)."""
+    path = Path(path)
+    _regular(path)
+    size = path.stat().st_size if path.is_file() else 0
+    if size > runtime.MAX_DATA_BYTES:
+        return Sample(str(path), "", read_rows(path), [], 0)  # read_rows refuses it, with the size and the fix
+    if size > WHOLE_FILE_BYTES and path.suffix.lower() in (".jsonl", ".json") and not _starts_array(path):
+        rows, total = _jsonl_sample(path, limit)
+    else:
+        rows = read_rows(path)
+        total = len(rows)
+        if total > limit:
+            rows = [rows[int(i * total / limit)] for i in range(limit)]
+    fmt = detect_format(rows, path.name)
+    sample = Sample(str(path), fmt, rows, to_examples(rows, fmt), total)
+    if not sample.usable:
+        raise InputError(f"data file '{path.name}' has no usable rows: {_why_unusable(rows, fmt)}")
+    return sample
+
+
+def _why_unusable(rows: list[dict], fmt: str) -> str:
+    """Why no row gave an example: over-long rows are named as such, not called empty."""
+    long = sum(sum(len(str(v)) for v in r.values() if isinstance(v, (str, list))) > runtime.MAX_FIELD_CHARS
+               for r in rows)
+    field = FORMATS[fmt][-1]
+    if long == len(rows):
+        return (f"every row is longer than {runtime.MAX_FIELD_CHARS:,} characters and was skipped (a wrong column or "
+                "a dump?): give one example per line")
+    if long:
+        return (f"{long} row(s) longer than {runtime.MAX_FIELD_CHARS:,} characters were skipped and every other "
+                f"'{field}' is empty")
+    return f"every '{field}' is empty"
+
+
 def load_examples(path: str | Path) -> tuple[list[Example], str, list[Example | None], list[dict]]:
+    """Every row of the file (no sampling), as examples."""
+    _regular(Path(path))
     rows = read_rows(path)
     fmt = detect_format(rows, Path(path).name)
     parsed = to_examples(rows, fmt)
     usable = [e for e in parsed if e is not None]
     if not usable:
-        raise InputError(f"data file '{Path(path).name}' has no usable rows: every '{FORMATS[fmt][-1]}' is empty")
+        raise InputError(f"data file '{Path(path).name}' has no usable rows: {_why_unusable(rows, fmt)}")
     return usable, fmt, parsed, rows
 
 
-def validate(path: str | Path, tokenizer, seq_len: int) -> tuple[DataReport, list[Example]]:
-    usable, fmt, parsed, rows = load_examples(path)
+def validate(source: str | Path | Sample, tokenizer, seq_len: int) -> tuple[DataReport, list[Example]]:
+    """The data report of a file (read as ``load_sample`` reads it) or of a sample already read; the
+    counts of a sampled file are the sample's, and the report says so."""
+    sample = source if isinstance(source, Sample) else load_sample(source)
+    usable, parsed, rows = sample.usable, sample.parsed, sample.rows
     seen, dupes = set(), 0
     for e in usable:
         key = (e.prompt, e.completion)
@@ -107,12 +240,13 @@ def validate(path: str | Path, tokenizer, seq_len: int) -> tuple[DataReport, lis
     empty = sum(e is None for e in parsed)
     if empty:
         problems.append(f"{empty} empty, malformed or over-long (> {runtime.MAX_FIELD_CHARS:,} characters) rows "
-                        "are skipped")
+                        "are skipped" + (" (in the sample)" if sample.sampled else ""))
     if dupes:
-        problems.append(f"{dupes} duplicate rows")
+        problems.append(f"{dupes} duplicate rows" + (" (in the sample)" if sample.sampled else ""))
     if truncated > 0.05:
         problems.append(f"{truncated:.0%} of examples are longer than seq_len {seq_len} and will be truncated")
-    report = DataReport(str(path), fmt, len(rows), empty, dupes, len(usable), lengths, seq_len, truncated, problems)
+    report = DataReport(sample.path, sample.format, sample.total_rows, empty, dupes, len(usable), lengths, seq_len,
+                        truncated, problems, rows_read=len(rows))
     return report, usable
 
 
@@ -140,22 +274,31 @@ def quick_report(path: str | Path, seq_len: int, tokenizer_file: str | Path | No
     folder's tokenizer.json when there is one, else a BPE trained on the data."""
     from tokenizers import Tokenizer
 
-    usable, _, _, _ = load_examples(path)
+    sample = load_sample(path)
+    if tokenizer_file:
+        from tuners.files import check_tokenizer
+
+        check_tokenizer(Path(tokenizer_file).parent)
     tok = Tokenizer.from_file(str(tokenizer_file)) if tokenizer_file else \
-        train_bpe([e.prompt + e.completion for e in usable], 8192)
-    report, _ = validate(path, lambda text: {"input_ids": tok.encode(text).ids}, seq_len)
+        train_bpe([e.prompt + e.completion for e in sample.usable], 8192)
+    report, _ = validate(sample, lambda text: {"input_ids": tok.encode(text).ids}, seq_len)
     if not tokenizer_file:
         report.tokenizer = "approximate: a BPE trained on this data (the model has no tokenizer here)"
     return report
 
 
-def batches(encoded: list[dict], batch_size: int, seq_len: int, pad_id: int, steps: int):
-    """Yields ``steps`` padded batches of torch tensors, longest examples first, cycling over the data.
+def for_steps(examples: list[Example], lengths: list[int], needed: int) -> list[Example]:
+    """The examples a trial's steps use: the ``needed`` longest (``batches`` takes the longest first),
+    so only those are encoded; all of them when there are no more."""
+    if len(examples) <= needed:
+        return examples
+    longest = sorted(range(len(examples)), key=lambda i: -lengths[i])[:needed]
+    return [examples[i] for i in sorted(longest)]
 
-    Every batch is padded to ``seq_len`` so each step has the shape the estimate assumes."""
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]["input_ids"]))
-    pos = 0
-    for _ in range(steps):
-        idx = [order[(pos + k) % len(order)] for k in range(batch_size)]
-        pos = (pos + batch_size) % len(order)
-        yield runtime.collate([encoded[i] for i in idx], pad_id, seq_len)
+
+def batches(encoded: list[dict], batch_size: int, seq_len: int, pad_id: int, steps: int):
+    """Yields ``steps`` padded batches of torch tensors, longest examples first, cycling over the data
+    (the runtime's loader with one micro-batch per step). Every batch is padded to ``seq_len``."""
+    settings = {"batch_size": batch_size, "grad_accum": 1}
+    for group in runtime.loader(encoded, settings, pad_id, order="longest_first", steps=steps, pad_to=seq_len):
+        yield group[0]

@@ -91,84 +91,74 @@ def _fake_friendly(gpu: bool = False):
         functional.scaled_dot_product_attention, functional.dropout = kept
 
 
-def _model_class(cfg: dict):
-    """The trial's class; an encoder (BERT, RoBERTa) trains its masked-LM head (labels = inputs)."""
-    import transformers
+@contextmanager
+def _fake_8bit_maps():
+    """bitsandbytes builds its 8-bit quantization maps with ``.tolist()``, which fake tensors cannot
+    answer: make them once outside the fake mode and hand them to every 8-bit optimizer built inside."""
+    try:
+        import bitsandbytes.functional as bnb_f
+        from bitsandbytes.optim.optimizer import Optimizer8bit
+    except ImportError:  # no bitsandbytes: no 8-bit optimizer to build
+        yield
+        return
+    maps = {"dynamic": bnb_f.create_dynamic_map(signed=True), "udynamic": bnb_f.create_dynamic_map(signed=False)}
+    original = Optimizer8bit.fill_qmap
+    Optimizer8bit.fill_qmap = lambda self: self.name2qmap.update(maps)
+    try:
+        yield
+    finally:
+        Optimizer8bit.fill_qmap = original
 
-    from tuners.models import auto_class
 
-    arch = (cfg.get("architectures") or [""])[0]
-    if cfg.get("model_type") in ("bert", "roberta") or "MaskedLM" in arch:
-        return transformers.AutoModelForMaskedLM
-    return auto_class(cfg)
+def _check(plan: Plan, setup) -> None:
+    if setup.method not in SUPPORTED:
+        raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")
+    if setup.num_gpus > 1:
+        raise InputError("the exact check models one GPU: use --num-gpus 1 (sharding is estimated analytically)")
 
 
 def dry_run(config: dict, plan: Plan, device: str = "cuda", seed: int = 0) -> dict:
     """Peak live tensor bytes of a steady-state step (after a warm-up step) for ``plan`` on the
     architecture in ``config``, without allocating it, as a GPU (``device="cuda"``: foreach optimizer
-    temporaries) or this CPU would run it. Returns peak, phase and timing."""
+    temporaries) or this CPU would run it. The model, optimizer and step come from the runtime's one
+    builder (``runtime.build``), as in a trial and the exported train.py. Returns peak, phase, timing
+    and the builder's report (trainable names, optimizer state bytes, micro-batches per step)."""
     import torch
     import transformers
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from estimators.spec import spec_from_config
     from tuners import metaspec, methods, runtime
-    from tuners.measure import train_step
     from tuners.memtrack import LiveTensorTracker
-    from tuners.runtime import make_optimizer
 
     metaspec.install()  # any architecture transformers builds
     setup = plan.setup(device)
-    if setup.method not in SUPPORTED:
-        raise InputError(f"the exact check supports {', '.join(SUPPORTED)}; {setup.method} needs a real trial run")
-    if setup.num_gpus > 1:
-        raise InputError("the exact check models one GPU: use --num-gpus 1 (sharding is estimated analytically)")
+    _check(plan, setup)
     cfg = clean_config(config)
-    cfg.pop("torch_dtype", None)
-    cfg.pop("dtype", None)
-    conf = transformers.AutoConfig.for_model(**cfg)
-    conf._attn_implementation = setup.attention
-    dtype = torch.float32 if setup.mixed_precision else {"bf16": torch.bfloat16, "fp16": torch.float16,
-                                                         "fp32": torch.float32}[setup.precision]
+    settings = {**plan.settings, "prompt_init": "random"} if "prompt_init" in plan.settings else plan.settings
+    run_plan = replace(plan, settings=settings)
+    doc = {**run_plan.to_json(), "recipe": methods.recipe(run_plan, spec_from_config(config))}
     t0 = time.perf_counter()
     transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings(), _fake_friendly(gpu=setup.device == "cuda"), \
+    with warnings.catch_warnings(), _fake_friendly(gpu=setup.device == "cuda"), _fake_8bit_maps(), \
             FakeTensorMode(allow_non_fake_inputs=True):
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)  # build in the training dtype: .to(dtype) on a fake model fails
-        try:
-            model = _model_class(cfg).from_config(conf)
+        try:  # on a GPU torch's optimizers run "foreach" (list-wide temporaries): reproduce that choice
+            built = runtime.build(doc, cfg, "cpu", foreach=True if setup.device == "cuda" else None)
         except ValueError as exc:  # e.g. Gemma 2 has no SDPA path in transformers 5 (soft-capping)
             if "attention implementation" in str(exc):
                 raise InputError(f"{cfg.get('model_type')} does not support attention '{setup.attention}' in "
                                  "transformers: use --attention eager") from None
             raise
-        finally:
-            torch.set_default_dtype(previous)
-        settings = {**plan.settings, "prompt_init": "random"} if "prompt_init" in plan.settings else plan.settings
-        recipe = methods.recipe(replace(plan, settings=settings), spec_from_config(config))
-        model = runtime.prepare(model, recipe, settings)
-        model.train()
-        # On a GPU torch's optimizers run "foreach" (list-wide temporaries): reproduce that choice.
-        optimizer = make_optimizer(setup.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-4,
-                                   foreach=True if setup.device == "cuda" else None)
         ids = torch.randint(0, int(cfg["vocab_size"]), (setup.batch_size, setup.seq_len))
-        batch = {"input_ids": ids, "labels": ids}
-        autocast = ("cpu", {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)) \
-            if setup.mixed_precision else None
-
-        def step(tracker=None):
-            train_step(model, optimizer, batch, tracker.set_phase if tracker else (lambda name: None),
-                       autocast=autocast)
-
-        step()
+        group = [{"input_ids": ids, "labels": ids} for _ in range(setup.grad_accum)]  # one optimizer step
+        built.step(group)  # warm-up: the optimizer states come into being
         tracker = LiveTensorTracker()
-        tracker.track(model, optimizer, batch)
+        tracker.track(built.model, built.optimizer, group)
         with tracker:
-            step(tracker)
+            built.step(group, tracker.set_phase)
     return {"peak_allocated": tracker.peak, "peak_phase": tracker.peak_phase, "phases": dict(tracker.by_phase),
-            "seconds": time.perf_counter() - t0, "device": "fake (no memory allocated)",
+            "seconds": time.perf_counter() - t0, "device": "fake (no memory allocated)", "build": built.report(),
             "kernels": "CUDA's fused attention and dropout kernels (meta implementations)" if setup.device == "cuda"
             else "this CPU's kernels"}

@@ -17,6 +17,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from estimators.axes import optimizer, sharding
 from estimators.catalog import model_configs
 from estimators.methods import get
 from estimators.plan import Plan
@@ -43,7 +44,7 @@ def requirements(recipe: dict, settings: dict) -> str:
     """Pinned to the versions this project was installed (and tested) with."""
     names = ["torch", "transformers", "peft", "accelerate", "safetensors", "pandas", "pyarrow"]
     if recipe.get("quantization") or (recipe.get("teacher") or {}).get("quantization") \
-            or settings.get("optimizer") == "adamw_8bit":
+            or "bitsandbytes" in optimizer(settings["optimizer"]).needs:
         names.append("bitsandbytes")
     lines = [f"{n}=={v}" for n in names if (v := _version(n))]
     return "# Versions Tuning Advisor was tested with; torch: pick the build for your CUDA version.\n" + "\n".join(lines) + "\n"
@@ -94,13 +95,11 @@ def launch_script(plan: Plan) -> str:
         data = ""  # a file in this tool's run folders (or gone): the user names theirs
     teacher = (plan.settings.get("teacher") and (hub_id(plan.settings["teacher"]) or plan.settings["teacher"])) or ""
     run = "python train.py" if n == 1 else f"torchrun --nproc-per-node {n} train.py"
-    sharding = {"none": "DDP (a full replica per GPU)", "zero1": "DDP (a full replica per GPU)",
-                "zero2": "FSDP2 keeping parameters gathered between forward and backward (ZeRO-2-like)",
-                "zero3": "FSDP2 full shard (ZeRO-3-like)", "fsdp": "FSDP2 full shard"}[h.get("sharding", "none")]
+    sharding_label = sharding(h.get("sharding", "none")).runs_as
     lines = [
         "#!/usr/bin/env bash",
         f"# Trains the plan in plan.json: {get(plan.method).label} on {plan.model}, {n} GPU(s)"
-        + (f", {sharding}." if n > 1 else "."),
+        + (f", {sharding_label}." if n > 1 else "."),
         "# Set up once:  python -m pip install -r requirements.txt",
         "# Override with environment variables: MODEL (a model folder or hub id), DATA, OUTPUT"
         + (", TEACHER" if teacher else "") + "; extra arguments go to train.py (e.g. --max-steps 10).",

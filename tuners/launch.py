@@ -15,10 +15,30 @@ from tuners import store
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# What a launcher (torchrun, SLURM, MPI) leaves in a shell: inherited by a one-process trial they make it
+# try to join a process group that does not exist (torch.distributed reads RANK/WORLD_SIZE/MASTER_*).
+# A sharded trial gets its own from torchrun, which the runner starts itself (tuners/distributed.py).
+DISTRIBUTED_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                    "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                    "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
+                    "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE", "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+DISTRIBUTED_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "MV2_", "TORCHELASTIC_", "MPI_LOCALRANKID",
+                        "ACCELERATE_")
+
+
+def scrubbed_env(environ=None) -> dict:
+    """The caller's environment without a launcher's distributed variables (everything else kept:
+    PATH, PYTHONPATH, HOME, the Hugging Face and CUDA settings, proxies, locale)."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k not in DISTRIBUTED_VARS and not k.startswith(DISTRIBUTED_PREFIXES)}
+
+
 def child_env(**extra) -> dict:
-    """The environment of the processes we start (runner, ranks, data report): this project importable,
-    tokenizers' own thread pool off (the processes are already parallel)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    """The environment of the processes we start (runner, ranks, data report): the scrubbed
+    environment, the data folder as an absolute path, this project importable, tokenizers' own thread
+    pool off (the processes are already parallel)."""
+    return {**scrubbed_env(), store.HOME_ENV: str(store.home_path()),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "TOKENIZERS_PARALLELISM": "false", **extra}
 
 
@@ -58,10 +78,14 @@ def start(request: dict) -> tuple[str, Path]:
     run_id, run_dir = store.new_run(request)
     _adopt_upload(run_id, run_dir, request)
     log = open(run_dir / "log.txt", "w")
+    os.chmod(run_dir / "log.txt", 0o600)
     env = child_env()
+    # umask 077: what the run writes (events, results, the model copy, the project) is this user's only.
     proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    store.update(run_id, pid=proc.pid, pid_start=store.process_start(proc.pid))
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            umask=0o077)
+    log.close()
+    store.try_update(run_id, pid=proc.pid, pid_start=store.process_start(proc.pid))  # the runner records it too
     return run_id, run_dir
 
 
@@ -90,8 +114,10 @@ def memory_shortfall(plan, nproc: int = 1) -> str | None:
 def cancel(run_id: str) -> bool:
     """SIGTERM to the run's process group; the runner records 'cancelled'. False if it was not running."""
     row = store.get(run_id)
-    if row is None or row["status"] not in ("queued", "running") or not row["pid"]:
+    if row is None or row["status"] not in ("queued", "running"):
         return False
+    if not row["pid"]:  # a row no process will finish: ended here
+        return store.end_stale(run_id)
     store.update(run_id, error=store.CANCEL_REQUESTED)  # a process gone before its handler ran is still 'cancelled'
     try:
         os.killpg(row["pid"], signal.SIGTERM)
@@ -103,14 +129,26 @@ def cancel(run_id: str) -> bool:
 def result(run_id: str) -> dict | None:
     row = store.get(run_id)
     path = Path(row["run_dir"]) / "result.json" if row else None
-    return json.loads(path.read_text()) if path and path.exists() else None
+    try:
+        return json.loads(path.read_text()) if path and path.exists() else None
+    except (OSError, ValueError):  # unreadable: the row says how the run ended
+        return None
 
 
 def follow(run_id: str, on_event=lambda e: None, poll: float = 0.2, timeout: float | None = None) -> dict:
     """Calls ``on_event`` for each new event until the run ends; returns its result JSON."""
-    seen, t0 = 0, time.time()
+    seen, t0, unread = 0, time.time(), 0
     while True:
         row = store.get(run_id)
+        if row is None:  # the store cannot be read right now (it said why): the run goes on, look again
+            unread += 1
+            if unread > 120:
+                return {"run_id": run_id, "status": "failed", "device": None, "estimate": None, "measured": None,
+                        "extrapolated": None, "error": "the run history cannot be read: see `tuning-advisor runs`",
+                        "error_kind": "input"}
+            time.sleep(1.0)
+            continue
+        unread = 0
         events = store.events(row["run_dir"])
         for e in events[seen:]:
             on_event(e)

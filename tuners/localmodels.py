@@ -8,12 +8,11 @@ holding the files (symlinks into ``blobs/``) and ``blobs/`` the contents. Its lo
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from estimators.errors import InputError
+from estimators.errors import InputError, read_json
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tiktoken.model")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -94,16 +93,20 @@ def _describe(folder: Path, model_id: str, source: str, revision: str | None) ->
     files = _files(folder)
     names = {f.name for f in files}
     cfg, error, params = {}, None, None
+    try:  # a bad config (deep, huge, not JSON, a FIFO) is this folder's note, never the listing's end
+        cfg = read_json(folder / "config.json", "config.json")
+    except InputError as exc:
+        cfg, error = {}, "config.json unreadable: " + str(exc).replace(f"config.json file '{folder / 'config.json'}' ", "")
     try:
-        cfg = json.loads((folder / "config.json").read_text())
         if not isinstance(cfg, dict):
-            raise ValueError("not a JSON object")
+            cfg = {}
+            raise InputError("config.json unreadable: not a JSON object")
         if cfg.get("model_type") in SUPPORTED_FAMILIES:
             params = spec_from_config(cfg, model_id).total_params
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        error = f"config.json unreadable: {str(exc).splitlines()[0][:120]}"
     except InputError as exc:
-        error = str(exc)
+        error = str(exc)[:200]
+    except (OSError, ValueError, RecursionError) as exc:
+        error = f"config.json unreadable: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
     arch = (cfg.get("architectures") or [None])[0] if isinstance(cfg.get("architectures"), list) else None
     return LocalModel(id=model_id, path=str(folder), source=source, revision=revision, model_type=cfg.get("model_type"),
                       architecture=arch, params=params, size_bytes=_size(files),

@@ -1,6 +1,7 @@
 """Measure one steady-state training step: peak live tensor bytes and where the peak fell."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -47,3 +48,64 @@ def cuda_step_memory(model, optimizer, batch: dict) -> dict:
     free, total = torch.cuda.mem_get_info()
     return {"peak_allocated": torch.cuda.max_memory_allocated(), "peak_reserved": torch.cuda.max_memory_reserved(),
             "device_in_use": total - free}
+
+
+class CpuMeter:
+    """Memory of a trial on CPU: the live tensor bytes of step 2 (``LiveTensorTracker``; with several
+    ranks tracked from step 1, so what the first step creates and keeps — DDP's gradient buckets,
+    FSDP's buffers — counts too) and the process's peak resident memory above its baseline."""
+
+    def __init__(self, world: int = 1):
+        from tuners.hardware import proc_bytes
+
+        self.first = 1 if world > 1 else 2
+        self.tracker, self.peak, self.phase = None, None, None
+        self.baseline = proc_bytes("/proc/self/status", "VmRSS:") or 0
+
+    @contextmanager
+    def step(self, step: int, built, group: list):
+        """Around one optimizer step; yields the ``on_phase`` callback for the step."""
+        if step == self.first:
+            self.tracker = LiveTensorTracker()
+            self.tracker.track(built.model, built.optimizer, *([built.teacher] if built.teacher is not None else []))
+        if self.tracker is None or step not in (self.first, 2):
+            yield lambda name: None
+            return
+        self.tracker.track(group)
+        if step == 2:
+            self.tracker.reset_peak()
+        with self.tracker:
+            yield self.tracker.set_phase
+        if step == 2:
+            self.peak, self.phase = self.tracker.peak, self.tracker.peak_phase
+
+    def current(self):
+        return self.peak
+
+    def measured(self) -> dict:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.baseline
+        return {"peak_allocated": self.peak, "peak_device": rss, "peak_phase": self.phase,
+                "peak_rss_above_baseline": rss}
+
+
+class CudaMeter:
+    """Memory of a trial on a GPU: the allocator's peaks from step 2 on (step 1 creates the optimizer
+    states and warms the allocator)."""
+
+    @contextmanager
+    def step(self, step: int, built, group: list):
+        if step == 2:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        yield lambda name: None
+        torch.cuda.synchronize()
+
+    def current(self):
+        return torch.cuda.max_memory_allocated()
+
+    def measured(self) -> dict:
+        free, total = torch.cuda.mem_get_info()
+        return {"peak_allocated": torch.cuda.max_memory_allocated(), "peak_device": total - free,
+                "peak_reserved": torch.cuda.max_memory_reserved()}

@@ -120,6 +120,9 @@ def materialize(ref: str, workdir: Path, scale: bool, seed: int = 0, reuse: bool
                              "give a complete folder, or a config.json for random weights")
         cfg = read_json(path / "config.json", "config")
         if not scale:
+            from tuners.files import check_weights
+
+            check_weights(path)  # a damaged weight file: named, with the fix, before a loader crashes on it
             return ModelSource(path, cfg, False, False, f"model folder {path} (real weights)")
         raw, what = cfg, f"model folder {path}"
     else:
@@ -157,7 +160,7 @@ def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path, reuse: b
 
     if not source.random_weights and any((source.folder / f).exists()
                                          for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")):
-        tok = AutoTokenizer.from_pretrained(source.folder)
+        tok = _folder_tokenizer(source.folder)
     elif reuse and (workdir / "tokenizer").is_dir():  # trained by rank 0 of this run
         tok = AutoTokenizer.from_pretrained(workdir / "tokenizer")
     else:
@@ -171,3 +174,17 @@ def tokenizer_for(source: ModelSource, texts: list[str], workdir: Path, reuse: b
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _folder_tokenizer(folder: Path):
+    """The folder's own tokenizer; a damaged one is an InputError naming the file and the fix."""
+    from transformers import AutoTokenizer
+
+    from tuners.files import RETOKENIZE, check_tokenizer
+
+    check_tokenizer(folder)
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"the tokenizer in {folder} could not be loaded ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''}): {RETOKENIZE}") from None

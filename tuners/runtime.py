@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from collections import namedtuple
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # --- data -------------------------------------------------------------------------------------
@@ -205,13 +206,20 @@ def torch_dtype(name: str):
             "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def auto_class(config: dict):
-    """The transformers auto class that builds a trainable LM for this config."""
+def model_class(config: dict):
+    """The transformers auto class that builds a trainable LM for this config: seq2seq for T5-style
+    encoder-decoders, the masked-LM head for BERT-style encoders, a causal LM otherwise."""
     import transformers
 
+    arch = (config.get("architectures") or [""])[0]
     if config.get("is_encoder_decoder") or config.get("model_type") == "t5":
         return transformers.AutoModelForSeq2SeqLM
+    if config.get("model_type") in ("bert", "roberta") or "MaskedLM" in arch:
+        return transformers.AutoModelForMaskedLM
     return transformers.AutoModelForCausalLM
+
+
+auto_class = model_class
 
 
 def quantization_config(spec: dict | None):
@@ -231,11 +239,15 @@ def load_dtype(settings: dict) -> str:
     return "fp32" if settings.get("mixed_precision") else settings["precision"]
 
 
-def load_model(folder, recipe: dict, settings: dict, device: str, trust_remote_code: bool = False):
-    """``from_pretrained`` with the plan's dtype, attention kernel and quantization."""
+def load_model(source, recipe: dict, settings: dict, device: str, trust_remote_code: bool = False):
+    """The base model in the plan's dtype, attention kernel and quantization: ``from_pretrained`` from a
+    model folder, or (``source`` a config dict) built from the config with random weights — the dry run
+    does this under fake tensors, so the dtype is set as the default while building, never by ``.to``."""
+    if isinstance(source, dict):
+        return _from_config(source, settings)
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code).to_dict()
+    cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).to_dict()
     kwargs = {"dtype": torch_dtype(load_dtype(settings)), "attn_implementation": settings.get("attention", "sdpa"),
               "trust_remote_code": trust_remote_code}
     q = quantization_config(recipe.get("quantization"))
@@ -245,14 +257,31 @@ def load_model(folder, recipe: dict, settings: dict, device: str, trust_remote_c
             kwargs["device_map"] = {"": device}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, info = auto_class(cfg).from_pretrained(folder, output_loading_info=True, **kwargs)
+        model, info = model_class(cfg).from_pretrained(source, output_loading_info=True, **kwargs)
     missing = [k for k in info.get("missing_keys") or [] if not k.endswith(("rotary_emb.inv_freq", "position_ids"))]
     if missing:  # strict: weights that are not in the files would be random, and the run would be called real
-        raise ValueError(f"the weights in {folder} miss {len(missing)} tensors (e.g. {missing[0]}): give a complete "
+        raise ValueError(f"the weights in {source} miss {len(missing)} tensors (e.g. {missing[0]}): give a complete "
                          "model folder, or a config.json for random weights")
     if q is None:
         model.to(device)
     return model
+
+
+def _from_config(config: dict, settings: dict):
+    import torch
+    import transformers
+
+    cfg = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
+    conf = transformers.AutoConfig.for_model(**cfg)
+    conf._attn_implementation = settings.get("attention", "sdpa")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype(load_dtype(settings)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return model_class(cfg).from_config(conf)
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _bottleneck_classes():
@@ -346,23 +375,17 @@ def prepare(model, recipe: dict, settings: dict, tokenizer_path=None):
     return model
 
 
-def make_optimizer(name: str, params, lr: float, foreach: bool | None = None):
-    """``foreach=None`` lets torch choose (foreach on CUDA, per tensor on CPU)."""
-    import torch
+def make_optimizer(spec: dict, params, lr: float, foreach: bool | None = None):
+    """The optimizer the recipe names: ``{"class": "torch.optim.AdamW", "kwargs": {...}, "foreach": true}``
+    (Tuning Advisor's optimizer registry writes it). ``foreach=None`` lets torch choose (foreach on CUDA,
+    per tensor on CPU), for optimizers that take the switch."""
+    import importlib
 
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, foreach=foreach)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=foreach)
-    if name == "adamw_8bit":
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(params, lr=lr)
-    if name == "adafactor":
-        from transformers.optimization import Adafactor
-
-        return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
-    raise ValueError(f"unknown optimizer {name!r}")
+    module, _, name = spec["class"].rpartition(".")
+    kwargs = dict(spec.get("kwargs") or {})
+    if spec.get("foreach"):
+        kwargs["foreach"] = foreach
+    return getattr(importlib.import_module(module), name)(params, lr=lr, **kwargs)
 
 
 def chunked_cross_entropy(hidden, head, labels, chunk: int = 1024):
@@ -457,6 +480,140 @@ def train_step(model, optimizer, batch: dict, on_phase=lambda name: None, loss=N
     return out
 
 
+# --- one builder: the plan -> the model, optimizer, loss and data that run ---------------------
+# The trial, this script and the dry run (under fake tensors) all build through ``build`` and train
+# through ``Built.step`` on groups from ``loader``: what a trial measures is what the project trains.
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of the optimizer's state tensors (each tensor once; a sharded one by its local shard)."""
+    seen, total = set(), 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if hasattr(value, "numel") and id(value) not in seen:
+                seen.add(id(value))
+                local = getattr(value, "_local_tensor", value)
+                total += local.numel() * local.element_size()
+    return total
+
+
+@dataclass
+class Built:
+    """What ``build`` makes of a plan; ``step`` runs one optimizer step and counts its micro-batches."""
+
+    model: object
+    optimizer: object
+    loss: object
+    teacher: object = None
+    autocast: tuple | None = None
+    """``(device_type, dtype)`` for ``torch.autocast`` under mixed precision (None: no autocast)."""
+    accum: int = 1
+    steps_taken: list = field(default_factory=list)
+    """Micro-batches each optimizer step ran (what ``report`` says, not what the plan asked)."""
+    runner: object = None
+    """What the steps call when it is not the model itself (``torch.compile``'s wrapper)."""
+
+    def step(self, group: list, on_phase=lambda name: None, update=None):
+        """One optimizer step over the micro-batches in ``group``: each loss divided by their number,
+        gradients accumulated, then the update: ``update(optimizer)`` when given (``train.py`` clips the
+        gradients and advances its schedule there), else the optimizer's step with gradients freed.
+        Returns the mean loss (a detached tensor)."""
+        values = [train_step(self.runner or self.model, self.optimizer, batch, on_phase, loss=self.loss, autocast=self.autocast,
+                             accum=len(group), update=update is None and k == len(group) - 1)
+                  for k, batch in enumerate(group)]
+        if update is not None:
+            on_phase("optimizer")
+            update(self.optimizer)
+        self.steps_taken.append(len(group))
+        return sum(values) / len(values)
+
+    def trainable_params(self) -> list:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def trainable(self) -> list:
+        base = getattr(self.model, "module", self.model)  # DDP wraps; FSDP2 keeps the names
+        return [name for name, p in base.named_parameters() if p.requires_grad]
+
+    def report(self) -> dict:
+        """The same fields from the trial, train.py and the dry run (tests compare them)."""
+        counts = sorted(set(self.steps_taken))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return {"trainable_names": self.trainable(), "trainable_params": sum(p.numel() for p in params),
+                "optimizer_state_bytes": optimizer_state_bytes(self.optimizer),
+                "micro_batches_per_step": counts[0] if len(counts) == 1 else counts or None}
+
+
+def build(plan: dict, source, device: str, *, teacher=None, tokenizer_path=None, trust_remote_code: bool = False,
+          world: int = 1, foreach: bool | None = None) -> Built:
+    """The plan document (``settings``, ``recipe``, ``hardware``) as it runs: the base model (class, dtype,
+    quantization, device map) from ``source`` (a folder, or a config dict for random weights), the
+    method's wrapping, a frozen teacher, autocast, DDP/FSDP2 over ``world`` ranks, the optimizer."""
+    s, recipe, hardware = plan["settings"], plan["recipe"], plan.get("hardware") or {}
+    model = prepare(load_model(source, recipe, s, device, trust_remote_code), recipe, s, tokenizer_path=tokenizer_path)
+    model.train()
+    frozen = None
+    if recipe.get("teacher"):
+        spec = recipe["teacher"]
+        frozen = load_model(teacher or spec["model"], {"quantization": spec.get("quantization")}, s, device).eval()
+        frozen.requires_grad_(False)
+    autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
+    if world > 1:  # DDP or FSDP2 as the plan shards; under FSDP2 mixed precision casts at the all-gather
+        fsdp = recipe["sharding"]["engine"] == "fully_shard"
+        model = wrap_distributed(model, recipe["sharding"], device, autocast[1] if autocast and fsdp else None,
+                                 cpu_offload=bool(hardware.get("cpu_offload")) and fsdp)
+        autocast = None if fsdp else autocast
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(recipe["optimizer"], params, float(s["lr"]), foreach=foreach)
+    loss = loss_fn(recipe, frozen, fused=bool(s.get("fused_cross_entropy")))
+    if s.get("compile"):  # the steps run the compiled module; the model itself is what is saved
+        import torch
+
+        return Built(model, optimizer, loss, frozen, autocast, int(s.get("grad_accum", 1)), runner=torch.compile(model))
+    return Built(model, optimizer, loss, frozen, autocast, int(s.get("grad_accum", 1)))
+
+
+def training_rows(examples, tokenizer, settings: dict, rank: int = 0, world: int = 1) -> list[dict]:
+    """Encoded rows (packed when the plan packs), this rank's share of them when there are several."""
+    return arrange(encode(examples, tokenizer, settings["seq_len"]), settings, rank, world)
+
+
+def arrange(rows: list[dict], settings: dict, rank: int = 0, world: int = 1) -> list[dict]:
+    """Encoded rows as the steps take them: packed when the plan packs, this rank's share."""
+    if settings.get("packing"):
+        rows = pack(rows, settings["seq_len"])
+    return rows[rank::world] if world > 1 and len(rows) >= world else rows
+
+
+def loader(rows: list[dict], settings: dict, pad_id: int, *, order: str = "shuffled", steps: int | None = None,
+           seed: int = 0, pad_to: int | None = None):
+    """Optimizer steps, each a list of ``grad_accum`` micro-batches of ``batch_size`` padded rows.
+
+    ``shuffled``: a new random order each epoch, the incomplete tail left out. ``longest_first`` (the
+    trial): longest rows first, cycling over the data, so an out-of-memory shows at step one. ``pad_to``
+    pads every micro-batch to that many tokens (None: to its longest row); ``steps`` None: no end."""
+    import torch
+
+    size, accum = settings["batch_size"], int(settings.get("grad_accum", 1))
+    per_step, n = size * accum, len(rows)
+    if order == "shuffled" and n < per_step:
+        raise ValueError(f"{n} rows are fewer than one optimizer step needs ({size} × {accum})")
+    generator = torch.Generator().manual_seed(seed)
+    longest = sorted(range(n), key=lambda i: -len(rows[i]["input_ids"]))
+    taken = 0
+    while True:
+        if order == "longest_first":  # one step at a time, wrapping around the end of the data
+            groups = [[longest[(taken * per_step + k) % n] for k in range(per_step)]]
+        else:
+            perm = torch.randperm(n, generator=generator).tolist()
+            groups = [perm[i:i + per_step] for i in range(0, n - per_step + 1, per_step)]
+        for idx in groups:
+            chunks = [[rows[j] for j in idx[k * size:(k + 1) * size]] for k in range(accum)]
+            yield [collate(c, pad_id, pad_to or max(len(e["input_ids"]) for e in c)) for c in chunks]
+            taken += 1
+            if steps is not None and taken >= steps:
+                return
+
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -505,25 +662,20 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def sharded(sharding: str) -> bool:
-    """FSDP2 shards the parameters (``fsdp``/``zero3``) or keeps them gathered after forward (``zero2``)."""
-    return sharding in ("zero2", "zero3", "fsdp")
-
-
-def wrap_distributed(model, sharding: str, device: str, mixed_precision_dtype=None, cpu_offload: bool = False):
-    """DDP (``none``), FSDP2 full shard (``fsdp``/``zero3``) or FSDP2 keeping parameters gathered
-    between forward and backward (``zero2``: gradients and optimizer states sharded) — the
-    engines torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the
-    all-gather (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast;
-    ``cpu_offload`` keeps each rank's parameter shard, gradients and optimizer states in host memory
-    (``CPUOffloadPolicy``)."""
+def wrap_distributed(model, sharding: dict, device: str, mixed_precision_dtype=None, cpu_offload: bool = False):
+    """The recipe's ``sharding`` (``{"engine": "ddp"|"fully_shard", "reshard_after_forward": bool}``, from Tuning
+    Advisor's sharding registry): DDP, FSDP2 full shard, or FSDP2 keeping parameters gathered between
+    forward and backward (ZeRO-2 as run here: gradients and optimizer states sharded) — the engines
+    torch.distributed provides; nothing home-made. Under FSDP2, mixed precision casts at the all-gather
+    (``MixedPrecisionPolicy``: 16-bit compute, fp32 gradient reduction), not by autocast; ``cpu_offload``
+    keeps each rank's parameter shard, gradients and optimizer states in host memory (``CPUOffloadPolicy``)."""
     import torch
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
     from torch.nn.parallel import DistributedDataParallel
 
-    if not sharded(sharding):
+    if sharding["engine"] != "fully_shard":
         return DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-    reshard = sharding != "zero2"
+    reshard = bool(sharding.get("reshard_after_forward", True))
     policy = MixedPrecisionPolicy(param_dtype=mixed_precision_dtype, reduce_dtype=torch.float32) \
         if mixed_precision_dtype is not None else MixedPrecisionPolicy()
     blocks = [m for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block", "EncoderLayer"))
@@ -585,7 +737,7 @@ def _trainloop():
     return module
 
 
-def main(argv=None) -> int:
+def _arguments(argv, loop):
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", default=str(here / "plan.json"), help="the plan (default: plan.json beside this script)")
@@ -599,32 +751,163 @@ def main(argv=None) -> int:
     ap.add_argument("--verify", action="store_true",
                     help="after saving, load the base again with the saved artifact and check it reproduces the "
                          "trained model's outputs (writes verify.safetensors; loads the base a second time)")
-    loop = _trainloop()
     plan_path = ap.parse_known_args(argv)[0].plan
-    plan = json.loads(Path(plan_path).read_text())
+    try:
+        plan = json.loads(Path(plan_path).read_text())
+    except (OSError, ValueError) as exc:
+        ap.error(f"cannot read the plan {plan_path} ({exc}): give --plan FILE")
     loop.add_arguments(ap, plan.get("training"))  # schedule, clipping, eval, checkpoints: the plan's defaults
     args = ap.parse_args(argv)
     if loop.check_args(args):
         ap.error(loop.check_args(args))
+    return ap, args, plan
 
-    import torch
-    import transformers
 
-    s, recipe, hardware = plan["settings"], plan["recipe"], plan.get("hardware", {})
+def _inputs(ap, args, plan: dict, loop) -> tuple[str, Path]:
+    """The model folder (or hub id) and the data file, checked before anything heavy loads."""
     model_path = args.model or plan.get("model_source") or plan["model"]
     data_path = args.data or (plan.get("data") or {}).get("path")
     if not data_path:
         ap.error("no data: give --data FILE (the plan has no data path)")
     if not args.data and not Path(data_path).is_absolute():  # bundled with the project: relative to plan.json
-        data_path = Path(plan_path).resolve().parent / data_path
+        data_path = Path(args.plan).resolve().parent / data_path
     if not Path(data_path).is_file():
         ap.error(f"data file {data_path} not found: give --data FILE")
     if Path(model_path).exists() and not (Path(model_path) / "config.json").is_file():
         ap.error(f"--model must be a Hugging Face model folder with config.json, or a hub id (got {model_path})")
     if not args.tokenizer and loop.tokenizer_problem(model_path):
         ap.error(loop.tokenizer_problem(model_path))
+    return model_path, Path(data_path)
 
+
+def _steps(ap, rows: list, s: dict, max_steps) -> int:
+    batch_size, accum = s["batch_size"], s.get("grad_accum", 1)
+    if not rows:
+        ap.error("no usable examples for this rank")
+    if len(rows) < batch_size * accum:
+        ap.error(f"{len(rows)} examples per rank are fewer than one optimizer step needs ({batch_size} × {accum}): "
+                 "give more data, or lower batch_size or grad_accum in the plan")
+    total = math.ceil(max(1, len(rows) // (batch_size * accum)) * s.get("epochs", 1))
+    return min(total, max_steps) if max_steps else total
+
+
+@dataclass
+class _Run:
+    """What the loop of ``main`` carries: the built plan, its rows, schedule and what it logged."""
+
+    built: Built
+    args: object
+    plan: dict
+    loop: object
+    rows: list
+    eval_rows: list
+    total: int
+    device: str
+    world: int
+    pad_id: int
+    say: object
+    scheduler: object = None
+    start: int = 0
+    losses: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+
+    def batch(self, chunk: list) -> dict:
+        length = self.plan["settings"]["seq_len"] if self.world > 1 else max(len(e["input_ids"]) for e in chunk)
+        return {k: v.to(self.device) for k, v in collate(chunk, self.pad_id, length).items()}
+
+    def evaluate(self, step: int) -> None:
+        if self.eval_rows:
+            value = self.loop.evaluate(self.built.model, self.eval_rows, self.batch, self.built.loss,
+                                       self.plan["settings"]["batch_size"], self.built.autocast)
+            self.evals.append({"step": step, "loss": value})
+            self.say(f"eval loss {value:.4f} at step {step} ({len(self.eval_rows)} held-out examples)", flush=True)
+
+    def save(self, step: int) -> None:
+        if distributed()[0] == 0:
+            found = self.loop.save_checkpoint(self.args.output, self.built.model, self.built.optimizer, self.scheduler,
+                                              step, {"losses": self.losses, "evals": self.evals},
+                                              self.args.keep_checkpoints)
+            self.say(f"checkpoint written: {found}")
+        if self.world > 1:
+            import torch
+
+            torch.distributed.barrier()
+
+    def resume(self) -> None:
+        found = self.loop.latest_checkpoint(self.args.output)
+        if not found:
+            self.say(f"no checkpoint under {Path(self.args.output) / self.loop.CHECKPOINTS}: starting from step 0")
+            return
+        state = self.loop.load_checkpoint(found, self.built.model, self.built.optimizer, self.scheduler)
+        self.start, self.losses, self.evals = state["step"], state.get("losses", []), state.get("evals", [])
+        self.say(f"resumed from {found} (step {self.start} of {self.total})")
+
+
+def _train(run: _Run) -> bool:
+    """The optimizer steps (skipping, in the same data order, those a resumed checkpoint holds); False when
+    the loss stops being finite."""
+    s, args, loop = run.plan["settings"], run.args, run.loop
+    params = run.built.trainable_params()
+    progress = loop.Progress(run.total, run.start)
+
+    def update(optimizer):
+        update.norm = loop.update(optimizer, run.scheduler, params, args.max_grad_norm)
+
+    groups = loader(run.rows, s, run.pad_id, steps=run.total, seed=args.seed,
+                    pad_to=s["seq_len"] if run.world > 1 else None)
+    for step, group in enumerate(groups, 1):
+        if step <= run.start:
+            continue
+        lr = run.scheduler.get_last_lr()[0]
+        group = [{k: v.to(run.device) for k, v in b.items()} for b in group]
+        run.losses.append(float(run.built.step(group, update=update)))
+        if not math.isfinite(run.losses[-1]):
+            run.say(f"error: loss is {run.losses[-1]} at step {step}: lower the learning rate or check the data")
+            return False
+        tokens = sum(int(b["attention_mask"].sum()) for b in group) * run.world
+        run.say(progress.line(step, run.losses[-1], tokens, lr, update.norm), flush=True)
+        if step < run.total and args.eval_every and step % args.eval_every == 0:
+            run.evaluate(step)
+        if step < run.total and args.save_every and step % args.save_every == 0:
+            run.save(step)
+    return True
+
+
+def _finish(run: _Run, model_path, tok, probe: list, t0: float) -> None:
+    """The artifact (checked with --verify), then the final eval loss and checkpoint, then the log. The eval
+    runs after the save: an eval-mode forward repacks a 4-bit base on CPU in bitsandbytes."""
+    built, args, plan = run.built, run.args, run.plan
+    state = full_state_dict(built.model) if run.world > 1 else None  # every rank takes part in gathering it
+    model = getattr(built.model, "module", built.model)
+    log = {"losses": run.losses, "steps": len(run.losses), "world_size": run.world, "seconds": time.time() - t0,
+           "resumed_from_step": run.start or None, **built.report()}
+    out = None
+    if distributed()[0] == 0:
+        out = save_artifact(model, args.output, plan["recipe"], tok, state_dict=state)
+        if args.verify:
+            log["verify_max_abs_diff"] = verify(model, out, model_path, plan["recipe"], plan["settings"], run.device, probe)
+            run.say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "
+                    f"{log['verify_max_abs_diff']:.2e})")
+    if run.start < run.total:
+        run.evaluate(run.total)
+        if args.save_every or args.resume:
+            run.save(run.total)
+    if out is not None:
+        (out / "train_log.json").write_text(json.dumps({**log, "eval": run.evals}, indent=2))
+        run.say(f"saved to {out}")
+
+
+def main(argv=None) -> int:
+    loop = _trainloop()
+    ap, args, plan = _arguments(argv, loop)
+    model_path, data_path = _inputs(ap, args, plan, loop)
+    import torch
+    import transformers
+
+    s = plan["settings"]
     rank, local_rank, world = distributed()
+    if (args.save_every or args.resume) and world > 1 and plan["recipe"]["sharding"]["engine"] == "fully_shard":
+        ap.error("--save-every and --resume run on one process or DDP; with FSDP sharding use torch.distributed.checkpoint")
     if world > 1:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -636,133 +919,33 @@ def main(argv=None) -> int:
     tok = transformers.AutoTokenizer.from_pretrained(args.tokenizer or model_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = prepare(load_model(model_path, recipe, s, device), recipe, s, tokenizer_path=args.tokenizer or model_path)
-    teacher = None
-    if recipe.get("teacher"):
-        t = recipe["teacher"]
-        teacher = load_model(args.teacher or t["model"], {"quantization": t.get("quantization")}, s, device).eval()
-        teacher.requires_grad_(False)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    say(f"trainable parameters: {sum(p.numel() for p in params):,} of {sum(p.numel() for p in model.parameters()):,}")
-    autocast = (device.split(":")[0], torch_dtype(s["precision"])) if s.get("mixed_precision") else None
-    if world > 1:
-        sharding = hardware.get("sharding", "none")
-        model = wrap_distributed(model, sharding, device, autocast[1] if autocast and sharded(sharding) else None,
-                                 cpu_offload=bool(hardware.get("cpu_offload")) and sharded(sharding))
-        autocast = None if sharded(sharding) else autocast
-        params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(s["optimizer"], params, float(s["lr"]))
-    loss = loss_fn(recipe, teacher, fused=bool(s.get("fused_cross_entropy")))
-    # Speed settings (issue 21): compile and the fused loss run here; the other two are not implemented
-    # by this script, which says so instead of pretending.
-    trained = torch.compile(model) if s.get("compile") else model
+    built = build(plan, model_path, device, teacher=args.teacher, tokenizer_path=args.tokenizer or model_path,
+                  world=world)
+    # Speed settings (issue 21): compile and the fused loss run here (runtime.build); the other two are not
+    # implemented by this script, which says so instead of pretending.
     for name in ("optimizer_in_backward", "activation_offloading"):
         if s.get(name):
             say(f"note: {name} is not implemented by this script: it runs without it (expect the memory and speed of "
                 "the plan with it off)")
-
+    params = built.trainable_params()
+    say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
+        f"{sum(p.numel() for p in built.model.parameters()):,}")
     encoded = encode(load_examples(data_path), tok, s["seq_len"])
-    probe = encoded[0]["input_ids"][:16]  # --verify's input: the data's first example
+    probe = encoded[0]["input_ids"][:16] if encoded else []  # --verify's input: the data's first example
     encoded, eval_rows = loop.split_eval(encoded, args.eval_share, s["batch_size"] * s.get("grad_accum", 1) * world,
                                          seed=args.seed)
-    if s.get("packing"):
-        encoded = pack(encoded, s["seq_len"])
-    encoded = encoded[rank::world]
-    if not encoded:
-        ap.error("no usable examples for this rank")
-    batch_size, accum = s["batch_size"], s.get("grad_accum", 1)
-    if len(encoded) < batch_size * accum:
-        ap.error(f"{len(encoded)} examples per rank are fewer than one optimizer step needs ({batch_size} × {accum}): "
-                 "give more data, or lower batch_size or grad_accum in the plan")
-    steps_per_epoch = max(1, len(encoded) // (batch_size * accum))
-    total = math.ceil(steps_per_epoch * s.get("epochs", 1))
-    if args.max_steps:
-        total = min(total, args.max_steps)
-    say(f"{len(encoded)} examples per rank, {world} rank(s), {total} optimizer steps"
+    rows = arrange(encoded, s, rank, world)
+    total = _steps(ap, rows, s, args.max_steps)
+    say(f"{len(rows)} examples per rank, {world} rank(s), {total} optimizer steps"
         + (f", {len(eval_rows)} held out for the eval loss" if eval_rows else ""))
-
-    def make_batch(chunk):
-        length = s["seq_len"] if world > 1 else max(len(e["input_ids"]) for e in chunk)
-        return {key: v.to(device) for key, v in collate(chunk, tok.pad_token_id, length).items()}
-
-    checkpointing = bool(args.save_every or args.resume)
-    if checkpointing and world > 1 and sharded(hardware.get("sharding", "none")):
-        ap.error("--save-every and --resume run on one process or DDP; with FSDP sharding use torch.distributed.checkpoint")
-    scheduler = loop.make_scheduler(optimizer, args, total)
-    state, start = {}, 0
-    if args.resume and loop.latest_checkpoint(args.output):
-        found = loop.latest_checkpoint(args.output)
-        state = loop.load_checkpoint(found, model, optimizer, scheduler)
-        start = state["step"]
-        say(f"resumed from {found} (step {start} of {total})")
-    elif args.resume:
-        say(f"no checkpoint under {Path(args.output) / loop.CHECKPOINTS}: starting from step 0")
-    losses, evals = state.get("losses", []), state.get("evals", [])
-    step, t0, generator = 0, time.time(), torch.Generator().manual_seed(args.seed)
-    progress = loop.Progress(total, start)
-
-    def evaluate(step):
-        if eval_rows:
-            evals.append({"step": step, "loss": loop.evaluate(model, eval_rows, make_batch, loss, batch_size, autocast)})
-            say(f"eval loss {evals[-1]['loss']:.4f} at step {step} ({len(eval_rows)} held-out examples)", flush=True)
-
-    def save(step):
-        if rank == 0:
-            found = loop.save_checkpoint(args.output, model, optimizer, scheduler, step,
-                                         {"losses": losses, "evals": evals}, args.keep_checkpoints)
-            say(f"checkpoint written: {found}")
-        if world > 1:
-            torch.distributed.barrier()
-
-    while step < total:
-        order = torch.randperm(len(encoded), generator=generator).tolist()  # the same order on a resume
-        for i in range(0, len(order) - batch_size * accum + 1, batch_size * accum):
-            if step < start:  # trained before the checkpoint: skip, keeping the data order
-                step += 1
-                continue
-            micro = [order[i + k * batch_size:i + (k + 1) * batch_size] for k in range(accum)]
-            tokens, lr = 0, scheduler.get_last_lr()[0]
-            for k, idx in enumerate(micro):
-                batch = make_batch([encoded[j] for j in idx])
-                tokens += int(batch["attention_mask"].sum()) * world
-                value = train_step(trained, optimizer, batch, loss=loss, autocast=autocast, accum=accum,
-                                   update=False)
-            norm = loop.update(optimizer, scheduler, params, args.max_grad_norm)
-            step += 1
-            losses.append(float(value))
-            if not math.isfinite(losses[-1]):
-                say(f"error: loss is {losses[-1]} at step {step}: lower the learning rate or check the data")
-                return 1
-            say(progress.line(step, losses[-1], tokens, lr, norm), flush=True)
-            if step < total and args.eval_every and step % args.eval_every == 0:
-                evaluate(step)
-            if step < total and args.save_every and step % args.save_every == 0:
-                save(step)
-            if step >= total:
-                break
-
-    state = full_state_dict(model) if world > 1 else None
-    if world > 1:
-        model = getattr(model, "module", model)
-    if rank == 0:
-        out = save_artifact(model, args.output, recipe, tok, state_dict=state)
-        log = {"losses": losses, "steps": step, "world_size": world, "seconds": time.time() - t0, "eval": evals,
-               "resumed_from_step": start or None}
-        if args.verify:
-            log["verify_max_abs_diff"] = verify(model, out, model_path, recipe, s, device, probe)
-            say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "
-                f"{log['verify_max_abs_diff']:.2e})")
-    # The end: the eval loss of the trained weights and, with checkpoints, a last one — after the artifact
-    # is saved and checked (an eval-mode forward repacks a 4-bit base on CPU in bitsandbytes).
-    if start < total:
-        evaluate(step)
-        if checkpointing:
-            save(step)
-    if rank == 0:
-        log["eval"] = evals
-        (out / "train_log.json").write_text(json.dumps(log, indent=2))
-        say(f"saved to {out}")
+    run = _Run(built, args, plan, loop, rows, eval_rows, total, device, world, tok.pad_token_id, say)
+    run.scheduler = loop.make_scheduler(built.optimizer, args, total)
+    if args.resume:
+        run.resume()
+    t0 = time.time()
+    if not _train(run):
+        return 1
+    _finish(run, model_path, tok, probe, t0)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -6,7 +6,8 @@ network"): started with a non-loopback ``--server.address`` (or ``TUNING_ADVISOR
 then
 
 - refuses to start without ``TUNING_ADVISOR_TOKEN``, and asks every browser session for that token
-  (``?token=...`` in the address, or a password field);
+  (a password field, or once ``?token=...`` in a link: accepted, then dropped from the address at once,
+  so it stays in neither the browser's history nor a shared link);
 - reads files only under the allowed roots: the data folder, the Hugging Face cache, and the folders in
   ``TUNING_ADVISOR_ALLOWED_ROOTS`` (separated by ``:``). A path outside them is refused with the same
   message whether or not it exists, so the app cannot be used to probe the server's disk.
@@ -79,7 +80,10 @@ def gate() -> None:
     typed = None
     if os.environ.get("TUNING_ADVISOR_TOKEN"):
         typed = st.text_input("Access token", type="password", key="_access_token")
-    problem = token_problem(st.query_params.get("token"), typed)
+    from_link = st.query_params.get("token")
+    if from_link is not None:
+        del st.query_params["token"]  # read once, never left in the address (history, logs, shared links)
+    problem = token_problem(from_link, typed)
     if problem:
         st.error(problem)
         st.stop()

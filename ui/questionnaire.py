@@ -13,7 +13,7 @@ from estimators.catalog import catalog_rows, custom_gpu, gpus
 from estimators.errors import InputError, parse_json
 from tuners import store
 from tuners.export import user_file_name
-from ui import access
+from ui import access, hosting
 from ui.runstate import initial
 
 
@@ -193,6 +193,11 @@ def render() -> dict:
         out["gpu"] = "custom"
         out["gpu_spec"] = custom_gpu(mem, tflops, price, name=name)
     out["num_gpus"] = int(sb.number_input("Number of GPUs", 1, 1024, int(initial("num_gpus", 1)), key="num_gpus"))
+    host = sb.number_input("Host RAM of one machine, GiB (0 = typical for the GPU)", 0.0, 1e6,
+                           float(initial("host_memory", 0.0)), key="host_memory",
+                           help="CPU offload keeps weights, gradients or optimizer states here: a plan that needs "
+                                "more does not fit. Typical: 2 TB for 8x H100/H200, 128 GiB for a 2-GPU workstation.")
+    out["host_memory_gib"] = host or None
     hours = sb.number_input("Time budget, hours (0 = none)", 0.0, 1e6, float(initial("max_hours", 0.0)), key="max_hours")
     cost = sb.number_input("Money budget, USD (0 = none)", 0.0, 1e9, float(initial("max_cost", 0.0)), key="max_cost")
     out["max_hours"] = hours or None
@@ -201,6 +206,7 @@ def render() -> dict:
                                            key="num_tasks"))
     out["priority"] = sb.radio("Priority", PRIORITIES, horizontal=True, key="priority",
                                index=_index(PRIORITIES, initial("priority", "balanced"), "balanced"))
+    out.update(hosting.render_inputs(sb))  # optional traffic: prices hosting (issue 24)
     if not out["goals"]:
         problems.append("choose at least one goal")
     out["data_report"] = None

@@ -11,10 +11,12 @@ import streamlit as st
 from advisor.criteria import explain
 from advisor.explore import memory_rows, time_cost_curve, what_if
 from advisor.formatting import fit_label
+from estimators import axes
 from estimators import methods as methods_registry
 from estimators.errors import InputError
 from estimators.methods import REGISTRY
-from estimators.plan import Plan
+from estimators.plan import Plan, setting
+from ui import hosting
 
 GIB = 1024**3
 
@@ -103,10 +105,9 @@ SETTING_LABELS = {
     "compile": ("torch.compile", ""), "fused_cross_entropy": ("Fused cross-entropy", ""),
     "optimizer_in_backward": ("Optimizer step in backward", ""), "activation_offloading": ("Activation offloading", ""),
 }
-_VALUE_WORDS = {"adamw": "AdamW", "adamw_8bit": "AdamW 8-bit", "sgd": "SGD (momentum 0.9)", "adafactor": "Adafactor",
-                "sdpa": "SDPA (memory-efficient)", "eager": "eager", "none": "none (one replica per GPU)",
-                "zero1": "ZeRO-1", "zero2": "ZeRO-2", "zero3": "ZeRO-3", "fsdp": "FSDP (full shard)",
-                "all-linear": "every linear layer"}
+_VALUE_WORDS = {"sdpa": "SDPA (memory-efficient)", "eager": "eager", "all-linear": "every linear layer",
+                **{k: o.label for k, o in axes.OPTIMIZER_REGISTRY.items()},
+                **{k: s.label for k, s in axes.SHARDING_REGISTRY.items()}}  # the registries' labels
 
 
 def setting_value(key: str, value) -> str:
@@ -154,8 +155,11 @@ def _what_would_fit(plan_json: str) -> str | None:
         m = min_gpus(Plan.from_json(json.loads(plan_json)))
     except (InputError, KeyError, ValueError):
         return None
-    names = {"none": "replicas", "zero2": "ZeRO-2", "fsdp": "FSDP", "fsdp+offload": "FSDP + CPU offload"}
-    options = [f"{f['num_gpus']:,} of these GPUs with {names.get(k, k)}" for k, f in m["by_sharding"].items()
+    def name(k: str) -> str:  # by_sharding's keys: a registry id, or one with "+offload"
+        base, _, offload = k.partition("+")
+        return (axes.sharding(base).label if base in axes.SHARDING_REGISTRY else base) + (" + CPU offload" if offload else "")
+
+    options = [f"{f['num_gpus']:,} of these GPUs with {name(k)}" for k, f in m["by_sharding"].items()
                if f is not None and k != "none"][:1]
     options += [f"{o['num_gpus']} × {o['name']} ({o['sharding']}, {fmt_usd(o['cost_usd'])}, {fmt_hours(o['seconds'])})"
                 for o in (m.get("cheapest") or [])[:1]]
@@ -192,7 +196,7 @@ def render_recommendation(rec: dict) -> None:
         with st.container(border=True):
             st.success(f"**Hybrid — retrieval (RAG) for the facts, {rec['hybrid']['label']} for the rest.** "
                        + rec["hybrid"]["text"])
-    st.info(rec["summary"])
+    st.info(hosting.in_app_words(rec["summary"]))
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "suitability": a.get("verdict", "—"),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
@@ -268,10 +272,10 @@ def render_charts(answers: dict, rec: dict, gpu) -> None:
     if frame["cost_usd"].notna().any():
         right.plotly_chart(px.line(frame, x="examples", y="cost_usd", color="method", markers=True, log_x=True,
                                    labels={"cost_usd": "cost (USD)"}), key="cost_chart")
-    render_what_if(by_method, gpu)
+    render_what_if(by_method, gpu, (answers.get("max_hours"), answers.get("max_cost_usd")))
 
 
-def render_what_if(by_method: dict, gpu) -> None:
+def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
     """Opens on the selected method's plan (the table's numbers); every change edits that plan and
     re-estimates memory, time and cost. Widget keys carry the method, so each method keeps its own edits."""
     st.markdown("**What if?** Start from a method's plan, change its settings, and see memory, time and cost move.")
@@ -283,6 +287,7 @@ def render_what_if(by_method: dict, gpu) -> None:
     def choices(values, current):  # the current setting is always one of the slider's stops
         return sorted(set(values) | {current})
 
+    precisions, optimizers = setting("precision").choices, setting("optimizer").choices  # the one schema
     settings = {
         "batch_size": int(c1.select_slider("Micro-batch", choices([1, 2, 4, 8, 16, 32, 64], s["batch_size"]),
                                            value=s["batch_size"], key=f"wi_batch_{method}")),
@@ -291,14 +296,18 @@ def render_what_if(by_method: dict, gpu) -> None:
                                         value=s["seq_len"], key=f"wi_seq_{method}")),
         "gradient_checkpointing": c3.checkbox("Gradient checkpointing", s["gradient_checkpointing"],
                                               key=f"wi_ckpt_{method}"),
-        "precision": c1.radio("Precision", ("bf16", "fp16", "fp32"), horizontal=True, key=f"wi_precision_{method}",
-                              index=("bf16", "fp16", "fp32").index(s["precision"])),
-        "optimizer": c2.selectbox("Optimizer", ("adamw", "adamw_8bit", "sgd", "adafactor"), key=f"wi_opt_{method}",
-                                  index=("adamw", "adamw_8bit", "sgd", "adafactor").index(s["optimizer"])),
+        "precision": c1.radio("Precision", precisions, horizontal=True, key=f"wi_precision_{method}",
+                              index=precisions.index(s["precision"])),
+        "optimizer": c2.selectbox("Optimizer", optimizers, key=f"wi_opt_{method}",
+                                  index=optimizers.index(s["optimizer"])),
     }
     if "lora_rank" in s:
         settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
                                                      value=s["lora_rank"], key=f"wi_rank_{method}"))
+    settings["grad_accum"] = int(c1.number_input("Gradient accumulation", 1, 4096, s["grad_accum"],
+                                                 key=f"wi_accum_{method}"))
+    settings["epochs"] = float(c3.number_input("Epochs", 0.1, 1000.0, float(s["epochs"]), step=0.5,
+                                               key=f"wi_epochs_{method}"))
     # Speed settings (issue 21): each a plan setting the estimate models and the exported train.py honours or names.
     speed = st.columns(5)
     for col, (name, text) in zip(speed, (("packing", "Packing"), ("compile", "torch.compile"),
@@ -308,9 +317,15 @@ def render_what_if(by_method: dict, gpu) -> None:
         settings[name] = col.checkbox(text, bool(s.get(name)), key=f"wi_{name}_{method}")
     hardware = {"num_gpus": int(c2.number_input("GPUs", 1, 1024, h["num_gpus"], key=f"wi_gpus_{method}"))}
     if hardware["num_gpus"] > 1:
-        shardings = ("none", "zero1", "zero2", "zero3", "fsdp")
+        shardings = setting("sharding").choices  # the one schema (estimators/plan.py)
         hardware["sharding"] = c3.selectbox("Sharding", shardings, index=shardings.index(h["sharding"]),
-                                            key=f"wi_shard_{method}")
+                                            key=f"wi_shard_{method}",
+                                            help="none: DDP replicas; zero2: DeepSpeed ZeRO-2 (gradients and optimizer "
+                                                 "states sharded); zero3/fsdp: parameters too")
+    hardware["cpu_offload"] = c1.checkbox("CPU offload", h["cpu_offload"], key=f"wi_offload_{method}",
+                                          help="optimizer states (with FSDP/ZeRO-3 also parameters and gradients) in "
+                                               "host RAM: less GPU memory, more time (host-link copies, a CPU "
+                                               "optimizer step), and it must fit the host's RAM")
     try:
         edited = what_if(plan, settings, hardware)
     except InputError as exc:
@@ -319,8 +334,13 @@ def render_what_if(by_method: dict, gpu) -> None:
     est = edited.estimate
     st.session_state["whatif_plan"] = edited.to_json()
     m1, m2, m3 = st.columns(3)
-    m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else "does not fit",
+    host = est.get("host") or {}
+    m1.metric("Memory / GPU", fmt_bytes(est["memory"]["total"]), "fits" if est["fits"] else
+              ("does not fit the host's RAM" if est.get("fits_gpu") else "does not fit"),
               delta_color="normal" if est["fits"] else "inverse")
+    if hardware["cpu_offload"] and host.get("memory_bytes"):
+        st.caption(f"Host RAM per node: {fmt_bytes(host['needed_bytes'])} of {fmt_bytes(host['memory_bytes'])}"
+                   + ("" if host.get("given") else f" (typical: {host.get('basis')})") + ".")
     t = est["time"]
     ranged = t.get("seconds_low") is not None
     m2.metric("Time", fmt_hours(t["seconds"]),
@@ -339,7 +359,7 @@ def render_what_if(by_method: dict, gpu) -> None:
     fig.add_vline(x=gpu.memory_bytes / GIB, line_dash="dash", annotation_text=gpu.name)
     st.plotly_chart(fig, key="whatif_chart")
     if st.toggle("How many GPUs do I need?", key="whatif_min_gpus"):
-        render_min_gpus(edited)
+        render_min_gpus(edited, budget)
     left, right = st.columns(2)
     left.download_button("Download this plan (plan.json)", json.dumps(edited.to_json(), indent=2), "plan.json",
                          key="dl_plan", help="tuning-advisor estimate|trial|export --plan plan.json")
@@ -348,23 +368,24 @@ def render_what_if(by_method: dict, gpu) -> None:
     exact_check(edited)
 
 
-def render_min_gpus(plan: Plan) -> None:
-    """The smallest count of the plan's GPU per sharding, and the cheapest catalog GPU x count that fits."""
+def render_min_gpus(plan: Plan, budget: tuple = (None, None)) -> None:
+    """The one search's first answer (as the recommendation's hints, the budget advice and --min-gpus give
+    it), the smallest count of the plan's GPU per sharding, and the cheapest options that fit."""
     from estimators.scaling import min_gpus
 
-    m = min_gpus(plan)
-    rows = [{"sharding": {"none": "DDP (replicas)", "zero2": "ZeRO-2", "fsdp": "FSDP / ZeRO-3",
-                          "fsdp+offload": "FSDP + CPU offload"}[k],
-             "GPUs": "does not fit on 1,024" if f is None else f"{f['num_gpus']:,}",
+    m = min_gpus(plan, *budget)
+    st.markdown(f"**What would fit:** {m['answer']}" if m["answer"] else
+                "**What would fit:** nothing in the catalog up to 128 GPUs" + (" within the budget." if any(budget)
+                                                                                else "."))
+    rows = [{"sharding": "FSDP + CPU offload" if k.endswith("+offload") else axes.sharding(k).label,
+             "GPUs": "does not fit on 128" if f is None else f"{f['num_gpus']:,}",
              "memory / GPU": "—" if f is None else fmt_bytes(f["memory_per_gpu"]),
              "host RAM per node": "—" if f is None else fmt_bytes(f["cpu_ram"]),
              "time": "—" if f is None else fmt_hours(f["seconds"]), "cost": "—" if f is None else fmt_usd(f["cost_usd"])}
             for k, f in m["by_sharding"].items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="min_gpus_table")
     if m["cheapest"]:
-        st.caption("Cheapest GPU type × count that fits: " + "; ".join(
-            f"{o['num_gpus']} × {o['name']} ({o['sharding']}, {fmt_usd(o['cost_usd'])}, {fmt_hours(o['seconds'])})"
-            for o in m["cheapest"]))
+        st.caption("Cheapest GPU type × count that fits: " + "; ".join(o["text"] for o in m["cheapest"]))
 
 
 @st.cache_data(show_spinner=False)

@@ -16,9 +16,10 @@ from tuners import store
 
 ANSWER_KEYS = ("task", "goals", "data_mode", "data_file", "domain", "model_mode", "model", "local_folders",
                "local_model", "model_folder", "model_config", "gpu_mode", "gpu", "custom_name", "custom_mem",
-               "custom_tflops", "custom_price", "num_gpus", "max_hours", "max_cost", "num_tasks", "priority",
+               "custom_tflops", "custom_price", "num_gpus", "host_memory", "max_hours", "max_cost", "num_tasks", "priority",
                "num_examples", "avg_tokens", "trial_method", "trial_plan_source", "trial_source", "trial_folder",
-               "trial_scale", "trial_steps", "trial_nproc")
+               "trial_scale", "trial_steps", "trial_nproc", "requests_per_day", "tokens_in", "tokens_out",
+               "serving_gpu", "p50_tpot_ms", "horizon_months", "retunes")
 TRIAL_PREFIXES = ("trial_batch_", "trial_seq_")
 
 

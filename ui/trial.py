@@ -88,6 +88,15 @@ def stand_in(plan: Plan, scale: bool) -> str:
             f"loop; it does not measure a GPU's speed. Random weights: the loss is not meaningful.")
 
 
+def _refused(folder: str) -> str | None:
+    """Why the app may not read this model folder (network mode, outside the allowed roots), else None."""
+    try:
+        access.checked_path(folder, "model folders") if folder else None
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def render_launch(answers: dict, rec: dict) -> None:
     by_method = plans(rec)
     if not by_method:
@@ -110,6 +119,10 @@ def render_launch(answers: dict, rec: dict) -> None:
     if source == "Local model folder":
         folder = c2.text_input("Folder with config.json and weights", key="trial_folder",
                                value=initial("trial_folder", "")).strip()
+        refused = _refused(folder)
+        if refused:  # the questionnaire's allow-list, said before launch
+            st.error(refused)
+            return
     else:
         scale = c2.checkbox("Scale down for this machine (fewer, narrower layers)", key="trial_scale",
                             value=bool(initial("trial_scale", not HAS_GPU)))

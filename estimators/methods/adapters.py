@@ -23,5 +23,6 @@ SPEC = MethodSpec(
     extra_activations=_activations,
     added_modules=lambda spec, setup: 2 * spec.layers,
     assumptions=peft_assumptions,
+    served_as="inserted",
     citation="Houlsby et al. 2019, Parameter-Efficient Transfer Learning for NLP",
 )

@@ -108,9 +108,17 @@ class MethodSpec:
     their own, fitted on published runs (bench/time_accuracy.py)."""
     savers: tuple[tuple[dict, str], ...] = ()
     """Method-specific memory savers the feasibility search may add, in order: (changes, note)."""
+    quantized_variant: str | None = None
+    """The method that is this one over a 4-bit base (LoRA: QLoRA), which the "what would fit" search
+    (estimators/scaling.py) also tries."""
     assumptions: Callable[[ModelSpec, Any], list[str]] = _no_assumptions
     artifact: str = "adapter"
     """What training produces: ``adapter`` (a small file beside the base) or ``model`` (a whole model)."""
+    served_as: str = "lora"
+    """How the result is served (estimators/serving.py): ``lora`` (merged into the base for one task,
+    unmerged adapters batched on one base for several), ``qlora`` (the same over the 4-bit base),
+    ``prompt`` (the base plus soft prompts in every request), ``inserted`` (adapter layers that cannot
+    merge) or ``model`` (one whole model per task)."""
     citation: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -264,7 +272,7 @@ def quantized_params(spec: ModelSpec) -> int:
 
 LORA_SETTINGS = (
     Setting("lora_rank", 16, "rank r of the low-rank update A·B", int, low=1, high=65536),
-    Setting("lora_alpha", None, "LoRA scaling numerator (scale = alpha / r); default 2r", float, low=0, high=1e6,
+    Setting("lora_alpha", None, "LoRA scaling numerator (scale = alpha / r); default 2r", float, low=1e-6, high=1e6,
             optional=True),
     Setting("lora_targets", "all-linear", "all-linear or a comma list of module names (q,v is short for q_proj,v_proj)",
             str),

@@ -18,6 +18,6 @@ SPEC = MethodSpec(
     needs_teacher=True, exact_check=False,
     savers=(({"optimizer": "adamw_8bit"}, "8-bit AdamW"), ({"teacher_quant_bits": 4}, "teacher stored in 4 bits"),
             ({"teacher_logits": "precomputed"}, "teacher logits precomputed in one pass before training")),
-    artifact="model",
+    artifact="model", served_as="model",
     citation="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
 )

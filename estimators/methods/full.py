@@ -8,5 +8,5 @@ SPEC = MethodSpec(
     # Its optimizer step over every weight is a term of its own in the step time
     # (estimators/steptime.py), so its matmuls run at the GPU's efficiency like any method's.
     savers=(({"optimizer": "adamw_8bit"}, "8-bit AdamW"),),
-    artifact="model",
+    artifact="model", served_as="model",
 )

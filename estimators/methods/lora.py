@@ -4,7 +4,7 @@ from estimators.methods.base import (LORA_SETTINGS, MethodSpec, lora_assumptions
 
 SPEC = MethodSpec(
     id="lora", label="LoRA", summary="low-rank adapters beside the frozen base's linear layers",
-    trains_base=False, settings=LORA_SETTINGS, default_lr=2e-4,
+    trains_base=False, settings=LORA_SETTINGS, default_lr=2e-4, quantized_variant="qlora",
     trainable=lora_params,
     adapter_linears=lambda spec, setup: lora_linears(spec, setup.lora_targets),
     added_modules=lora_modules,

@@ -21,5 +21,6 @@ SPEC = MethodSpec(
     trainable=_trainable,
     virtual_tokens=lambda setup: setup.num_virtual_tokens,
     assumptions=peft_assumptions,
+    served_as="prompt",
     citation="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning",
 )

@@ -27,5 +27,6 @@ SPEC = MethodSpec(
     keeps_linear_inputs=True,  # bitsandbytes' 4-bit matmul keeps its input even though the weight is frozen
     quantized_base=True, compute_16bit=True, exact_check=False,
     assumptions=_assumptions,
+    served_as="qlora",
     citation="Dettmers et al. 2023, QLoRA: Efficient Finetuning of Quantized LLMs",
 )

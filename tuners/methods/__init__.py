@@ -7,11 +7,12 @@ which is also the exported ``train.py``) does for this method, as plain JSON —
 * ``quantization``: a bitsandbytes config (plain values) or None; ``prepare_kbit``: PEFT's k-bit preparation;
 * ``peft``: ``{"config": "LoraConfig", "kwargs": {...}}`` or None; ``adapters``: bottleneck adapter layers or None;
 * ``teacher``: a frozen teacher (model, quantization, temperature, alpha) or None;
-* ``save``: ``peft``, ``adapters`` or ``model``.
+* ``save``: ``peft``, ``adapters`` or ``model``;
+* ``optimizer`` and ``sharding``: how the runtime builds them (from the registries in ``estimators/axes.py``).
 
 Nothing else in the tuners branches on method names.
 """
-from tuners import runtime
+from estimators.axes import optimizer, sharding
 from tuners.methods import adapters, distillation, dora, full, lora, prompt_tuning, qlora
 
 METHODS = {m.ID: m for m in (prompt_tuning, lora, qlora, full, adapters, distillation, dora)}
@@ -23,7 +24,14 @@ def recipe(plan, spec) -> dict:
     (``bnb_4bit_quant_storage``, as Answer.AI's fsdp_qlora does)."""
     out = METHODS[plan.method].recipe(plan.settings, spec)
     h = plan.hardware
+    shard = sharding(h.get("sharding", "none"))
+    out["optimizer"] = optimizer(plan.settings["optimizer"]).runtime()
+    out["sharding"] = shard.runtime()
     q = out.get("quantization") or {}
-    if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and runtime.sharded(h.get("sharding", "none")):
+    if q.get("load_in_4bit") and h.get("num_gpus", 1) > 1 and shard.engine == "fully_shard":
+        # Sharded QLoRA is never k-bit "prepared" (TRL's SFTTrainer skips it for QLoRA + FSDP/ZeRO-3): the
+        # embeddings, norms and head stay in the compute dtype, one dtype for FSDP to flatten
+        # (estimators/memory.py unquantized_bytes).
         out["quantization"] = {**q, "bnb_4bit_quant_storage": q["bnb_4bit_compute_dtype"]}
+        out["prepare_kbit"] = False
     return out
