@@ -30,6 +30,26 @@ def reached(run_dir, event: str) -> bool:
     return any(e["event"] == event for e in store.events(run_dir))
 
 
+# --- recommendations computed once per session ---------------------------------------------------
+
+_RECOMMENDATIONS: dict = {}
+
+
+def recommend_once(answers: dict):
+    """The recommendation for a questionnaire's answers (a dict), computed once per test session and
+    shared read-only by the scenario tables and the property test that re-checks them all (recommend
+    is deterministic: tests/test_recommend.py checks it). About half a second per call saved."""
+    import json
+
+    from advisor.answers import Answers
+    from advisor.recommend import recommend
+
+    key = json.dumps(answers, sort_keys=True, default=str)
+    if key not in _RECOMMENDATIONS:
+        _RECOMMENDATIONS[key] = recommend(Answers.from_dict(answers))
+    return _RECOMMENDATIONS[key]
+
+
 # --- shared fixtures: tiny model folders and data files (built once per session) ------------------
 
 TINY_LLAMA = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
