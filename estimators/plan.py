@@ -64,16 +64,24 @@ DATA_SETTINGS: tuple[Setting, ...] = (
 PLAN_FIELDS: tuple[Setting, ...] = (
     Setting("tasks", 1, "tuned variants served from this model (for serving memory)", int, low=1, high=1_000_000),
 )
+# How a plan runs as a trial (not part of the plan): the CLI's trial options, the app's trial widgets and
+# tuners/trial.TrialOptions read these.
+TRIAL_SETTINGS: tuple[Setting, ...] = (
+    Setting("steps", 20, "optimizer steps: one warm-up, one measured for memory, the rest timed", int, low=3,
+            high=100_000),
+    Setting("nproc", 1, "ranks run through torchrun with the plan's sharding", int, low=1, high=1024),
+    Setting("timeout", None, "stop the run after this many seconds", float, low=1e-3, high=1e9, optional=True),
+)
 _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
 # TrainSetup fields a plan's settings feed (the rest — lr, teacher... — drive the run only).
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
 
 
 def setting(name: str, method: str | None = None) -> Setting:
-    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, or ``method``'s
-    own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
+    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, the plan's
+    own fields, a trial's, or ``method``'s own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
     own = get(method).settings if method else tuple(s for m in REGISTRY.values() for s in m.settings)
-    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + PLAN_FIELDS + own:
+    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + PLAN_FIELDS + TRIAL_SETTINGS + own:
         if s.name == name:
             return s
     raise KeyError(name)

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from advisor.cli import build_parser
-from advisor.cli.options import OPTIONS as GENERATED
+from advisor.cli.options import OPTIONS as PLAN_OPTIONS
+from advisor.cli.options import TRIAL_OPTIONS
 from estimators import axes
 from estimators.methods import REGISTRY
 from estimators.plan import COMMON_SETTINGS, DATA_SETTINGS, HARDWARE_SETTINGS, setting
@@ -20,8 +21,7 @@ ALIASES = {"examples": "num_examples"}
 COMMANDS = ("estimate", "trial")
 # Options of estimate and trial that are not plan settings (what to do, not what the plan is).
 NOT_SETTINGS = {"help", "plan", "model", "method", "json", "estimate_data", "min_gpus", "max_hours", "max_cost",
-                "dry_run", "data", "steps", "scale_down", "timeout", "nproc", "keep_model", "force",
-                "trust_remote_code"}
+                "dry_run", "data", "scale_down", "keep_model", "force", "trust_remote_code"}
 
 
 def _options():
@@ -36,6 +36,7 @@ def _options():
                 continue
 
 
+GENERATED = {**PLAN_OPTIONS, **TRIAL_OPTIONS}
 OPTIONS = list(_options())
 
 
@@ -157,6 +158,14 @@ SETUP_ALIASES = {"examples": "num_examples"}
 SETUP_ONLY = {"method", "device", "adapters_16bit", "length_quantiles"}
 
 
+def test_trial_options_defaults_are_the_settings_defaults():
+    from estimators.plan import TRIAL_SETTINGS
+    from tuners.trial import TrialOptions  # no torch at import
+
+    for spec in TRIAL_SETTINGS:
+        assert TrialOptions.__dataclass_fields__[spec.name].default == spec.default, spec.name
+
+
 def test_train_setup_defaults_are_the_settings_defaults():
     for name, f in TrainSetup.__dataclass_fields__.items():
         if name in SETUP_ONLY:
@@ -180,7 +189,8 @@ UI_KEYS = {"wi_batch": "batch_size", "wi_seq": "seq_len", "wi_rank": "lora_rank"
            "wi_epochs": "epochs", "wi_gpus": "num_gpus", "trial_batch": "batch_size", "trial_seq": "seq_len",
            "num_gpus": "num_gpus", "custom_mem": "gpu_memory_gib", "custom_tflops": "gpu_tflops",
            "custom_price": "price_per_hour", "num_tasks": "tasks", "num_examples": "num_examples",
-           "avg_tokens_per_example": "tokens_per_example", "host_memory": "host_memory_gib"}
+           "avg_tokens_per_example": "tokens_per_example", "host_memory": "host_memory_gib", "trial_steps": "steps",
+           "trial_nproc": "nproc"}
 
 
 def _ui_bounds():

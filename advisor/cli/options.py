@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from estimators.catalog import GPU, custom_gpu, gpu_by_id
 from estimators.errors import InputError
 from estimators.methods import REGISTRY, Setting
-from estimators.plan import COMMON_SETTINGS, DATA_SETTINGS, HARDWARE_SETTINGS, PLAN_FIELDS, Plan, setting
+from estimators.plan import (COMMON_SETTINGS, DATA_SETTINGS, HARDWARE_SETTINGS, PLAN_FIELDS, TRIAL_SETTINGS, Plan,
+                             setting)
 from estimators.setup import METHODS, TrainSetup
 from advisor.cli.parsing import setting_type
 
@@ -36,9 +37,11 @@ NOTES = {
     "sharding": "none = DDP",
     "teacher": "a catalog id, a config.json or a model folder",
     "host_memory_gib": "`gpus --json` lists the typical hosts; offload must fit in it",
+    "nproc": "none = DDP, fsdp/zero3 = FSDP2 full shard, zero2 = FSDP2 without resharding after forward; N GPUs, "
+             "or on a CPU machine N processes over gloo",
 }
-# The part of the plan each setting lives in, besides the method's own settings.
-_SHARED = {s.name for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + PLAN_FIELDS}
+# The part of the plan each setting lives in, besides the method's own settings (and a trial's).
+_SHARED = {s.name for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + PLAN_FIELDS + TRIAL_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ def _option(name: str) -> Option:
 
 
 OPTIONS: dict[str, Option] = {name: _option(name) for _, names in GROUPS for name in names}
+TRIAL_OPTIONS: dict[str, Option] = {s.name: _option(s.name) for s in TRIAL_SETTINGS}
+"""The trial's own options (``trial``), from the same schema."""
 METHOD_OWN = tuple(name for name, o in OPTIONS.items() if name not in _SHARED)
 """Options that apply only to the methods that have the setting."""
 

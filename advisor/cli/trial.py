@@ -8,11 +8,9 @@ from pathlib import Path
 
 from estimators.errors import InputError
 from estimators.plan import Plan
-from advisor.cli.options import add_setup_arguments, plan_from_args
-from advisor.cli.parsing import command_parser, number, positive_float
+from advisor.cli.options import TRIAL_OPTIONS, add_setup_arguments, plan_from_args
+from advisor.cli.parsing import command_parser
 from advisor.formatting import _progress, format_trial
-
-MAX_STEPS, MAX_NPROC = 100_000, 1024
 
 TRIAL_HELP = """\
 Example (a quick check on a CPU machine, random weights, small copy of the architecture):
@@ -29,14 +27,11 @@ def add(sub) -> None:
     add_setup_arguments(p)
     t = p.add_argument_group("trial")
     t.add_argument("--data", help="training data: .jsonl, .csv or .parquet (default: the plan's data path)")
-    t.add_argument("--steps", type=number(int, high=MAX_STEPS), default=20, help="optimizer steps (default 20; at least 3)")
+    TRIAL_OPTIONS["steps"].add_to(t)
     t.add_argument("--scale-down", action="store_true",
                    help="a small copy of the architecture (random weights) for a quick check on a small machine")
-    t.add_argument("--timeout", type=positive_float, help="stop the run after this many seconds")
-    t.add_argument("--nproc", type=number(int, high=MAX_NPROC), default=1,
-                   help="run on N ranks through torchrun with the plan's --sharding (none = DDP, fsdp/zero3 = FSDP2 "
-                        "full shard, zero2 = FSDP2 without resharding after forward); N GPUs, or on a CPU machine N "
-                        "processes over gloo (default 1)")
+    TRIAL_OPTIONS["timeout"].add_to(t)
+    TRIAL_OPTIONS["nproc"].add_to(t)
     t.add_argument("--keep-model", action="store_true",
                    help="keep the random-weight model copy in the run folder (deleted after the run by default)")
     t.add_argument("--force", action="store_true",
