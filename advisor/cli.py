@@ -18,6 +18,7 @@ from estimators.estimate import Estimate
 from estimators.methods import REGISTRY
 from estimators.plan import Plan, setting
 from estimators.setup import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS, SHARDINGS, TrainSetup
+from advisor.answers import SPEED_SETTINGS  # one list: the answers' speed and the CLI options
 from advisor.formatting import (_progress, _table, format_estimate, format_min_gpus, format_recommendation,
                                 format_trial, gib, human_count)
 
@@ -185,7 +186,6 @@ def setup_from_args(args, device: str = "cuda") -> TrainSetup:
         **{k: getattr(args, k, False) for k in SPEED_SETTINGS}, **_given_method_options(args))
 
 
-SPEED_SETTINGS = ("packing", "compile", "fused_cross_entropy", "optimizer_in_backward", "activation_offloading")
 
 
 def gpu_from_args(args) -> GPU | None:
