@@ -25,6 +25,8 @@ GOAL_HELP = {
 DISTANCES = ("close", "moderate", "far")
 PRIORITIES = ("accuracy", "balanced", "cost")
 REQUIRED = ("task", "goals", "num_examples", "domain_distance", "model", "gpu")
+SPEED_SETTINGS = ("packing", "compile", "fused_cross_entropy", "optimizer_in_backward", "activation_offloading")
+"""What the answers' ``speed`` may set (the plan's settings of those names, estimators/plan.py)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class Answers:
     host_memory_gib: float | None = None
     """Host RAM of one machine in GiB; offload must fit in it (None: a typical host for the GPU class,
     estimators/data/hosts.json)."""
+    speed: dict | None = None
+    """Speed settings the user's trainer runs with (issue 21), a JSON object of booleans over SPEED_SETTINGS
+    (packing, compile, fused_cross_entropy, optimizer_in_backward, activation_offloading): every plan of
+    the recommendation carries them, and its time and memory are estimated with them. None: all off."""
     # Hosting (issue 24): all optional; with no requests_per_day the ranking is the tuning-only one and
     # the advice says hosting was not priced.
     requests_per_day: float | None = None
@@ -152,7 +158,19 @@ def _problems(a: Answers) -> list[str]:
     for name in ("model", "gpu"):
         if not isinstance(getattr(a, name), str) or not getattr(a, name):
             p.append(f"{name} must be a non-empty string")
-    return p + _hosting_problems(a)
+    return p + _speed_problems(a) + _hosting_problems(a)
+
+
+def _speed_problems(a: Answers) -> list[str]:
+    if a.speed is None:
+        return []
+    if not isinstance(a.speed, dict):
+        return [f"speed must be an object of {', '.join(SPEED_SETTINGS)} set to true or false"]
+    bad = [k for k in a.speed if k not in SPEED_SETTINGS]
+    p = [f"unknown speed setting(s) {', '.join(map(_shown, bad))} (choose from {', '.join(SPEED_SETTINGS)})"] if bad else []
+    p += [f"speed.{k} must be true or false (got {_shown(v)})" for k, v in a.speed.items()
+          if k in SPEED_SETTINGS and not isinstance(v, bool)]
+    return p
 
 
 _TRAFFIC_ONLY = ("tokens_in", "tokens_out", "peak_concurrency", "p50_tpot_ms", "serving_gpu", "horizon_months",

@@ -230,7 +230,7 @@ def _advise(sit: _Situation, method: str, score: float, reasons: list) -> Method
     try:
         base = Plan.create(model.id if model is not spec else a.model, method, settings={
             **settings, **precision_for(gpu, model, method), "batch_size": 4, "seq_len": seq_len_for(sit.typical, model),
-            "epochs": sit.epochs}, hardware=sit.hardware, data=sit.data, tasks=k)
+            "epochs": sit.epochs, **(a.speed or {})}, hardware=sit.hardware, data=sit.data, tasks=k)
         f = find_feasible(base, gpu, hours, money, model, sit.calibration)
     except InputError as exc:  # e.g. a teacher with another tokenizer
         return _not_applicable(method, model.id, score, reasons, str(exc))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from estimators import steptime  # noqa: E402
-from estimators.catalog import gpu_by_id, model_by_id  # noqa: E402
+from estimators.catalog import EFFICIENCY_REFERENCE, derived_efficiency, gpu_by_id, model_by_id  # noqa: E402
 from estimators.setup import TrainSetup  # noqa: E402
 from estimators.spec import spec_from_config  # noqa: E402
 from estimators.throughput import estimate_time  # noqa: E402
@@ -80,6 +80,9 @@ def estimated_seconds(rec: dict, data: dict, examples: float, efficiency: dict |
     gpu = gpu_by_id(rec["gpu"])
     if efficiency and rec["gpu"] in efficiency:
         gpu = dataclasses.replace(gpu, efficiency=efficiency[rec["gpu"]])
+    elif efficiency and EFFICIENCY_REFERENCE in efficiency:  # an unfitted GPU follows this fit's reference
+        ref = gpu_by_id(EFFICIENCY_REFERENCE)
+        gpu = dataclasses.replace(gpu, efficiency=derived_efficiency(gpu, ref, efficiency[EFFICIENCY_REFERENCE]))
     setup = TrainSetup(**rec["setup"], num_gpus=rec["num_gpus"], examples=max(1, round(examples)),
                        tokens_per_example=data["mean"], length_quantiles=(data["p50"], data["p95"], data["max"]))
     t = estimate_time(spec, setup, gpu)

@@ -34,6 +34,8 @@ class GPU:
     """Default model-FLOP utilisation of a fine-tuning step before per-method factors."""
     efficiency_fitted: bool = False
     """The efficiency was fitted on published runs of this GPU (bench/time_accuracy.py), not a default."""
+    gemm_share: float | None = None
+    """Measured bf16 GEMM rate over the datasheet peak (``gemm_bf16_tflops`` in gpus.json), when known."""
     source: str = ""
 
     def __post_init__(self):
@@ -71,17 +73,39 @@ def custom_gpu(memory_gib: float, tflops: float, price_per_hour: float | None = 
                source="given by the user (fp32 peak assumed 1/8 of the tensor peak)")
 
 
+EFFICIENCY_REFERENCE = "a100-80gb"
+"""The GPU whose fitted efficiency the others with a measured GEMM rate scale from (gpus.json _about)."""
+
+
+def derived_efficiency(gpu: GPU, reference: GPU, reference_efficiency: float | None = None) -> float:
+    """A GPU's efficiency from the reference's fitted one, scaled by how much of its datasheet peak
+    each one's measured bf16 GEMM reaches; the stored default where either measurement is missing or
+    the GPU's own efficiency was fitted."""
+    ref = reference.efficiency if reference_efficiency is None else reference_efficiency
+    if gpu.id == reference.id:
+        return ref
+    if gpu.efficiency_fitted or gpu.gemm_share is None or reference.gemm_share is None:
+        return gpu.efficiency
+    return min(0.95, ref * gpu.gemm_share / reference.gemm_share)
+
+
 @lru_cache(maxsize=1)
 def gpus() -> dict[str, GPU]:
     raw = json.loads((DATA / "gpus.json").read_text())
     out = {}
     for g in raw["gpus"]:
+        peak, gemm = g.get("bf16_tflops"), g.get("gemm_bf16_tflops")
         out[g["id"]] = GPU(id=g["id"], name=g["name"], memory_bytes=int(g["memory_gib"] * GIB),
                            tflops={k: g.get(f"{k}_tflops") for k in ("bf16", "fp16", "fp32")},
                            bandwidth_gbs=g.get("bandwidth_gbs"), link_gbs=g.get("link_gbs"), link=g.get("link"),
                            price_per_hour_usd=g.get("price_per_hour_usd"),
                            price_date=g.get("price_date"), efficiency=g.get("efficiency", 0.35),
-                           efficiency_fitted=bool(g.get("efficiency_fitted")), source=g["source"])
+                           efficiency_fitted=bool(g.get("efficiency_fitted")), source=g["source"],
+                           gemm_share=gemm / peak if gemm and peak else None)
+    ref = out[EFFICIENCY_REFERENCE]
+    for gid, gpu in out.items():  # unfitted GPUs with a measured GEMM rate follow the reference's fit
+        if not gpu.efficiency_fitted:
+            out[gid] = replace(gpu, efficiency=derived_efficiency(gpu, ref))
     return out
 
 

@@ -34,8 +34,8 @@ Per optimizer step of ``grad_accum`` micro-batches, on one GPU:
     parameter (read weight, gradient, two moments; write weight and moments); a vectorised CPU Adam
     (DeepSpeed's) reaches ``CPU_STREAM_EFFICIENCY`` of the bandwidth, and torch's own CPU AdamW, which
     FSDP2's offload runs, is 5–7× slower (DeepSpeed ZeRO-Offload tutorial: "DeepSpeedCPUAdam is 5X–7X
-    faster than the standard PyTorch implementation"): ``TORCH_CPU_ADAM_SLOWDOWN``. ``zero3`` is DeepSpeed's
-    (its CPU Adam), ``fsdp`` is FSDP2's (torch's).
+    faster than the standard PyTorch implementation"): ``TORCH_CPU_ADAM_SLOWDOWN``. Which one a strategy
+    runs is its registry entry's ``host_optimizer`` (``estimators/axes.py``): ZeRO-3 DeepSpeed's, FSDP torch's.
 
 Pure: a few float operations per estimate.
 """
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from estimators.axes import sharding
 from estimators.memory import GIB, GPUS_PER_NODE, base_weight_bytes, shards_parameters
 from estimators.methods import trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
@@ -139,6 +140,7 @@ def transfer_time(spec: ModelSpec, setup: TrainSetup, gpu, micro_batch_seconds: 
     ``micro_batch_seconds`` each. ``gpu`` gives ``link_gbs`` (GPU to GPU) and its host (``host_for``)."""
     n = setup.num_gpus
     accum = setup.grad_accum
+    strategy = sharding(setup.sharding)
     share = (n - 1) / n if n > 1 else 0.0
     link = (link_gbs or getattr(gpu, "link_gbs", None) or DEFAULT_LINK_GBS) * 1e9
     host = host_for(getattr(gpu, "id", None))
@@ -153,13 +155,14 @@ def transfer_time(spec: ModelSpec, setup: TrainSetup, gpu, micro_batch_seconds: 
     exposed_comm = 0.0
     hidden_by_comm = 0.0  # compute the collectives already use to hide behind (offload copies share it)
     if n > 1:
-        if setup.sharding == "none":  # DDP: all-reduce overlapped with the backward but its last bucket
+        if not (strategy.gathers_after_step or strategy.shards_parameters):
+            # DDP: all-reduce overlapped with the backward but its last bucket
             seconds = 2 * share * grads / link
             last = 2 * share * min(grads, DDP_BUCKET_BYTES) / link
             exposed_comm = _exposed(seconds, last, compute * 2 / 3)
             hidden_by_comm = seconds - exposed_comm
             detail["allreduce_bytes"] = 2 * share * grads
-        elif setup.sharding in ("zero1", "zero2"):
+        elif strategy.gathers_after_step:
             # reduce-scatter overlapped with the backward; the all-gather of updated 16-bit weights after the step
             scatter = share * grads / link
             gather_bytes = share * trainable * (DTYPE_BYTES[setup.precision] if not setup.frozen_base else 4)
@@ -179,7 +182,7 @@ def transfer_time(spec: ModelSpec, setup: TrainSetup, gpu, micro_batch_seconds: 
     exposed_offload = cpu_opt = 0.0
     if setup.cpu_offload:
         ranks_per_host = min(n, GPUS_PER_NODE)
-        local = trainable / n if n > 1 and setup.sharding != "none" else trainable
+        local = trainable / n if n > 1 and strategy.shards_optimizer else trainable
         if shards_parameters(setup):  # parameters on the host: each micro-batch copies the shard in twice
             shard = _gathered_bytes(spec, setup) / n
             copies = accum * (2 * shard + grads / n) / host_link
@@ -188,7 +191,7 @@ def transfer_time(spec: ModelSpec, setup: TrainSetup, gpu, micro_batch_seconds: 
             exposed_offload = _exposed(copies, accum * first, room)
             detail["host_copy_bytes"] = accum * (2 * shard + grads / n)
             # FSDP2 runs torch's optimizer on the host shard; DeepSpeed's ZeRO-3 offload its own CPU Adam
-            slowdown = TORCH_CPU_ADAM_SLOWDOWN if setup.sharding == "fsdp" else 1.0
+            slowdown = TORCH_CPU_ADAM_SLOWDOWN if strategy.host_optimizer == "torch" else 1.0
         else:  # optimizer offload (ZeRO-Offload): gradients out during backward, updated weights back after
             out = local * _grad_bytes(setup) / host_link
             back = local * (DTYPE_BYTES[setup.precision] if not setup.frozen_base else 4) / host_link

@@ -57,9 +57,9 @@ CASES = [
     ("every good method a little over 0.9 h; only distillation under",
      dict(num_examples=100_000, max_hours=0.9, gpu="h100-sxm"),
      dict(not_top={"distillation"}, over_names_fix=True)),
-    ("a $25 budget where the task's good methods are all a little over",
+    ("an $18 budget where the task's good methods are all a little over",
      dict(goals=["domain_knowledge"], domain_distance="far", num_examples=400_000, avg_tokens_per_example=512,
-          gpu="h100-sxm", num_gpus=8, priority="accuracy", max_cost_usd=25),
+          gpu="h100-sxm", num_gpus=8, priority="accuracy", max_cost_usd=18),
      dict(not_top={"distillation", "prompt_tuning"}, over_names_fix=True)),
     # --- retrieval + tuning ------------------------------------------------------------------------
     ("support bot, weekly-changing facts, brand voice and format: light LoRA beside retrieval",

@@ -42,6 +42,13 @@ it saves with their product (FLOPs over the math rate): it saves time once the w
 GPU's FLOP-per-byte ratio times the passes' bytes per feature over two — ~1,000-2,500 on an L40S or an
 H100 PCIe. Below ~3k the two are within a few per cent there (2,048-wide 1-3B models at 2,048 tokens with
 checkpointing), so the property is asserted from 3,072 on."""
+FROZEN_TOLERANCE = 0.05
+"""Frozen-base steps may exceed full tuning's by this share at the same shape: PEFT's unfused passes are
+memory-bound and the weight-gradient GEMM they save is compute-bound, so on a GPU with a high measured
+FLOP-per-byte ratio (L40S: ~270 TFLOP/s bf16 GEMMs on 864 GB/s, gpus.json gemm_bf16_tflops) the two come
+within a few per cent at 16 x 2,048 tokens for 3-4k-wide models (the model gives up to +3.5 %). Published
+runs go further: universal-llm-trainer's PEFT LoRA on q,k,v is 1.4x slower than its full tuning at the same
+shape on an A100 and an H100 (bench/data/throughput-records.json)."""
 NEVER_SLOWER = ("lora", "adapters")
 """DoRA recomputes each adapted weight's norm per forward and prompt tuning adds tokens; QLoRA trades time
 for memory: at tiny micro-batches its dequantization (every base weight expanded to 16 bits in each
@@ -115,7 +122,7 @@ def run_properties() -> dict[str, list[str]]:
                             sixteen = (dataclasses.replace(setup, adapters_16bit=True)
                                        if "adapters_16bit" in TrainSetup.__dataclass_fields__ else setup)
                             step = _step(spec, gpu, sixteen)
-                            if step.launch <= 0.5 * full_step.busy and step.total > t_full * (1 + 1e-9):
+                            if step.launch <= 0.5 * full_step.busy and step.total > t_full * (1 + FROZEN_TOLERANCE):
                                 fails["frozen_not_slower"].append(
                                     f"{method} {step.total:.4g} s > full {t_full:.4g} s: {where}")
                         if spec.is_moe and "lora" in times and times["lora"] > MOE_FACTOR * t_full:

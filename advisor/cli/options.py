@@ -13,6 +13,7 @@ from estimators.methods import REGISTRY, Setting
 from estimators.plan import (COMMON_SETTINGS, DATA_SETTINGS, HARDWARE_SETTINGS, PLAN_FIELDS, TRIAL_SETTINGS, Plan,
                              setting)
 from estimators.setup import METHODS, TrainSetup
+from advisor.answers import SPEED_SETTINGS  # one list: the answers' speed and these options
 from advisor.cli.parsing import setting_type
 
 # The settings shown as options, by group (the order of --help).
@@ -24,8 +25,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hardware and budget", ("gpu", "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload",
                              "price_per_hour", "host_memory_gib")),
     ("data", ("num_examples", "tokens_per_example", "epochs", "tasks")),
-    ("speed settings (estimated, and honoured by trial and export)",
-     ("packing", "compile", "fused_cross_entropy", "optimizer_in_backward", "activation_offloading")),
+    ("speed settings (estimated, and honoured by trial and export)", SPEED_SETTINGS),
     ("run settings (kept in the plan; used by trial and export)",
      ("lr", "lora_alpha", "prompt_init", "prompt_init_text", "temperature", "alpha")),
 )
