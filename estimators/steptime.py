@@ -29,8 +29,9 @@ the work its kernels do on the GPU and the host's work to issue them, which over
   a few µs: CUDA's launch latency plus PyTorch's dispatch). On CUDA the GPU runs kernels while the host
   issues the next ones, so ``busy`` is the smooth maximum of the GPU's work and the launches.
 * **CPU device**: there the same threads dispatch and run the kernels, so the host's per-block and
-  per-inserted-module cost *adds* to the compute, and inserted modules stream their inputs through
-  memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``).
+  per-inserted-module cost *adds* to the compute, inserted modules stream their inputs through
+  memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``), and the blocks' elementwise
+  passes and the logits cost their bytes over the measured host bandwidth, as on a GPU.
 * **eager attention**, **QLoRA dequantization**, **MoE routing**: bytes over bandwidth, as named.
 * **activation offloading**: the saved activations go to host memory in forward and come back in
   backward over the host link, on a side stream; only what compute does not hide costs.
@@ -184,11 +185,21 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     dense, banks = inserted_modules(spec, setup)
     launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
               * c["cpu_dispatch_seconds_per_module"]) * recompute
-    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / _bandwidth(gpu)
+    bw = _bandwidth(gpu)
+    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / bw
+    # The blocks' elementwise passes and the loss's logits stream through memory on a CPU as on a GPU (the
+    # same counted bytes over the measured host bandwidth). On the app's default trial (hidden 256, 4 x 384
+    # tokens, 1 thread) they are half the step: torch.profiler gave 275 ms in aten::mm and 261 ms in the
+    # other ops (mul, add, fill_, copy_, softmax; bench/results/trial-time-check-2026-12-03-b.txt).
+    logit_bytes = c["fused_ce_bytes_per_logit"] if setup.fused_cross_entropy else c["logits_bytes_per_logit"]
+    elementwise = _elementwise_bytes(spec, setup, tokens) / bw
+    logits = tokens * spec.vocab * logit_bytes / bw
     if setup.compile:
         compute /= c["cpu_compile_speedup"]
         launch /= c["cpu_compile_speedup"]
-    return compute, launch, {"compute": compute, "module_traffic": traffic}
+        elementwise *= c["compile_fusion"]
+    return compute, launch, {"compute": compute, "module_traffic": traffic, "elementwise": elementwise,
+                             "logits": logits}
 
 
 def saved_activation_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
