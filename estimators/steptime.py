@@ -180,7 +180,21 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     c = constants()
     tokens = setup.batch_size * length
     rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency
-    compute = tokens * flops_per_token(length) / rate if rate else 0.0
+    flops = tokens * flops_per_token(length)
+    upcast = _kbit_upcast(setup)
+    widen = 4 / setup.act_bytes if upcast else 1.0  # the activations stream in fp32
+    if upcast and rate:
+        # peft's prepare_model_for_kbit_training (0.21, utils/other.py: "cast all non INT8 parameters to
+        # fp32") upcasts the embeddings, norms and LM head: the residual stream is fp32, bitsandbytes'
+        # Linear4bit casts its input to the compute dtype and its output back, so only the 4-bit base
+        # GEMMs run at the 16-bit rate; the head's GEMMs, attention and the other FLOPs at the fp32 one.
+        # Measured on the default QLoRA trial (torch.profiler, 1 thread): aten::mm 160 GFLOP/s, this
+        # CPU's fp32 GEMM rate, not its 1.2 TFLOP/s bf16 one.
+        base = _quantized_gemm_flops(spec, setup, tokens)
+        rate32 = gpu.peak_flops("fp32") * efficiency * setup.m.efficiency
+        compute = base / rate + max(0.0, flops - base) / rate32
+    else:
+        compute = flops / rate if rate else 0.0
     recompute = 4 / 3 if setup.gradient_checkpointing else 1
     dense, banks = inserted_modules(spec, setup)
     launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
@@ -192,7 +206,7 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     # tokens, 1 thread) they are half the step: torch.profiler gave 275 ms in aten::mm and 261 ms in the
     # other ops (mul, add, fill_, copy_, softmax; bench/results/trial-time-check-2026-12-03-b.txt).
     logit_bytes = c["fused_ce_bytes_per_logit"] if setup.fused_cross_entropy else c["logits_bytes_per_logit"]
-    elementwise = _elementwise_bytes(spec, setup, tokens) / bw
+    elementwise = _elementwise_bytes(spec, setup, tokens) * widen / bw
     logits = tokens * spec.vocab * logit_bytes / bw
     if setup.compile:
         compute /= c["cpu_compile_speedup"]
@@ -200,6 +214,21 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
         elementwise *= c["compile_fusion"]
     return compute, launch, {"compute": compute, "module_traffic": traffic, "elementwise": elementwise,
                              "logits": logits}
+
+
+def _kbit_upcast(setup: TrainSetup) -> bool:
+    """A quantized base prepared by peft's prepare_model_for_kbit_training (non-quantized weights in fp32)."""
+    from estimators.memory import unquantized_bytes  # lazy: memory imports the activation model
+
+    return bool(setup.m.quantized_base) and setup.act_bytes != 4 and unquantized_bytes(setup) == 4
+
+
+def _quantized_gemm_flops(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
+    """FLOPs of the quantized base linears' GEMMs in one micro-batch: forward (twice under checkpointing)
+    and the input gradient; the frozen 4-bit weights get no weight gradient."""
+    passes = (2 if setup.gradient_checkpointing else 1) + 1
+    return sum(2 * tokens * lin.in_features * lin.out_features * lin.count * passes
+               for lin in spec.linears if lin.count)
 
 
 def saved_activation_bytes(spec: ModelSpec, setup: TrainSetup) -> float:
