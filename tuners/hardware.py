@@ -46,8 +46,9 @@ def _mem_total() -> int:
     return proc_bytes("/proc/meminfo", "MemTotal:") or 8 * 1024**3
 
 
-def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> float:
-    """Best of several square matmuls after two warm-ups (single measurements varied by ~50 %).
+def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 10) -> float:
+    """Best of ten square matmuls after two warm-ups (single measurements varied by ~50 %; on the shared
+    2-core machine best of five still varied 0.08-0.16 TFLOP/s fp32 at one thread within minutes).
     bf16 is often emulated on CPUs (hundreds of times slower), so it gets a smaller matrix."""
     import torch
 
@@ -64,7 +65,7 @@ def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> fl
     return 2 * n**3 / best / 1e12
 
 
-def copy_gbs(mib: int = 64, repeats: int = 5) -> float:
+def copy_gbs(mib: int = 64, repeats: int = 10) -> float:
     """Host memory bandwidth: the best of a few copies of a ``mib`` MiB tensor (read + write bytes),
     what the step-time model's memory-bound terms (optimizer step, dequantization) divide by."""
     import torch
