@@ -206,8 +206,12 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     # tokens, 1 thread) they are half the step: torch.profiler gave 275 ms in aten::mm and 261 ms in the
     # other ops (mul, add, fill_, copy_, softmax; bench/results/trial-time-check-2026-12-03-b.txt).
     logit_bytes = c["fused_ce_bytes_per_logit"] if setup.fused_cross_entropy else c["logits_bytes_per_logit"]
-    elementwise = _elementwise_bytes(spec, setup, tokens) * widen / bw
-    logits = tokens * spec.vocab * logit_bytes / bw
+    # Before calibration they run at the measured bandwidth (a 64 MiB copy). A trial calibrates one share of
+    # this CPU's measured rates: the efficiency over the default scales these byte terms as it scales the
+    # FLOP rate (tiny models' tensors sit in cache and beat the copy's bandwidth; big ones fault fresh pages).
+    share = efficiency / gpu.efficiency if gpu.efficiency else 1.0
+    elementwise = _elementwise_bytes(spec, setup, tokens) * widen / bw / share
+    logits = tokens * spec.vocab * logit_bytes / bw / share
     if setup.compile:
         compute /= c["cpu_compile_speedup"]
         launch /= c["cpu_compile_speedup"]

@@ -75,3 +75,15 @@ def test_cpu_trial_threads_can_be_stated(monkeypatch):
     assert trial_threads(8, 30.0) == (2, None)
     monkeypatch.setenv("TUNING_ADVISOR_CPU_THREADS", "64")
     assert trial_threads(8, 0.0) == (8, None)
+
+
+def test_a_cpu_calibration_scales_the_byte_terms_with_the_flop_rate():
+    """A trial calibrates one share of this CPU's measured rates: twice the default efficiency halves the
+    compute and the elementwise and logits terms alike (the dispatch terms are host seconds: unchanged)."""
+    spec = model_by_id("llama-3.1-8b")
+    setup = TrainSetup(method="full", batch_size=2, seq_len=128, precision="fp32", device="cpu")
+    per_token = lambda n: flops_per_token(spec, setup, None, n)  # noqa: E731
+    a, b = step_time(spec, setup, CPU, 128, per_token, 0.65), step_time(spec, setup, CPU, 128, per_token, 1.3)
+    for name in ("compute", "elementwise", "logits"):
+        assert b.terms[name] == pytest.approx(a.terms[name] / 2)
+    assert b.launch == pytest.approx(a.launch)
