@@ -315,6 +315,12 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
                                            "tokens_per_example": max(1, round(mean))})
     _estimate(t, teacher_source)
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else t.source.folder
+    from tuners.export import needs_bitsandbytes
+
+    if not needs_bitsandbytes(t.recipe, t.run_plan.settings) and "quantization_config" not in t.source.config:
+        # PEFT imports bitsandbytes whenever it is installed, and bitsandbytes compiles its kernels on
+        # import (~1 s of every trial, more under load): marked absent, PEFT skips it (issue 27).
+        sys.modules.setdefault("bitsandbytes", None)
     try:
         t.built = runtime.build({**t.run_plan.to_json(), "recipe": t.recipe}, t.source.folder, device,
                                 tokenizer_path=tokenizer_path, trust_remote_code=options.trust_remote_code,
