@@ -12,12 +12,13 @@ from estimators.catalog import gpu_by_id
 from estimators.errors import InputError
 from tuners import metaspec, store
 from tuners.data import histogram
-from ui import access, hosting, questionnaire, results, trial
+from ui import access, hosting, questionnaire, results, runstate, trial
 
 metaspec.install(in_child=True)  # architectures without built-in arithmetic: derived in a child process (no torch here)
 
-st.set_page_config(page_title="Tuning Advisor", page_icon="🎛️", layout="wide")
+st.set_page_config(page_title="Tuning Advisor", page_icon=":material/tune:", layout="wide")
 access.gate()  # served on a network: a token first (README, "Serving on a network")
+runstate.restore_from_url()  # ?run=ID: that run's answers and its Trial view
 VIEWS = ("Recommendation", "Charts", "Trial run", "History")
 
 
@@ -35,10 +36,17 @@ def render_data(report: dict, rec: dict) -> None:
     lengths = report["lengths"]
     truncated = sum(n > seq_len for n in lengths) / max(len(lengths), 1)
     t = report["token_lengths"]
-    with st.expander(f"Data: {report['usable_rows']:,} usable rows ({report['format']}); tokens mean {t['mean']:,.0f}, "
+    with st.expander(f"Data ({report.get('name') or 'your file'}): {report['usable_rows']:,} usable rows ({report['format']}); tokens mean {t['mean']:,.0f}, "
                      f"p50 {t['p50']:,}, p95 {t['p95']:,}, max {t['max']:,}; {truncated:.0%} longer than the plan's "
                      f"sequence length {seq_len:,}", expanded=True):
         st.caption(f"Tokens counted with {report['tokenizer']}.")
+        if report.get("bad_count"):
+            bad, shown = report["bad_count"], report["bad_lines"]
+            lines = "\n".join(f"- line {b['line']}: {b['reason']}" for b in shown)
+            more = f"\n\n…and {bad - len(shown):,} more." if bad > len(shown) else ""
+            st.warning(f"**{bad:,} lines of {report.get('name') or 'the file'} are not JSON objects** and are skipped "
+                       f"(the {report['usable_rows']:,} usable rows are used; fix these lines to use them too):\n\n"
+                       f"{lines}{more}", icon=":material/warning:")
         fig = px.bar(pd.DataFrame(histogram(lengths, seq_len)), x="bin", y="count", color="fits",
                      title=f"Tokens per example (the plan's sequence length: {seq_len:,})",
                      color_discrete_map={"within seq_len": "#1f77b4", "truncated": "#d62728"},
@@ -56,9 +64,11 @@ form = questionnaire.render()
 answer_keys = ("task", "goals", "num_examples", "avg_tokens_per_example", "domain_distance", "model", "gpu",
                "num_gpus", "max_hours", "max_cost_usd", "num_tasks", "priority", "host_memory_gib") + hosting.ANSWER_KEYS
 answers = {k: form.get(k) for k in answer_keys}
+if st.session_state.get("_restore_problem"):
+    st.warning(st.session_state["_restore_problem"], icon=":material/history:")
 if form["problems"]:
     for problem in form["problems"]:
-        st.error(problem)
+        st.error(results.plain(problem))
     st.stop()
 custom = form["gpu_spec"]
 gpu_key = None if custom is None else (custom.memory_bytes / 1024**3, custom.tflops["bf16"], custom.price_per_hour_usd,
@@ -72,13 +82,15 @@ try:
     rec = cached_recommendation(answers, gpu_key, store.calibration_stamp(), data)
     gpu = custom or gpu_by_id(answers["gpu"])
 except InputError as exc:
-    st.error(f"{exc}")
+    st.error(results.plain(exc))
     st.stop()
 if custom is not None:
     answers["gpu"] = "custom"
 answers["data_path"] = form["data_path"]  # the trial uses the uploaded data
+answers["data_name"] = form["data_name"]  # as the user named it
 
-view = st.radio("View", VIEWS, horizontal=True, key="view", label_visibility="collapsed")
+view = st.radio("View", VIEWS, horizontal=True, key="view", label_visibility="collapsed",
+                index=VIEWS.index(runstate.initial("view", VIEWS[0])))
 if view == "Recommendation":
     if report is not None:
         render_data(report, rec)

@@ -28,7 +28,9 @@ def cheapest_hardware(f: Feasibility, max_hours: float | None, max_cost: float |
 def _limit(e: Estimate, max_hours: float | None, max_cost: float | None) -> str:
     hours = e.time.seconds / 3600 / max_hours if max_hours is not None and e.time.seconds else 0
     cost = e.time.cost_usd / max_cost if max_cost is not None and e.time.cost_usd else 0
-    return f"{max_hours:g} h time budget" if hours >= cost else f"${max_cost:,.0f} budget"
+    if hours >= cost:
+        return f"{max_hours:g} h time budget"
+    return f"${max_cost:,.2f} budget" if max_cost < 100 else f"${max_cost:,.0f} budget"  # $0.01, not "$0"
 
 
 def budget_fit(f: Feasibility, label: str, max_hours: float | None, max_cost: float | None) -> dict | None:

@@ -36,9 +36,9 @@ def epochs_for(num_examples: int, tokens_per_example: int, task: str) -> tuple[i
     base = next(e for limit, e in BANDS if num_examples < limit)
     shift, why = 0, ""
     if task in ONE_ANSWER_TASKS:
-        shift, why = 1, f", +1 for {task} (one right answer per example)"
+        shift, why = 1, f", one more for {task} (one right answer per example)"
     elif task in OPEN_TASKS:
-        shift, why = -1, f", -1 for open-ended {task} (repeats cost output diversity)"
+        shift, why = -1, f", one fewer for open-ended {task} (repeats cost output diversity)"
     epochs = max(1, min(MAX_EPOCHS, base + shift))
     return epochs, f"{epochs} epoch{'s' if epochs > 1 else ''}: {base} for {num_examples:,} examples{why}"
 

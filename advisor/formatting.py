@@ -157,8 +157,21 @@ def format_recommendation(rec) -> str:
     return "\n".join(lines)
 
 
+_LINE_OPEN = [False]
+"""Whether the last progress line was left open (``\r`` updates, no newline yet)."""
+
+
+def end_progress_line() -> None:
+    """Ends an open progress line, so what is printed next (a result, an error) starts on its own line."""
+    if _LINE_OPEN[0]:
+        print(file=sys.stderr, flush=True)
+        _LINE_OPEN[0] = False
+
+
 def _progress(event: dict) -> None:
     kind = event["event"]
+    if kind != "step":
+        end_progress_line()
     if kind == "data":
         r = event["report"]
         print(f"data: {r['usable_rows']} usable rows ({r['format']}), mean {r['mean_tokens']} tokens, "
@@ -174,9 +187,11 @@ def _progress(event: dict) -> None:
         print(f"\r  step {event['step']:>3}/{event['steps']} [{bar:<30}] loss {event['loss']:.4f} "
               f"{event['seconds']:.2f} s/step", end="" if event["step"] < event["steps"] else "\n",
               file=sys.stderr, flush=True)
+        _LINE_OPEN[0] = event["step"] < event["steps"]
 
 
 def format_trial(res: dict) -> str:
+    end_progress_line()
     if res["status"] != "completed":
         return f"run {res['run_id']} {res['status']}: {res['error']}"
     m, e, x = res["measured"], res["estimate"], res["extrapolated"]

@@ -30,6 +30,16 @@ class ShardingSpec:
     """FSDP2: free the gathered parameters after forward (False keeps them to backward: ZeRO-2 as run here)."""
     runs_as: str = ""
     """How a trial and the exported project run it (launch.sh says so)."""
+    gathers_after_step: bool = False
+    """Its communication per step (estimators/transfer.py): the gradients are reduce-scattered during the
+    backward and the updated 16-bit parameters all-gathered once after the optimizer step, since each rank
+    updated only its shard of a full replica (ZeRO-1/2; Rajbhandari et al. 2020). Otherwise either an
+    all-reduce of the gradients (DDP: no ``shards_optimizer``) or gathers every micro-batch
+    (``shards_parameters``)."""
+    cpu_optimizer: str = "deepspeed"
+    """Whose CPU optimizer steps the offloaded states (``cpu_offload``): ``deepspeed`` (DeepSpeedCPUAdam,
+    vectorised) or ``torch`` (FSDP2's ``CPUOffloadPolicy`` steps torch's own AdamW on the host shard, which
+    the DeepSpeed ZeRO-Offload tutorial puts 5-7x slower)."""
 
     def runtime(self) -> dict:
         """What the runtime (and the exported train.py) reads from the plan's recipe."""
@@ -41,18 +51,18 @@ SHARDING_REGISTRY: dict[str, ShardingSpec] = {s.id: s for s in (
                  runs_as="DDP (a full replica per GPU)"),
     # ZeRO-1 runs as DDP here (torch has no ZeRO-1 engine of its own); estimated with its sharded states.
     ShardingSpec("zero1", "ZeRO-1", "ZeRO-1: optimizer states sharded", shards_optimizer=True,
-                 runs_as="DDP (a full replica per GPU)"),
+                 gathers_after_step=True, runs_as="DDP (a full replica per GPU)"),
     ShardingSpec("zero2", "ZeRO-2", "ZeRO-2 (DeepSpeed): every GPU keeps the whole 16-bit model; gradients and "
                  "optimizer states sharded (the CPU trial runs it as FSDP2 reshard_after_forward=False, which also "
                  "holds a 1/n parameter shard)", shards_optimizer=True,
-                 shards_gradients=True, engine="fully_shard", reshard_after_forward=False,
+                 shards_gradients=True, engine="fully_shard", reshard_after_forward=False, gathers_after_step=True,
                  runs_as="FSDP2 keeping parameters gathered between forward and backward (ZeRO-2-like)"),
     ShardingSpec("zero3", "ZeRO-3", "ZeRO-3: parameters, gradients and optimizer states sharded",
                  shards_optimizer=True, shards_gradients=True, shards_parameters=True, engine="fully_shard",
                  runs_as="FSDP2 full shard (ZeRO-3-like)"),
     ShardingSpec("fsdp", "FSDP / ZeRO-3", "FSDP full shard: parameters, gradients and optimizer states sharded",
                  shards_optimizer=True, shards_gradients=True, shards_parameters=True, engine="fully_shard",
-                 runs_as="FSDP2 full shard"),
+                 cpu_optimizer="torch", runs_as="FSDP2 full shard"),
 )}
 SHARDINGS = tuple(SHARDING_REGISTRY)
 

@@ -30,7 +30,7 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("mixed_precision", False, "fp32 master weights with autocast to the precision", bool),
     Setting("optimizer", "adamw", "optimizer", str, choices=OPTIMIZERS),
     Setting("gradient_checkpointing", False, "recompute activations in backward", bool),
-    Setting("attention", "sdpa", "attention kernel: sdpa or eager", str, choices=ATTENTIONS),
+    Setting("attention", "sdpa", "attention kernel: sdpa (memory linear in length) or eager (quadratic)", str, choices=ATTENTIONS),
     Setting("packing", False, "pack several examples into each sequence (no padding)", bool),
     Setting("compile", False, "run the model under torch.compile (fused elementwise kernels)", bool),
     Setting("fused_cross_entropy", False, "chunked fused linear + cross-entropy loss (Liger): no full fp32 logits",
@@ -60,16 +60,28 @@ DATA_SETTINGS: tuple[Setting, ...] = (
     Setting("num_examples", None, "training examples", int, low=1, high=10**12, optional=True),
     Setting("tokens_per_example", None, "mean tokens per example", int, low=1, high=10_000_000, optional=True),
 )
+# The plan's own fields that are settings too (the CLI and the app read their bounds here).
+PLAN_FIELDS: tuple[Setting, ...] = (
+    Setting("tasks", 1, "tuned variants served from this model (for serving memory)", int, low=1, high=1_000_000),
+)
+# How a plan runs as a trial (not part of the plan): the CLI's trial options, the app's trial widgets and
+# tuners/trial.TrialOptions read these.
+TRIAL_SETTINGS: tuple[Setting, ...] = (
+    Setting("steps", 20, "optimizer steps: one warm-up, one measured for memory, the rest timed", int, low=3,
+            high=100_000),
+    Setting("nproc", 1, "ranks run through torchrun with the plan's sharding", int, low=1, high=1024),
+    Setting("timeout", None, "stop the run after this many seconds", float, low=1e-3, high=1e9, optional=True),
+)
 _TOKEN_LENGTH_KEYS = ("mean", "p50", "p95", "max")
 # TrainSetup fields a plan's settings feed (the rest — lr, teacher... — drive the run only).
 _SETUP_FIELDS = set(TrainSetup.__dataclass_fields__)
 
 
 def setting(name: str, method: str | None = None) -> Setting:
-    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, or ``method``'s
-    own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
+    """The one schema of a setting (default, bounds, choices, help): common, hardware, data, the plan's
+    own fields, a trial's, or ``method``'s own (any method's when none is given). The CLI, the app's widgets and the validation read it."""
     own = get(method).settings if method else tuple(s for m in REGISTRY.values() for s in m.settings)
-    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + own:
+    for s in COMMON_SETTINGS + HARDWARE_SETTINGS + DATA_SETTINGS + PLAN_FIELDS + TRIAL_SETTINGS + own:
         if s.name == name:
             return s
     raise KeyError(name)
@@ -156,8 +168,9 @@ class Plan:
         data["token_lengths"] = lengths
         if hardware.get("gpu") == "custom" and not (hardware.get("gpu_memory_gib") and hardware.get("gpu_tflops")):
             problems.append("hardware: a custom GPU needs gpu_memory_gib and gpu_tflops")
-        if isinstance(self.tasks, bool) or not isinstance(self.tasks, int) or not 1 <= self.tasks <= 1_000_000:
-            problems.append(f"tasks must be a whole number from 1 to 1,000,000 (got {self.tasks!r})")
+        tasks = PLAN_FIELDS[0]
+        if isinstance(self.tasks, bool) or not isinstance(self.tasks, int) or not tasks.low <= self.tasks <= tasks.high:
+            problems.append(f"tasks must be a whole number from {tasks.low:,} to {tasks.high:,} (got {self.tasks!r})")
         if not problems:
             try:  # the cross-field rules of TrainSetup (sharding needs GPUs, qlora needs 16 bits...)
                 _setup(self.method, settings, hardware, data, "cuda")

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 import tempfile
 import time
@@ -11,6 +12,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never read or write the user's run store or calibration records.
 os.environ["TUNING_ADVISOR_HOME"] = tempfile.mkdtemp(prefix="tuning-advisor-tests-")
+
+
+_WHOLLY_SLOW = re.compile(r"^pytestmark = \[?pytest\.mark\.slow\b", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The fast tier (``-m "not slow"``, ``make test-fast``) does not even import a test module marked
+    slow as a whole: none of its tests would run, and importing it costs torch, transformers and peft."""
+    if collection_path.suffix == ".py" and config.option.markexpr.replace(" ", "") == "notslow":
+        if _WHOLLY_SLOW.search(collection_path.read_text()):
+            return True
+    return None
 
 
 def wait_until(condition, within: float, poll: float = 0.1) -> bool:
@@ -28,6 +41,26 @@ def reached(run_dir, event: str) -> bool:
     from tuners import store
 
     return any(e["event"] == event for e in store.events(run_dir))
+
+
+# --- recommendations computed once per session ---------------------------------------------------
+
+_RECOMMENDATIONS: dict = {}
+
+
+def recommend_once(answers: dict):
+    """The recommendation for a questionnaire's answers (a dict), computed once per test session and
+    shared read-only by the scenario tables and the property test that re-checks them all (recommend
+    is deterministic: tests/test_recommend.py checks it). About half a second per call saved."""
+    import json
+
+    from advisor.answers import Answers
+    from advisor.recommend import recommend
+
+    key = json.dumps(answers, sort_keys=True, default=str)
+    if key not in _RECOMMENDATIONS:
+        _RECOMMENDATIONS[key] = recommend(Answers.from_dict(answers))
+    return _RECOMMENDATIONS[key]
 
 
 # --- shared fixtures: tiny model folders and data files (built once per session) ------------------

@@ -1,7 +1,9 @@
 """The Streamlit app through AppTest: defaults, reacting to answers, bad input, a real trial run, history."""
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -146,6 +148,13 @@ def test_trial_run_finishes_and_history_survives_restart(home, tiny_model):
     assert list(cmp["quantity"])[:2] == ["peak allocated", "tokens per second"]
     assert 0.5 < float(cmp.iloc[0]["measured / estimated"].rstrip("×")) < 2
     assert "None" not in cmp.to_string()
+    # "Adjust for this machine" changed this run only: listed as an adaptation, not in the exported plan.
+    from tuners import launch
+    res = launch.result(run_id)
+    exported = json.loads((Path(res["project"]) / "plan.json").read_text())
+    assert res["settings"]["seq_len"] == 32 and exported["settings"]["seq_len"] != 32
+    assert any(a.startswith("adjusted for this machine: seq len 32") for a in res["adaptations"])
+    assert "| seq_len | 32 |" not in (Path(res["project"]) / "README.md").read_text()
 
     fresh = app().run()  # a new app session: the history comes from the store
     fresh.radio(key="view").set_value("History").run()
@@ -186,38 +195,91 @@ def test_a_data_file_fills_the_plans_data_facts(home, tmp_path):
     assert lengths["p50"] < lengths["p95"] <= lengths["max"] and plan["data"]["tokens_per_example"] > 20
     assert plan["settings"]["seq_len"] == max(128, -(-lengths["p95"] // 128) * 128)
     at.radio(key="view").set_value("Recommendation").run()
-    label = next(e.label for e in at.expander if e.label.startswith("Data:"))
+    label = next(e.label for e in at.expander if e.label.startswith("Data ("))
     assert "150 usable rows" in label and f"sequence length {plan['settings']['seq_len']}" in label
 
 
-def test_every_bad_line_is_reported_in_one_message(home, tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(["{oops"] * 25 + ['{"text": "fine"}']))
+def test_bad_lines_are_listed_in_the_data_section_and_the_page_goes_on(home, tmp_path):
+    """25 bad lines of 27: the first 20 by number with the reason, a count of the rest, the user's file
+    name; the good rows are used and the recommendation still shows (issue 26)."""
+    lines = ['{"text": "fine one"}'] + ["{oops"] * 24 + ["[1, 2]", '{"text": "fine two"}']
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(lines))
     at = app().run()
     at.radio(key="data_mode").set_value("File path").run()
     at.text_input(key="data_file").input(str(path)).run()
-    message = next(e.value for e in at.error if "not valid JSON" in e.value)
-    assert "25 lines" in message and "and 5 more" in message and "20" in message
+    assert not at.exception and not at.error
+    assert at.info[0].value.startswith("Recommended:")  # the page stays usable
+    listing = next(w.value for w in at.warning if "not JSON objects" in w.value and "line 2:" in w.value)
+    numbers = [int(n) for n in re.findall(r"- line (\d+):", listing)]
+    assert numbers == list(range(2, 22)) and "…and 5 more" in listing and "mine.jsonl" in listing
+    assert "Expecting property name" in listing
+    assert any("25 lines of mine.jsonl" in w.value for w in at.sidebar.warning)
+    label = next(e.label for e in at.expander if e.label.startswith("Data"))
+    assert "2 usable rows" in label and "mine.jsonl" in label
+
+
+def test_an_unreadable_upload_is_named_as_the_user_named_it(home, tmp_path):
+    """Every line bad: the error stays in the Data section with the user's own file name (not the stored
+    one), and the page goes on with the typed counts."""
+    from ui.questionnaire import _save_upload
+
+    class Upload:
+        name = "my data.jsonl"
+
+        def getvalue(self):
+            return b"{oops\n{nope\n"
+
+    stored = _save_upload(Upload())
+    at = app().run()
+    at.radio(key="data_mode").set_value("File path").run()
+    at.text_input(key="data_file").input(stored).run()
+    errors = [e.value for e in at.sidebar.error]
+    assert errors and "not valid JSON" in errors[0] and Path(stored).name not in errors[0]
+    assert at.info[0].value.startswith("Recommended:") and not at.exception
 
 
 @pytest.mark.slow
-def test_a_reload_during_a_run_shows_it_with_a_working_cancel(home, tmp_path, tiny_model):
-    from estimators.plan import Plan
-    from tuners import launch
+def test_a_reload_during_a_run_shows_it_with_its_answers_and_a_working_cancel(home, tmp_path, tiny_model):
+    """Launched from the app with answers of its own; a new session with ?run=ID (a reload, a link in
+    another tab) opens Trial run on that run, with the same answers and its Cancel; after the cancel the
+    'still running' question is gone and the cancel reads as a notice, not an error (issue 26)."""
+    from tuners import launch, store
 
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps({"text": f"line {i} of the data"}) for i in range(16)))
-    plan = Plan.create(str(tiny_model), "lora", {"batch_size": 2, "seq_len": 32, "precision": "fp32"},
-                       data={"path": str(data)})
-    run_id, run_dir = launch.start({"plan": plan.to_json(), "steps": 100000})
-    assert wait_until(lambda: reached(run_dir, "step"), 120, poll=0.5), "the run never reached a step"
-    at = app().run()  # a new session (a reload, another tab): the live run is shown, with its cancel button
+    at = app().run()
+    at.selectbox(key="gpu").set_value("h100-sxm").run()
+    at.number_input(key="num_examples").set_value(5000).run()
+    at.selectbox(key="task").set_value("summarization").run()
     at.radio(key="view").set_value("Trial run").run()
-    assert any(m.value.startswith(f"**Run {run_id}**") for m in at.markdown)
-    assert any("still running" in w.value for w in at.warning)  # and a second launch asks first
-    at.button(key=f"cancel_{run_id}").click().run()
-    res = launch.follow(run_id, timeout=60)
-    assert res["status"] == "cancelled"
+    at.selectbox(key="trial_method").set_value("lora").run()
+    at.radio(key="trial_source").set_value("Local model folder").run()
+    at.text_input(key="trial_folder").input(str(tiny_model)).run()
+    at.number_input(key="trial_steps").set_value(10000).run()  # the most the app allows: minutes of tiny steps
+    at.number_input(key="trial_seq_lora").set_value(32).run()
+    at.button(key="trial_launch").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["run_id"]
+    request = store.get(run_id)["request"]
+    assert request["trial_settings"]["seq_len"] == 32 and request["plan"]["settings"]["seq_len"] != 32
+    assert wait_until(lambda: reached(store.get(run_id)["run_dir"], "step"), 120, poll=0.5), "no step"
+
+    again = app()
+    again.query_params["run"] = run_id
+    again.run()
+    assert not again.exception
+    assert again.radio(key="view").value == "Trial run"
+    assert again.selectbox(key="gpu").value == "h100-sxm" and again.selectbox(key="task").value == "summarization"
+    assert again.number_input(key="num_examples").value == 5000
+    assert again.text_input(key="trial_folder").value == str(tiny_model)
+    assert any(m.value.startswith(f"**Run {run_id}**") for m in again.markdown)
+    assert any("still running" in w.value for w in again.warning) and again.button(key="trial_launch").disabled
+    again.button(key=f"cancel_{run_id}").click().run()
+    assert launch.follow(run_id, timeout=60)["status"] == "cancelled"
+    again.run()
+    assert not any("still running" in w.value for w in again.warning) and not again.button(key="trial_launch").disabled
+    assert any("cancelled, as asked" in i.value for i in again.info) and not again.error
+    at.run()  # the first tab too
+    assert not any("still running" in w.value for w in at.warning)
     at.radio(key="view").set_value("History").run()
     history = frame_with(at, "run").set_index("run")
     assert history.loc[run_id, "status"] == "cancelled" and history.loc[run_id, "device"] == "cpu"

@@ -1,15 +1,42 @@
-"""The CLI contract: commands, --json shapes, and one-line errors with exit status 2."""
+"""The CLI contract: commands, --json shapes, and one-line errors with exit status 2.
+
+The commands run in this process (``advisor.cli.main``, as tests/test_bad_inputs.py runs them), which
+saves a Python start per case; ``test_the_entry_points_run_as_processes`` runs the real entry points."""
+import contextlib
+import io
 import json
 import subprocess
 import sys
 
 import pytest
 
+from advisor.cli import main
 from tests.conftest import ROOT
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "advisor", *args], capture_output=True, text=True, cwd=ROOT)
+def cli(*args) -> subprocess.CompletedProcess:
+    """``tuning-advisor ARGS`` in this process: its exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def process(module: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_entry_points_run_as_processes():
+    """``python -m advisor`` and ``python -m advisor.cli`` (what the tuning-advisor script runs)."""
+    r = process("advisor", "gpus", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout), r.stderr
+    r = process("advisor.cli", "estimate", "--model", "gpt2", "--method", "lora", "--batch-size", "0")
+    assert r.returncode == 2 and "--batch-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = process("advisor")
+    assert r.returncode == 2 and "give a command" in r.stderr
 
 
 ACCEPTANCE = ["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpu", "l4", "--examples", "5000",

@@ -24,12 +24,12 @@ import re
 
 import pytest
 
-from advisor.answers import Answers
 from advisor.feasibility import find_feasible
-from advisor.recommend import OVER_BUDGET_TIE, recommend
+from advisor.recommend import OVER_BUDGET_TIE
 from estimators.catalog import gpus
 from estimators.methods import REGISTRY
 from estimators.plan import Plan
+from tests.conftest import recommend_once
 
 BASE = {"task": "generation", "goals": ["specialization"], "num_examples": 2000, "domain_distance": "moderate",
         "model": "llama-3.1-8b", "gpu": "a100-80gb"}
@@ -146,7 +146,7 @@ _ALIAS = {"prompt_tuning": r"prompt tuning|soft prompt", "lora": r"\bLoRA\b", "q
 
 
 def rec_for(kw):
-    return recommend(Answers.from_dict({**BASE, **kw}))
+    return recommend_once({**BASE, **kw})  # computed once per session (the property test re-checks it)
 
 
 @pytest.fixture(scope="module")

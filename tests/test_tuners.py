@@ -232,7 +232,7 @@ def test_trial_project_trains_the_plan_not_the_trial(home, tiny, tmp_path):
                         "--tokenizer", str(run_dir / "tokenizer"), "--output", str(out), "--max-steps", "2"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "step 2/2 loss" in r.stdout and (out / "adapter_config.json").exists()
+    assert "step 2/2 | loss" in r.stdout and (out / "adapter_config.json").exists()
 
 
 def test_trial_calibrates_later_estimates_on_this_cpu(home, tiny):

@@ -3,6 +3,9 @@
     python -m tuners.datareport FILE SEQ_LEN [--tokenizer tokenizer.json]
 
 Prints the report JSON (``DataReport.to_dict`` plus every token length), or ``{"error": "..."}``.
+A JSONL file with some lines that are not JSON is profiled without them: the report lists the first
+``SHOWN_BAD_LINES`` by number with the reason (``bad_lines``, ``bad_count``) and names a copy of the
+file without them (``clean_path``, in the data folder) for plans and trials.
 ``report(...)`` runs it with a wall-clock limit and an address-space limit, so a huge or hostile
 file cannot stall or exhaust the server.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -56,6 +60,56 @@ def report(path: str | Path, seq_len: int, tokenizer_file: str | Path | None = N
     return out
 
 
+SHOWN_BAD_LINES = 20
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def bad_json_lines(path: Path) -> tuple[list[dict], list[str]]:
+    """The lines of a JSONL file that are not one JSON object (``{"line": n, "reason": ...}``), and the
+    good lines."""
+    bad, good = [], []
+    text = path.read_text(encoding="utf-8", errors="strict")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_constant=_no_constant)
+        except json.JSONDecodeError as exc:
+            bad.append({"line": n, "reason": f"{exc.msg} (column {exc.colno})"})
+            continue
+        except ValueError as exc:
+            bad.append({"line": n, "reason": str(exc)})
+            continue
+        if not isinstance(value, dict):
+            bad.append({"line": n, "reason": f"a JSON {type(value).__name__}, not an object"})
+        else:
+            good.append(line)
+    return bad, good
+
+
+def _without_bad_lines(path: Path) -> tuple[Path, list[dict]] | None:
+    """A copy of a JSONL file without its bad lines (in the data folder) and the bad lines; None when
+    every line is fine, or nothing is left."""
+    if path.suffix.lower() not in (".jsonl", ".json") or path.read_text(encoding="utf-8").lstrip().startswith("["):
+        return None
+    bad, good = bad_json_lines(path)
+    if not bad or not good:
+        return None
+    import hashlib
+
+    from tuners import store
+
+    body = "\n".join(good) + "\n"
+    name = re.sub(r"^[0-9a-f]{12}-", "", path.name)  # an upload's stored name: <digest>-<the user's name>
+    clean = store.uploads() / f"{hashlib.sha256(body.encode()).hexdigest()[:12]}-{name}"
+    if not clean.exists():
+        store.write_private(clean, body.encode())
+    return clean, bad
+
+
 def data_facts(path: str | Path, model: str | None = None) -> dict:
     """A plan's data facts from a data file, as the app's upload fills them (ui/questionnaire.py): the
     report at sequence length 512, token lengths counted with the model folder's own tokenizer when it
@@ -78,12 +132,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from tuners.data import quick_report
 
+    extra = {}
     try:
-        rep = quick_report(args.path, args.seq_len, args.tokenizer)
+        cleaned = _without_bad_lines(Path(args.path))
+        if cleaned:
+            extra = {"clean_path": str(cleaned[0]), "bad_count": len(cleaned[1]),
+                     "bad_lines": cleaned[1][:SHOWN_BAD_LINES]}
+        rep = quick_report(cleaned[0] if cleaned else args.path, args.seq_len, args.tokenizer)
+    except UnicodeDecodeError:
+        print(json.dumps({"error": f"data file '{Path(args.path).name}' is not UTF-8 text"}))
+        return 0
     except InputError as exc:
         print(json.dumps({"error": str(exc)}))
         return 0
-    print(json.dumps({**rep.to_dict(), "lengths": rep.token_lengths}))
+    print(json.dumps({**rep.to_dict(), "path": args.path, "lengths": rep.token_lengths, **extra}))
     return 0
 
 

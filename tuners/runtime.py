@@ -513,13 +513,22 @@ class Built:
     runner: object = None
     """What the steps call when it is not the model itself (``torch.compile``'s wrapper)."""
 
-    def step(self, group: list, on_phase=lambda name: None):
+    def step(self, group: list, on_phase=lambda name: None, update=None):
         """One optimizer step over the micro-batches in ``group``: each loss divided by their number,
-        gradients accumulated, then the update. Returns the mean loss (a detached tensor)."""
+        gradients accumulated, then the update: ``update(optimizer)`` when given (``train.py`` clips the
+        gradients and advances its schedule there), else the optimizer's step with gradients freed.
+        Returns the mean loss (a detached tensor)."""
         values = [train_step(self.runner or self.model, self.optimizer, batch, on_phase, loss=self.loss, autocast=self.autocast,
-                             accum=len(group), update=k == len(group) - 1) for k, batch in enumerate(group)]
+                             accum=len(group), update=update is None and k == len(group) - 1)
+                  for k, batch in enumerate(group)]
+        if update is not None:
+            on_phase("optimizer")
+            update(self.optimizer)
         self.steps_taken.append(len(group))
         return sum(values) / len(values)
+
+    def trainable_params(self) -> list:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def trainable(self) -> list:
         base = getattr(self.model, "module", self.model)  # DDP wraps; FSDP2 keeps the names
@@ -565,7 +574,11 @@ def build(plan: dict, source, device: str, *, teacher=None, tokenizer_path=None,
 
 def training_rows(examples, tokenizer, settings: dict, rank: int = 0, world: int = 1) -> list[dict]:
     """Encoded rows (packed when the plan packs), this rank's share of them when there are several."""
-    rows = encode(examples, tokenizer, settings["seq_len"])
+    return arrange(encode(examples, tokenizer, settings["seq_len"]), settings, rank, world)
+
+
+def arrange(rows: list[dict], settings: dict, rank: int = 0, world: int = 1) -> list[dict]:
+    """Encoded rows as the steps take them: packed when the plan packs, this rank's share."""
     if settings.get("packing"):
         rows = pack(rows, settings["seq_len"])
     return rows[rank::world] if world > 1 and len(rows) >= world else rows
@@ -713,7 +726,18 @@ def verify(model, out: Path, model_path, recipe: dict, settings: dict, device: s
 # --- the script -------------------------------------------------------------------------------
 
 
-def _arguments(argv):
+def _trainloop():
+    """The loop's helpers (schedule, clipping, eval, checkpoints, progress): ``trainloop.py`` beside this
+    file, in the exported project as in ``tuners/``. Loaded by path, so nothing else there is importable."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainloop", Path(__file__).resolve().parent / "trainloop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _arguments(argv, loop):
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", default=str(here / "plan.json"), help="the plan (default: plan.json beside this script)")
@@ -727,7 +751,33 @@ def _arguments(argv):
     ap.add_argument("--verify", action="store_true",
                     help="after saving, load the base again with the saved artifact and check it reproduces the "
                          "trained model's outputs (writes verify.safetensors; loads the base a second time)")
-    return ap, ap.parse_args(argv)
+    plan_path = ap.parse_known_args(argv)[0].plan
+    try:
+        plan = json.loads(Path(plan_path).read_text())
+    except (OSError, ValueError) as exc:
+        ap.error(f"cannot read the plan {plan_path} ({exc}): give --plan FILE")
+    loop.add_arguments(ap, plan.get("training"))  # schedule, clipping, eval, checkpoints: the plan's defaults
+    args = ap.parse_args(argv)
+    if loop.check_args(args):
+        ap.error(loop.check_args(args))
+    return ap, args, plan
+
+
+def _inputs(ap, args, plan: dict, loop) -> tuple[str, Path]:
+    """The model folder (or hub id) and the data file, checked before anything heavy loads."""
+    model_path = args.model or plan.get("model_source") or plan["model"]
+    data_path = args.data or (plan.get("data") or {}).get("path")
+    if not data_path:
+        ap.error("no data: give --data FILE (the plan has no data path)")
+    if not args.data and not Path(data_path).is_absolute():  # bundled with the project: relative to plan.json
+        data_path = Path(args.plan).resolve().parent / data_path
+    if not Path(data_path).is_file():
+        ap.error(f"data file {data_path} not found: give --data FILE")
+    if Path(model_path).exists() and not (Path(model_path) / "config.json").is_file():
+        ap.error(f"--model must be a Hugging Face model folder with config.json, or a hub id (got {model_path})")
+    if not args.tokenizer and loop.tokenizer_problem(model_path):
+        ap.error(loop.tokenizer_problem(model_path))
+    return model_path, Path(data_path)
 
 
 def _steps(ap, rows: list, s: dict, max_steps) -> int:
@@ -741,35 +791,123 @@ def _steps(ap, rows: list, s: dict, max_steps) -> int:
     return min(total, max_steps) if max_steps else total
 
 
-def _save(built: Built, args, plan: dict, model_path, tok, rows, log: dict, device: str, world: int, say) -> None:
-    state = full_state_dict(built.model) if world > 1 else None  # every rank takes part in gathering it
+@dataclass
+class _Run:
+    """What the loop of ``main`` carries: the built plan, its rows, schedule and what it logged."""
+
+    built: Built
+    args: object
+    plan: dict
+    loop: object
+    rows: list
+    eval_rows: list
+    total: int
+    device: str
+    world: int
+    pad_id: int
+    say: object
+    scheduler: object = None
+    start: int = 0
+    losses: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+
+    def batch(self, chunk: list) -> dict:
+        length = self.plan["settings"]["seq_len"] if self.world > 1 else max(len(e["input_ids"]) for e in chunk)
+        return {k: v.to(self.device) for k, v in collate(chunk, self.pad_id, length).items()}
+
+    def evaluate(self, step: int) -> None:
+        if self.eval_rows:
+            value = self.loop.evaluate(self.built.model, self.eval_rows, self.batch, self.built.loss,
+                                       self.plan["settings"]["batch_size"], self.built.autocast)
+            self.evals.append({"step": step, "loss": value})
+            self.say(f"eval loss {value:.4f} at step {step} ({len(self.eval_rows)} held-out examples)", flush=True)
+
+    def save(self, step: int) -> None:
+        if distributed()[0] == 0:
+            found = self.loop.save_checkpoint(self.args.output, self.built.model, self.built.optimizer, self.scheduler,
+                                              step, {"losses": self.losses, "evals": self.evals},
+                                              self.args.keep_checkpoints)
+            self.say(f"checkpoint written: {found}")
+        if self.world > 1:
+            import torch
+
+            torch.distributed.barrier()
+
+    def resume(self) -> None:
+        found = self.loop.latest_checkpoint(self.args.output)
+        if not found:
+            self.say(f"no checkpoint under {Path(self.args.output) / self.loop.CHECKPOINTS}: starting from step 0")
+            return
+        state = self.loop.load_checkpoint(found, self.built.model, self.built.optimizer, self.scheduler)
+        self.start, self.losses, self.evals = state["step"], state.get("losses", []), state.get("evals", [])
+        self.say(f"resumed from {found} (step {self.start} of {self.total})")
+
+
+def _train(run: _Run) -> bool:
+    """The optimizer steps (skipping, in the same data order, those a resumed checkpoint holds); False when
+    the loss stops being finite."""
+    s, args, loop = run.plan["settings"], run.args, run.loop
+    params = run.built.trainable_params()
+    progress = loop.Progress(run.total, run.start)
+
+    def update(optimizer):
+        update.norm = loop.update(optimizer, run.scheduler, params, args.max_grad_norm)
+
+    groups = loader(run.rows, s, run.pad_id, steps=run.total, seed=args.seed,
+                    pad_to=s["seq_len"] if run.world > 1 else None)
+    for step, group in enumerate(groups, 1):
+        if step <= run.start:
+            continue
+        lr = run.scheduler.get_last_lr()[0]
+        group = [{k: v.to(run.device) for k, v in b.items()} for b in group]
+        run.losses.append(float(run.built.step(group, update=update)))
+        if not math.isfinite(run.losses[-1]):
+            run.say(f"error: loss is {run.losses[-1]} at step {step}: lower the learning rate or check the data")
+            return False
+        tokens = sum(int(b["attention_mask"].sum()) for b in group) * run.world
+        run.say(progress.line(step, run.losses[-1], tokens, lr, update.norm), flush=True)
+        if step < run.total and args.eval_every and step % args.eval_every == 0:
+            run.evaluate(step)
+        if step < run.total and args.save_every and step % args.save_every == 0:
+            run.save(step)
+    return True
+
+
+def _finish(run: _Run, model_path, tok, probe: list, t0: float) -> None:
+    """The artifact (checked with --verify), then the final eval loss and checkpoint, then the log. The eval
+    runs after the save: an eval-mode forward repacks a 4-bit base on CPU in bitsandbytes."""
+    built, args, plan = run.built, run.args, run.plan
+    state = full_state_dict(built.model) if run.world > 1 else None  # every rank takes part in gathering it
     model = getattr(built.model, "module", built.model)
-    if distributed()[0] != 0:
-        return
-    out = save_artifact(model, args.output, plan["recipe"], tok, state_dict=state)
-    if args.verify:
-        log["verify_max_abs_diff"] = verify(model, out, model_path, plan["recipe"], plan["settings"], device,
-                                            rows[0]["input_ids"][:16])
-        say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "
-            f"{log['verify_max_abs_diff']:.2e})")
-    (out / "train_log.json").write_text(json.dumps(log, indent=2))
-    say(f"saved to {out}")
+    log = {"losses": run.losses, "steps": len(run.losses), "world_size": run.world, "seconds": time.time() - t0,
+           "resumed_from_step": run.start or None, **built.report()}
+    out = None
+    if distributed()[0] == 0:
+        out = save_artifact(model, args.output, plan["recipe"], tok, state_dict=state)
+        if args.verify:
+            log["verify_max_abs_diff"] = verify(model, out, model_path, plan["recipe"], plan["settings"], run.device, probe)
+            run.say(f"reload check: the saved artifact reproduces the trained outputs (max |Δ logit| "
+                    f"{log['verify_max_abs_diff']:.2e})")
+    if run.start < run.total:
+        run.evaluate(run.total)
+        if args.save_every or args.resume:
+            run.save(run.total)
+    if out is not None:
+        (out / "train_log.json").write_text(json.dumps({**log, "eval": run.evals}, indent=2))
+        run.say(f"saved to {out}")
 
 
 def main(argv=None) -> int:
-    ap, args = _arguments(argv)
+    loop = _trainloop()
+    ap, args, plan = _arguments(argv, loop)
+    model_path, data_path = _inputs(ap, args, plan, loop)
     import torch
     import transformers
 
-    plan = json.loads(Path(args.plan).read_text())
     s = plan["settings"]
-    model_path = args.model or plan["model"]
-    data_path = args.data or (plan.get("data") or {}).get("path")
-    if not data_path:
-        ap.error("no data: give --data FILE (the plan has no data path)")
-    if Path(model_path).exists() and not (Path(model_path) / "config.json").is_file():
-        ap.error(f"--model must be a Hugging Face model folder with config.json, or a hub id (got {model_path})")
     rank, local_rank, world = distributed()
+    if (args.save_every or args.resume) and world > 1 and plan["recipe"]["sharding"]["engine"] == "fully_shard":
+        ap.error("--save-every and --resume run on one process or DDP; with FSDP sharding use torch.distributed.checkpoint")
     if world > 1:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -789,22 +927,25 @@ def main(argv=None) -> int:
         if s.get(name):
             say(f"note: {name} is not implemented by this script: it runs without it (expect the memory and speed of "
                 "the plan with it off)")
-    params = [p for p in built.model.parameters() if p.requires_grad]
+    params = built.trainable_params()
     say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
         f"{sum(p.numel() for p in built.model.parameters()):,}")
-    rows = training_rows(load_examples(data_path), tok, s, rank, world)
+    encoded = encode(load_examples(data_path), tok, s["seq_len"])
+    probe = encoded[0]["input_ids"][:16] if encoded else []  # --verify's input: the data's first example
+    encoded, eval_rows = loop.split_eval(encoded, args.eval_share, s["batch_size"] * s.get("grad_accum", 1) * world,
+                                         seed=args.seed)
+    rows = arrange(encoded, s, rank, world)
     total = _steps(ap, rows, s, args.max_steps)
-    say(f"{len(rows)} examples per rank, {world} rank(s), {total} optimizer steps")
-    losses, t0 = [], time.time()
-    groups = loader(rows, s, tok.pad_token_id, steps=total, seed=args.seed, pad_to=s["seq_len"] if world > 1 else None)
-    for step, group in enumerate(groups, 1):
-        losses.append(float(built.step([{k: v.to(device) for k, v in b.items()} for b in group])))
-        if not math.isfinite(losses[-1]):
-            say(f"error: loss is {losses[-1]} at step {step}: lower the learning rate or check the data")
-            return 1
-        say(f"step {step}/{total} loss {losses[-1]:.4f} ({time.time() - t0:.1f} s)", flush=True)
-    log = {"losses": losses, "steps": len(losses), "world_size": world, "seconds": time.time() - t0, **built.report()}
-    _save(built, args, plan, model_path, tok, rows, log, device, world, say)
+    say(f"{len(rows)} examples per rank, {world} rank(s), {total} optimizer steps"
+        + (f", {len(eval_rows)} held out for the eval loss" if eval_rows else ""))
+    run = _Run(built, args, plan, loop, rows, eval_rows, total, device, world, tok.pad_token_id, say)
+    run.scheduler = loop.make_scheduler(built.optimizer, args, total)
+    if args.resume:
+        run.resume()
+    t0 = time.time()
+    if not _train(run):
+        return 1
+    _finish(run, model_path, tok, probe, t0)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -143,6 +143,16 @@ def adapt(plan: Plan, device: str, scale_down: bool, world: int = 1) -> tuple[Pl
     return (plan.edit(hardware=hardware) if hardware else plan), notes
 
 
+def with_trial_settings(plan: Plan, overrides: dict | None, notes: list[str]) -> tuple[Plan, list[str]]:
+    """The app's "Adjust for this machine" (``trial_settings``, e.g. a smaller micro-batch): applied to
+    the run, listed in ``adaptations``; the exported project keeps the plan as chosen."""
+    changed = {k: v for k, v in (overrides or {}).items() if plan.settings.get(k) != v}
+    if not changed:
+        return plan, notes
+    said = ", ".join(f"{k.replace('_', ' ')} {v} instead of the plan's {plan.settings.get(k)}" for k, v in changed.items())
+    return plan.edit(settings=changed), notes + [f"adjusted for this machine: {said}"]
+
+
 @dataclass(frozen=True)
 class TrialOptions:
     """How to run a plan as a trial (the request's keys besides the plan)."""
@@ -160,6 +170,8 @@ class TrialOptions:
     """Write which parameters moved and a probe of outputs (tests check the right weights trained)."""
     keep_model: bool = False
     nproc: int = 1
+    trial_settings: dict | None = None
+    """Settings this machine runs differently (the app's "Adjust for this machine"): an adaptation."""
 
     @classmethod
     def read(cls, request: dict) -> tuple[Plan, TrialOptions]:
@@ -301,6 +313,7 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
     started = time.time()
     device, device_name, rank, world = _place(options)
     run_plan, adaptations = adapt(plan, device, options.scale_down, world)
+    run_plan, adaptations = with_trial_settings(run_plan, options.trial_settings, adaptations)
     t = Trial(run_id, run_dir, plan, options, run_plan, adaptations, device, device_name, rank, world, started)
     if rank == 0:
         store.try_update(run_id, device=device_name + (f" ×{world}" if world > 1 else ""))

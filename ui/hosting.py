@@ -9,6 +9,16 @@ import streamlit as st
 from advisor.hosting import NOT_PRICED
 from estimators.catalog import gpus
 from estimators.methods import label
+from ui.runstate import initial
+
+APP_NOT_PRICED = ("Hosting was not priced: fill in \"Hosting (optional)\" in the sidebar (requests per day, prompt "
+                  "and generated tokens) to rank by tuning plus hosting cost.")
+"""The advisor's sentence in the app's words (it names the answer keys the CLI and API take)."""
+
+
+def in_app_words(text: str) -> str:
+    return text.replace(NOT_PRICED, APP_NOT_PRICED)
+
 
 ANSWER_KEYS = ("requests_per_day", "tokens_in", "tokens_out", "peak_concurrency", "p50_tpot_ms", "serving_gpu",
                "horizon_months", "retunes")
@@ -18,20 +28,21 @@ def render_inputs(sb) -> dict:
     """The traffic questions in a sidebar expander; all None until a daily request count is given."""
     out = dict.fromkeys(ANSWER_KEYS)
     with sb.expander("Hosting (optional): traffic and horizon"):
-        rpd = st.number_input("Requests per day, all tasks (0 = don't price hosting)", 0.0, 1e12, 0.0, step=1000.0,
+        rpd = st.number_input("Requests per day, all tasks (0 = don't price hosting)", 0.0, 1e12, float(initial("requests_per_day", 0.0)), step=1000.0,
                               key="requests_per_day")
         if not rpd:
             return out
         out["requests_per_day"] = rpd
-        out["tokens_in"] = int(st.number_input("Prompt tokens per request", 1, 10_000_000, 500, key="tokens_in"))
-        out["tokens_out"] = int(st.number_input("Generated tokens per request", 1, 10_000_000, 200, key="tokens_out"))
+        out["tokens_in"] = int(st.number_input("Prompt tokens per request", 1, 10_000_000, int(initial("tokens_in", 500)), key="tokens_in"))
+        out["tokens_out"] = int(st.number_input("Generated tokens per request", 1, 10_000_000, int(initial("tokens_out", 200)), key="tokens_out"))
         ids = ["(the tuning GPU)"] + list(gpus())
-        choice = st.selectbox("Serving GPU", ids, key="serving_gpu")
+        choice = st.selectbox("Serving GPU", ids, key="serving_gpu",
+                              index=ids.index(initial("serving_gpu", ids[0])) if initial("serving_gpu", ids[0]) in ids else 0)
         out["serving_gpu"] = None if choice == ids[0] else choice
-        tpot = st.number_input("Target ms per output token, median (0 = none)", 0.0, 60_000.0, 0.0, key="p50_tpot_ms")
+        tpot = st.number_input("Target ms per output token, median (0 = none)", 0.0, 60_000.0, float(initial("p50_tpot_ms", 0.0)), key="p50_tpot_ms")
         out["p50_tpot_ms"] = tpot or None
-        out["horizon_months"] = float(st.number_input("Months of hosting", 1, 600, 12, key="horizon_months"))
-        out["retunes"] = int(st.number_input("Tuning runs per task over that time", 1, 10_000, 1, key="retunes"))
+        out["horizon_months"] = float(st.number_input("Months of hosting", 1, 600, int(initial("horizon_months", 12)), key="horizon_months"))
+        out["retunes"] = int(st.number_input("Tuning runs per task over that time", 1, 10_000, int(initial("retunes", 1)), key="retunes"))
     return out
 
 
@@ -40,7 +51,7 @@ def render_chart(rec: dict) -> None:
     st.subheader("Tuning plus hosting over time")
     hosting = rec.get("hosting") or {}
     if not hosting.get("priced"):
-        st.caption(hosting.get("text") or NOT_PRICED)
+        st.caption(in_app_words(hosting.get("text") or NOT_PRICED))
         return
     rows, layout = [], []
     for a in rec["recommendations"]:

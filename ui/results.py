@@ -11,13 +11,38 @@ import streamlit as st
 from advisor.criteria import explain
 from advisor.explore import memory_rows, time_cost_curve, what_if
 from advisor.formatting import fit_label
+from estimators import axes
 from estimators import methods as methods_registry
 from estimators.errors import InputError
 from estimators.methods import REGISTRY
-from estimators.axes import sharding as sharding_spec
 from estimators.plan import Plan, setting
+from ui import hosting
 
 GIB = 1024**3
+
+# Messages written for the command line, said in the app's terms (the app has widgets, not flags).
+_CLI_WORDS = ((r"\(?point --model at ([^)]*)\)?", r"(choose \1)"), (r"--data FILE", "a data file"),
+              (r"--scale-down", "'Scale down'"), (r"raise --steps", "raise the trial steps"),
+              (r"--steps", "the trial steps"), (r"--nproc N?", "the number of processes"),
+              (r"--teacher M", "a teacher model"), (r"--teacher", "the teacher"), (r"--force", "'Launch anyway'"),
+              (r"--model", "the model"), (r"--data", "the data file"), (r"--sharding", "the sharding"),
+              (r"\(tuning-advisor runs\)", "(see History)"), (r"tuning-advisor runs", "History"))
+
+
+def plain(message: str) -> str:
+    """An error for the app: no command-line flags, and files in the tool's own or temporary folders
+    named by their file name only (never a temp path)."""
+    import re
+    import tempfile
+
+    from tuners import store
+
+    text = str(message)
+    for pattern, words in _CLI_WORDS:
+        text = re.sub(pattern, words, text)
+    for root in {str(store.home()), tempfile.gettempdir()}:
+        text = re.sub(re.escape(root) + r"/[^\s'\"),;]*", lambda m: Path(m.group(0)).name, text)
+    return text
 
 
 def fmt_bytes(n) -> str:
@@ -27,9 +52,18 @@ def fmt_bytes(n) -> str:
 
 
 def fmt_hours(s) -> str:
+    """A duration at any magnitude: ``< 1 s``, ``42 s``, ``17 min``, ``3.4 h``, ``2.5 days``."""
     if s is None:
         return "—"
-    return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+    if s < 1:
+        return "< 1 s"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.0f} min"
+    if s < 48 * 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:,.1f} days"
 
 
 def verdict(a: dict) -> str:
@@ -42,7 +76,52 @@ def label(method: str) -> str:
 
 
 def fmt_usd(x) -> str:
-    return "—" if x is None else f"${x:,.2f}"
+    """Money at any magnitude: ``$0``, ``< $0.01``, ``$0.37``, ``$12.50``, ``$1,234``."""
+    if x is None:
+        return "—"
+    if x == 0:
+        return "$0"
+    if x < 0.01:
+        return "< $0.01"
+    return f"${x:,.2f}" if x < 1000 else f"${x:,.0f}"
+
+
+# Labels and units of plan settings (advisor's keys stay in plan.json; people read these).
+SETTING_LABELS = {
+    "batch_size": ("Micro-batch", "sequences per GPU"), "grad_accum": ("Gradient accumulation", "micro-batches per step"),
+    "seq_len": ("Sequence length", "tokens"), "precision": ("Precision", ""),
+    "mixed_precision": ("Mixed precision (fp32 master weights)", ""), "optimizer": ("Optimizer", ""),
+    "gradient_checkpointing": ("Gradient checkpointing", ""), "attention": ("Attention kernel", ""),
+    "packing": ("Packing (several examples per sequence)", ""), "lr": ("Learning rate", "peak"),
+    "epochs": ("Epochs", "passes over the data"), "lora_rank": ("LoRA rank r", ""),
+    "lora_alpha": ("LoRA alpha", "scale = alpha / r"), "lora_targets": ("LoRA target layers", ""),
+    "lora_dropout": ("LoRA dropout", ""), "quant_bits": ("Base weights quantized to", "bits"),
+    "double_quant": ("Double quantization", ""), "num_virtual_tokens": ("Soft-prompt length", "tokens"),
+    "prompt_init": ("Soft-prompt initialisation", ""), "prompt_init_text": ("Initialisation text", ""),
+    "adapter_size": ("Adapter bottleneck width", "dimensions"), "teacher": ("Teacher model", ""),
+    "teacher_quant_bits": ("Teacher stored in", "bits"), "temperature": ("Distillation temperature", ""),
+    "alpha": ("Teacher term weight", "0 = labels only, 1 = teacher only"), "num_gpus": ("GPUs", ""),
+    "sharding": ("Multi-GPU sharding", ""), "cpu_offload": ("CPU offload", ""),
+    "compile": ("torch.compile", ""), "fused_cross_entropy": ("Fused cross-entropy", ""),
+    "optimizer_in_backward": ("Optimizer step in backward", ""), "activation_offloading": ("Activation offloading", ""),
+}
+_VALUE_WORDS = {"sdpa": "SDPA (memory-efficient)", "eager": "eager", "all-linear": "every linear layer",
+                **{k: o.label for k, o in axes.OPTIMIZER_REGISTRY.items()},
+                **{k: s.label for k, s in axes.SHARDING_REGISTRY.items()}}  # the registries' labels
+
+
+def setting_value(key: str, value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "default" if key in ("lr", "lora_alpha") else "—"
+    if key == "lr":
+        return f"{value:.1e}".replace("e-0", "e-")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return _VALUE_WORDS.get(str(value), str(value))
 
 
 def fmt_range(block: dict, key: str, fmt) -> str:
@@ -53,7 +132,58 @@ def fmt_range(block: dict, key: str, fmt) -> str:
 
 
 def settings_table(settings: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"setting": k.replace("_", " "), "value": str(v)} for k, v in settings.items()])
+    """Every setting with its label and unit; the plan's key names stay in plan.json."""
+    rows = []
+    for k, v in settings.items():
+        name, unit = SETTING_LABELS.get(k, (k.replace("_", " ").capitalize(), ""))
+        shown = setting_value(k, v)
+        rows.append({"setting": name, "value": f"{shown} {unit}" if unit and shown not in ("—", "default") else shown})
+    return pd.DataFrame(rows).set_index("setting")
+
+
+ICONS = {"fits": ":material/check_circle:", "tight": ":material/warning:", "over budget": ":material/payments:",
+         "does not fit": ":material/block:", "not applicable": ":material/do_not_disturb_on:"}
+"""Streamlit's bundled Material Symbols: they render without an emoji font on the machine."""
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _what_would_fit(plan_json: str) -> str | None:
+    """For a plan that does not fit: the GPU count (per sharding) or the cheapest GPU type that would."""
+    from estimators.scaling import min_gpus
+
+    try:
+        m = min_gpus(Plan.from_json(json.loads(plan_json)))
+    except (InputError, KeyError, ValueError):
+        return None
+    def name(k: str) -> str:  # by_sharding's keys: a registry id, or one with "+offload"
+        base, _, offload = k.partition("+")
+        return (axes.sharding(base).label if base in axes.SHARDING_REGISTRY else base) + (" + CPU offload" if offload else "")
+
+    options = [f"{f['num_gpus']:,} of these GPUs with {name(k)}" for k, f in m["by_sharding"].items()
+               if f is not None and k != "none"][:1]
+    options += [f"{o['num_gpus']} × {o['name']} ({o['sharding']}, {fmt_usd(o['cost_usd'])}, {fmt_hours(o['seconds'])})"
+                for o in (m.get("cheapest") or [])[:1]]
+    return "; or ".join(options) or None
+
+
+def what_would_fit(plan: dict) -> str | None:
+    return _what_would_fit(json.dumps(plan, sort_keys=True))
+
+
+def _time_cell(a: dict) -> str:
+    if a["estimate"] and not a["fits"]:
+        return "— (does not fit)"
+    return fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours)
+
+
+def _cost_cell(a: dict) -> str:
+    if a["estimate"] and not a["fits"]:
+        return "— (does not fit)"
+    return fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)
+
+
+ORDER_NOTE = ("Ranked by verdict first — fits, tight, over budget (nearest the budget first), does not fit, not "
+              "applicable — then by score within each group.")
 
 
 def render_recommendation(rec: dict) -> None:
@@ -66,37 +196,49 @@ def render_recommendation(rec: dict) -> None:
         with st.container(border=True):
             st.success(f"**Hybrid — retrieval (RAG) for the facts, {rec['hybrid']['label']} for the rest.** "
                        + rec["hybrid"]["text"])
-    st.info(rec["summary"])
+    st.info(hosting.in_app_words(rec["summary"]))
     table = pd.DataFrame([{"rank": i + 1, "method": label(a["method"]), "score": a["score"], "verdict": verdict(a),
                            "suitability": a.get("verdict", "—"),
                            "memory / GPU": fmt_bytes((a["estimate"] or {}).get("memory", {}).get("total")),
                            "route": a.get("route") or "—",  # issue 25: on-GPU, sharded or offloaded (C6.21)
-                           "time": fmt_range(((a["estimate"] or {}).get("time") or {}), "seconds", fmt_hours),
-                           "cost": fmt_range(a["estimate"] or {}, "cost_usd", fmt_usd)}
+                           "time": _time_cell(a), "cost": _cost_cell(a)}
                           for i, a in enumerate(rec["recommendations"])])
     st.dataframe(table, hide_index=True, width="stretch", key="rec_table",
                  column_config={"score": st.column_config.NumberColumn(format="%.2f")})
+    scores = [a["score"] for a in rec["recommendations"]]
+    if any(b > a for a, b in zip(scores, scores[1:])):
+        st.caption(ORDER_NOTE)
     for a in rec["recommendations"]:
         with st.container(border=True):
-            icon = {"fits": "✅", "tight": "⚠️", "over budget": "💸", "does not fit": "⛔",
-                    "not applicable": "🚫"}[verdict(a)]
+            icon = ICONS[verdict(a)]
             st.markdown(f"#### {icon} {label(a['method'])} · score {a['score']:.2f} · {verdict(a)}"
                         + (f" · {a['verdict']}" if a.get("verdict") and a["verdict"] != verdict(a) else "")
                         + (f" · student {a['model']}" if REGISTRY[a["method"]].needs_teacher and a["estimate"] else ""))
             if a.get("verdict") in ("poor fit", "not applicable") and a.get("verdict_reason"):
                 st.caption(f"Why {a['verdict']}: {a['verdict_reason']}")
+            if a["estimate"] and not a["fits"]:
+                e = a["estimate"]
+                gpu = e.get("gpu") or {}
+                size = f", {gpu['memory_bytes'] / GIB:,.0f} GiB each" if gpu.get("memory_bytes") else ""
+                would = what_would_fit(a["plan"]) if a.get("plan") else None
+                st.markdown(f":material/block: **Does not fit:** needs {fmt_bytes(e['memory']['total'])} per GPU on "
+                            f"{(a.get('plan') or {}).get('hardware', {}).get('num_gpus', 1)} × "
+                            f"{gpu.get('name', 'the chosen GPU')}{size}, so no time or cost is given for it."
+                            + (f" What would fit: {would}." if would else ""))
             if a.get("budget_fit"):
-                st.markdown(f"💰 **Budget:** {a['budget_fit']['text']}")
+                st.markdown(f":material/payments: **Budget:** {a['budget_fit']['text']}")
             if a["settings"]:
                 with st.expander("Settings of this plan"):
-                    st.dataframe(settings_table(a["settings"]), hide_index=True, key=f"settings_{a['method']}")
+                    st.table(settings_table(a["settings"]))
             if (a["estimate"] or {}).get("calibrated"):
-                st.caption(f"⚙️ Estimate {a['estimate']['calibrated']}.")
+                st.caption(f":material/tune: Estimate {a['estimate']['calibrated']}.")
             for r in a["reasons"]:
-                with st.expander(f"{ {'+': '➕', '-': '➖'}.get(r['effect'], 'ℹ️') } [{r['criterion']}] {r['text']}"):
+                with st.expander(f"[{r['criterion']}] {r['text']}",
+                                 icon={"+": ":material/add_circle:", "-": ":material/remove_circle:"}.get(
+                                     r["effect"], ":material/info:")):
                     st.markdown(explain(r["criterion"]))
             for c in a["caveats"]:
-                st.markdown(f"⚠️ {c}")
+                st.markdown(f":material/warning: {c}")
 
 
 def plans(rec: dict) -> dict[str, Plan]:
@@ -208,7 +350,7 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
               f"{fmt_usd(est['cost_usd_low'])} – {fmt_usd(est['cost_usd_high'])}"
               if est.get("cost_usd_low") is not None else None, delta_color="off", delta_arrow="off")
     st.caption(f"The peak falls at the {est['memory']['peak_phase'].replace('_', ' ')} moment of a step. "
-               + (f"⚙️ Estimate {est['calibrated']}." if est.get("calibrated") else
+               + (f"Estimate {est['calibrated']}." if est.get("calibrated") else
                   "Default efficiency: run a trial on this GPU to calibrate time and overhead.")
                + (f" Time range: {t['range_basis']}." if ranged else ""))
     fig = px.bar(pd.DataFrame(memory_rows(label(method), est)), x="GiB", y="method", color="component",
@@ -235,7 +377,7 @@ def render_min_gpus(plan: Plan, budget: tuple = (None, None)) -> None:
     st.markdown(f"**What would fit:** {m['answer']}" if m["answer"] else
                 "**What would fit:** nothing in the catalog up to 128 GPUs" + (" within the budget." if any(budget)
                                                                                 else "."))
-    rows = [{"sharding": "FSDP + CPU offload" if k.endswith("+offload") else sharding_spec(k).label,
+    rows = [{"sharding": "FSDP + CPU offload" if k.endswith("+offload") else axes.sharding(k).label,
              "GPUs": "does not fit on 128" if f is None else f"{f['num_gpus']:,}",
              "memory / GPU": "—" if f is None else fmt_bytes(f["memory_per_gpu"]),
              "host RAM per node": "—" if f is None else fmt_bytes(f["cpu_ram"]),
