@@ -29,8 +29,9 @@ the work its kernels do on the GPU and the host's work to issue them, which over
   a few µs: CUDA's launch latency plus PyTorch's dispatch). On CUDA the GPU runs kernels while the host
   issues the next ones, so ``busy`` is the smooth maximum of the GPU's work and the launches.
 * **CPU device**: there the same threads dispatch and run the kernels, so the host's per-block and
-  per-inserted-module cost *adds* to the compute, and inserted modules stream their inputs through
-  memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``).
+  per-inserted-module cost *adds* to the compute, inserted modules stream their inputs through
+  memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``), and the blocks' elementwise
+  passes and the logits cost their bytes over the measured host bandwidth, as on a GPU.
 * **eager attention**, **QLoRA dequantization**, **MoE routing**: bytes over bandwidth, as named.
 * **activation offloading**: the saved activations go to host memory in forward and come back in
   backward over the host link, on a side stream; only what compute does not hide costs.
@@ -179,16 +180,59 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     c = constants()
     tokens = setup.batch_size * length
     rate = gpu.peak_flops(setup.precision) * efficiency * setup.m.efficiency
-    compute = tokens * flops_per_token(length) / rate if rate else 0.0
+    flops = tokens * flops_per_token(length)
+    upcast = _kbit_upcast(setup)
+    widen = 4 / setup.act_bytes if upcast else 1.0  # the activations stream in fp32
+    if upcast and rate:
+        # peft's prepare_model_for_kbit_training (0.21, utils/other.py: "cast all non INT8 parameters to
+        # fp32") upcasts the embeddings, norms and LM head: the residual stream is fp32, bitsandbytes'
+        # Linear4bit casts its input to the compute dtype and its output back, so only the 4-bit base
+        # GEMMs run at the 16-bit rate; the head's GEMMs, attention and the other FLOPs at the fp32 one.
+        # Measured on the default QLoRA trial (torch.profiler, 1 thread): aten::mm 160 GFLOP/s, this
+        # CPU's fp32 GEMM rate, not its 1.2 TFLOP/s bf16 one.
+        base = _quantized_gemm_flops(spec, setup, tokens)
+        rate32 = gpu.peak_flops("fp32") * efficiency * setup.m.efficiency
+        compute = base / rate + max(0.0, flops - base) / rate32
+    else:
+        compute = flops / rate if rate else 0.0
     recompute = 4 / 3 if setup.gradient_checkpointing else 1
     dense, banks = inserted_modules(spec, setup)
     launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
               * c["cpu_dispatch_seconds_per_module"]) * recompute
-    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / _bandwidth(gpu)
+    bw = _bandwidth(gpu)
+    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / bw
+    # The blocks' elementwise passes and the loss's logits stream through memory on a CPU as on a GPU (the
+    # same counted bytes over the measured host bandwidth). On the app's default trial (hidden 256, 4 x 384
+    # tokens, 1 thread) they are half the step: torch.profiler gave 275 ms in aten::mm and 261 ms in the
+    # other ops (mul, add, fill_, copy_, softmax; bench/results/trial-time-check-2026-12-03-b.txt).
+    logit_bytes = c["fused_ce_bytes_per_logit"] if setup.fused_cross_entropy else c["logits_bytes_per_logit"]
+    # Before calibration they run at the measured bandwidth (a 64 MiB copy). A trial calibrates one share of
+    # this CPU's measured rates: the efficiency over the default scales these byte terms as it scales the
+    # FLOP rate (tiny models' tensors sit in cache and beat the copy's bandwidth; big ones fault fresh pages).
+    share = efficiency / gpu.efficiency if gpu.efficiency else 1.0
+    elementwise = _elementwise_bytes(spec, setup, tokens) * widen / bw / share
+    logits = tokens * spec.vocab * logit_bytes / bw / share
     if setup.compile:
         compute /= c["cpu_compile_speedup"]
         launch /= c["cpu_compile_speedup"]
-    return compute, launch, {"compute": compute, "module_traffic": traffic}
+        elementwise *= c["compile_fusion"]
+    return compute, launch, {"compute": compute, "module_traffic": traffic, "elementwise": elementwise,
+                             "logits": logits}
+
+
+def _kbit_upcast(setup: TrainSetup) -> bool:
+    """A quantized base prepared by peft's prepare_model_for_kbit_training (non-quantized weights in fp32)."""
+    from estimators.memory import unquantized_bytes  # lazy: memory imports the activation model
+
+    return bool(setup.m.quantized_base) and setup.act_bytes != 4 and unquantized_bytes(setup) == 4
+
+
+def _quantized_gemm_flops(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
+    """FLOPs of the quantized base linears' GEMMs in one micro-batch: forward (twice under checkpointing)
+    and the input gradient; the frozen 4-bit weights get no weight gradient."""
+    passes = (2 if setup.gradient_checkpointing else 1) + 1
+    return sum(2 * tokens * lin.in_features * lin.out_features * lin.count * passes
+               for lin in spec.linears if lin.count)
 
 
 def saved_activation_bytes(spec: ModelSpec, setup: TrainSetup) -> float:

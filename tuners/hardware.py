@@ -46,8 +46,9 @@ def _mem_total() -> int:
     return proc_bytes("/proc/meminfo", "MemTotal:") or 8 * 1024**3
 
 
-def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> float:
-    """Best of several square matmuls after two warm-ups (single measurements varied by ~50 %).
+def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 10) -> float:
+    """Best of ten square matmuls after two warm-ups (single measurements varied by ~50 %; on the shared
+    2-core machine best of five still varied 0.08-0.16 TFLOP/s fp32 at one thread within minutes).
     bf16 is often emulated on CPUs (hundreds of times slower), so it gets a smaller matrix."""
     import torch
 
@@ -64,7 +65,7 @@ def matmul_tflops(dtype_name: str, n: int | None = None, repeats: int = 5) -> fl
     return 2 * n**3 / best / 1e12
 
 
-def copy_gbs(mib: int = 64, repeats: int = 5) -> float:
+def copy_gbs(mib: int = 64, repeats: int = 10) -> float:
     """Host memory bandwidth: the best of a few copies of a ``mib`` MiB tensor (read + write bytes),
     what the step-time model's memory-bound terms (optimizer step, dequantization) divide by."""
     import torch
@@ -80,7 +81,39 @@ def copy_gbs(mib: int = 64, repeats: int = 5) -> float:
     return 2 * a.numel() * 4 / best / 1e9
 
 
-def cpu_device() -> GPU:
+def trial_threads(cores: int | None = None, load: float | None = None, own: float = 1.0) -> tuple[int, str | None]:
+    """Threads a CPU trial should run torch's ops on, and why when fewer than the cores.
+
+    torch's CPU ops are OpenMP parallel regions that end at a barrier: every thread must finish before
+    the next op starts. When other processes keep the cores busy, the kernel deschedules one of our
+    threads for a time slice (milliseconds) and the others spin at the barrier, so each op costs a time
+    slice instead of its work. Measured here (2-core Xeon, load average 3.8, 2026-12-03, /tmp microbench
+    quoted in bench/results/trial-time-check-2026-12-03-b.txt): a 1536x256 fp32 multiply took 7.9 ms
+    median with 2 threads vs 0.16 ms with 1; a 1536x256x256 matmul 17 vs 147 GFLOP/s; the app's default
+    LoRA trial step 0.8-2.4 s vs 0.39-0.53 s. So a trial runs on the cores the others leave idle: the
+    1-minute load average minus this process's own runnable thread (``own``), at least one thread.
+    ``TUNING_ADVISOR_CPU_THREADS`` (or an explicit ``OMP_NUM_THREADS``) overrides it."""
+    cores = cores or os.cpu_count() or 1
+    stated = os.environ.get("TUNING_ADVISOR_CPU_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    if stated:
+        try:
+            return max(1, min(cores, int(stated))), None
+        except ValueError:
+            pass
+    load = os.getloadavg()[0] if load is None else load
+    others = max(0.0, load - own)
+    threads = max(1, min(cores, int(cores - others)))
+    if threads >= cores:
+        return cores, None
+    return threads, (f"{threads} of {cores} CPU threads: the load average {load:.1f} leaves about {max(0.0, cores - others):.1f} "
+                     "idle cores, and torch's threads would wait at each op's barrier for a thread the other "
+                     "processes hold (TUNING_ADVISOR_CPU_THREADS overrides)")
+
+
+def cpu_device(fresh: bool = False) -> GPU:
+    """This CPU as a device, at torch's current thread count. ``fresh``: measure the peaks now (a trial,
+    whose measured step is compared with them: the share of the cores other processes leave changes by
+    minutes on a shared machine) and update the cache; otherwise the cached peaks when there are some."""
     import torch
 
     key = f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}"
@@ -93,7 +126,7 @@ def cpu_device() -> GPU:
             peaks = None
     except (OSError, ValueError, UnicodeDecodeError):  # a corrupt cache is measured again, never fatal
         known, peaks = {}, None
-    if peaks is None:
+    if peaks is None or fresh:
         peaks = {p: matmul_tflops(p) for p in ("fp32", "bf16")}
         peaks["bandwidth_gbs"] = copy_gbs()
         known = {**(known if isinstance(known, dict) else {}), key: peaks}
@@ -104,4 +137,5 @@ def cpu_device() -> GPU:
     return GPU(id="cpu", name=f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)", memory_bytes=_mem_total(),
                tflops={"fp32": peaks["fp32"], "bf16": peaks["bf16"], "fp16": peaks["bf16"]},
                bandwidth_gbs=peaks["bandwidth_gbs"],
-               efficiency=CPU_DEFAULT_EFFICIENCY, source=f"measured matmul peak on this machine (pid {os.getpid()})")
+               efficiency=CPU_DEFAULT_EFFICIENCY,
+               source=f"measured matmul peak on this machine (pid {os.getpid()}, load average {os.getloadavg()[0]:.1f})")

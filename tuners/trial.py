@@ -293,9 +293,16 @@ def _estimate(t: Trial, teacher_source) -> None:
     if t.device.startswith("cuda"):
         t.gpu = catalog_gpu_for(t.device_name)
     else:
-        from tuners.hardware import cpu_device
+        import torch
 
-        t.gpu = cpu_device()  # measured matmul peak, so CPU trials get a throughput estimate too
+        from tuners.hardware import cpu_device, trial_threads
+
+        threads, why = trial_threads()  # on the cores other processes leave idle (OpenMP barrier stalls)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        if why:
+            t.adaptations.append(why)
+        t.gpu = cpu_device(fresh=True)  # matmul peak measured now, at these threads: the estimate the steps check
     calibration = store.calibration_for(t.gpu.id if t.gpu else None, setup.method, setup.precision)
     t.est = estimate(spec, setup, t.gpu, teacher_spec, price_per_hour=t.plan.hardware.get("price_per_hour"),
                      calibration=calibration)
