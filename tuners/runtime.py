@@ -29,15 +29,24 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# --- the data: traindata.py beside this file --------------------------------------------------
-# One module either way: ``tuners.traindata`` when this is imported as ``tuners.runtime`` (the trial, the
-# dry run, tests), the plain ``traindata`` module when this runs as the exported ``train.py`` (a script's
-# folder is ``sys.path[0]``, and the export copies traindata.py there). Nothing else is put on sys.path.
-if __package__:
-    from . import traindata
-else:
-    import traindata
+# --- the files beside this one: traindata.py (the data), trainloop.py (the loop) ------------------
 
+
+def _sibling(name: str):
+    """``name``.py beside this file, imported once: ``tuners.<name>`` when this is ``tuners.runtime`` (the
+    trial, the dry run, tests), the plain module ``name`` when this runs as the exported ``train.py``, whose
+    folder (where the export copies the siblings) is on ``sys.path`` — put there if ``python -P`` left it out."""
+    import importlib
+
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    folder = str(Path(__file__).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+traindata = _sibling("traindata")
 # Its names, as they were before the split: ``runtime.encode``, ``runtime.loader``... keep working.
 FORMATS, Example, DataError = traindata.FORMATS, traindata.Example, traindata.DataError
 MAX_DATA_BYTES, MAX_FIELD_CHARS = traindata.MAX_DATA_BYTES, traindata.MAX_FIELD_CHARS
@@ -538,12 +547,8 @@ def verify(model, out: Path, model_path, recipe: dict, settings: dict, device: s
 
 def _trainloop():
     """The loop's helpers (schedule, clipping, eval, checkpoints, progress): ``trainloop.py`` beside this
-    file, in the exported project as in ``tuners/``; imported as ``traindata`` is (see the top)."""
-    if __package__:
-        from . import trainloop
-    else:
-        import trainloop
-    return trainloop
+    file, in the exported project as in ``tuners/``."""
+    return _sibling("trainloop")
 
 
 def _arguments(argv, loop):
