@@ -2,15 +2,17 @@
 1,000,000-row data file (the runner reads a bounded sample, tuners/data.py ``load_sample``): the
 wall time of ``tuning-advisor trial`` end to end, and the runner's own time to its first step.
 
-    python bench/trial_big_data.py [--rows 1000000] [--out bench/results/trial-big-data-<date>.txt]
+    python bench/trial_big_data.py [--rows 1000000] [--repeat 3] [--out bench/results/trial-big-data-<date>.txt]
 
-Prints figures; asserts nothing (a benchmark, not a test). CPU timings move with the machine's load.
+Prints figures (each trial with the 1-minute load average before it, as ``uptime`` shows it, and the
+median of the repeats); asserts nothing (a benchmark, not a test). CPU timings move with the load.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ def trial(model: Path, data: Path, home: Path) -> tuple[float, float | None, dic
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1, help="trials per file (alternating files); the median is shown")
     ap.add_argument("--out", help="also write the figures to this file")
     args = ap.parse_args()
     import torch
@@ -59,15 +62,25 @@ def main() -> int:
         tmp = Path(tmp)
         torch.manual_seed(0)
         transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY)).save_pretrained(tmp / "model")
+        files = {}
         for rows in (1000, args.rows):
-            data = tmp / f"data-{rows}.jsonl"
-            write_data(data, rows)
-            wall, first, res = trial(tmp / "model", data, tmp / f"home-{rows}")
-            report = res.get("data") or {}
-            lines.append(f"{rows:>9,} rows ({data.stat().st_size / 1e6:6.1f} MB): {res['status']}, wall {wall:5.1f} s "
-                         f"(CLI start to result), runner start to first step "
-                         f"{first if first is None else round(first, 1)} s; rows read {report.get('rows_read')} of "
-                         f"{report.get('rows')}" + (f"; error: {res.get('error')}" if res.get("error") else ""))
+            files[rows] = tmp / f"data-{rows}.jsonl"
+            write_data(files[rows], rows)
+        walls = {rows: [] for rows in files}
+        for attempt in range(args.repeat):
+            for rows, data in files.items():
+                load = os.getloadavg()[0]
+                wall, first, res = trial(tmp / "model", data, tmp / f"home-{rows}-{attempt}")
+                walls[rows].append(wall)
+                report = res.get("data") or {}
+                lines.append(f"{rows:>9,} rows ({data.stat().st_size / 1e6:6.1f} MB): {res['status']}, wall {wall:5.1f} s "
+                             f"(CLI start to result), runner start to first step "
+                             f"{first if first is None else round(first, 1)} s; rows read {report.get('rows_read')} of "
+                             f"{report.get('rows')}; load average before {load:.2f}"
+                             + (f"; error: {res.get('error')}" if res.get("error") else ""))
+                print(lines[-1], flush=True)
+        for rows, ws in walls.items():
+            lines.append(f"{rows:>9,} rows: median wall {statistics.median(ws):5.1f} s of {len(ws)}")
             print(lines[-1], flush=True)
     header = (f"# bench/trial_big_data.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPU "
               f"cores, torch {torch.__version__}; tiny Llama (2 layers, hidden 64), lora, 3 steps, batch 2 x 32 tokens, "

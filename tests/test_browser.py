@@ -25,6 +25,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _trial_form(page, model_dir, steps: str) -> None:
+    """Trial run with a local model folder and that many steps."""
+    page.get_by_role("radio", name="Trial run").click(force=True)
+    page.get_by_text("Local model folder").click()
+    for label, value in (("Folder with config.json and weights", str(model_dir)), ("Trial steps", steps)):
+        box = page.get_by_label(label)
+        box.fill(value)
+        box.press("Enter")
+
+
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
@@ -111,14 +121,7 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
         page.get_by_text("Memory / GPU").wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "charts.png"), full_page=True)
 
-        page.get_by_role("radio", name="Trial run").click(force=True)
-        page.get_by_text("Local model folder").click()
-        folder = page.get_by_label("Folder with config.json and weights")
-        folder.fill(str(model_dir))
-        folder.press("Enter")
-        steps = page.get_by_label("Trial steps")
-        steps.fill("3")
-        steps.press("Enter")
+        _trial_form(page, model_dir, "3")
         page.get_by_text("Adjust for this machine").click()
         seq = page.get_by_label("Trial sequence length")
         seq.fill("32")
@@ -162,14 +165,7 @@ def test_bad_lines_then_a_reload_mid_run_comes_back_and_cancels(server, tiny_mod
         page.get_by_text("line 12:").wait_for(timeout=10_000)
         page.get_by_text("Recommended:").wait_for()  # the page goes on
         page.screenshot(path=str(tmp_path / "bad-lines.png"), full_page=True)
-        page.get_by_role("radio", name="Trial run").click(force=True)
-        page.get_by_text("Local model folder").click()
-        folder = page.get_by_label("Folder with config.json and weights")
-        folder.fill(str(model_dir))
-        folder.press("Enter")
-        steps = page.get_by_label("Trial steps")
-        steps.fill("10000")
-        steps.press("Enter")
+        _trial_form(page, model_dir, "10000")
         time.sleep(1)
         page.get_by_role("button", name="Launch trial run").click()
         page.get_by_text("loss").first.wait_for(timeout=240_000)

@@ -54,7 +54,7 @@ def test_a_killed_runner_ends_failed_with_its_cause(home, tiny, when):  # noqa: 
 
 @slow
 def test_a_timeout_covers_start_up_not_only_steps(home, tiny):  # noqa: F811
-    run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000, "timeout": 0.5})
+    run_id, run_dir = launch.start({"plan": plan_for(tiny, "lora").to_json(), "steps": 100000, "timeout": 0.05})  # well inside start-up (a tiny LoRA can reach a step in 0.5 s)
     res = launch.follow(run_id, timeout=120)
     assert res["status"] == "failed" and res["error_kind"] == "timeout", res
     assert not any(e["event"] == "step" for e in store.events(run_dir))  # it stopped before the first step

@@ -218,7 +218,8 @@ def write_project(plan: Plan, out: str | Path, spec=None) -> Path:
     (out / "traindata.py").write_text(Path(traindata.__file__).read_text())  # train.py imports both from its folder
     (out / "trainloop.py").write_text(Path(trainloop.__file__).read_text())
     (out / "launch.sh").write_text(launch_script(plan_for_scripts))
-    (out / "launch.sh").chmod(0o755)
+    mode = (out / "launch.sh").stat().st_mode & 0o777
+    (out / "launch.sh").chmod(mode | (mode & 0o444) >> 2)  # executable by whoever may read it (umask kept)
     (out / "requirements.txt").write_text(requirements(recipe, plan.settings))
     (out / "README.md").write_text(readme(plan, data_note))
     return out

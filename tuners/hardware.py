@@ -98,7 +98,7 @@ def cpu_device() -> GPU:
         peaks["bandwidth_gbs"] = copy_gbs()
         known = {**(known if isinstance(known, dict) else {}), key: peaks}
         try:
-            cache.write_text(json.dumps(known, indent=2))
+            store.write_private(cache, json.dumps(known, indent=2))  # this user's only
         except OSError:
             pass
     return GPU(id="cpu", name=f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)", memory_bytes=_mem_total(),

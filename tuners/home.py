@@ -31,7 +31,7 @@ def pin_home() -> Path:
 _PRIVATE_CHECKED: set[str] = set()
 
 
-OURS = ("runs.db", "runs", "uploads", "configs", "cpu_peak.json", "sample-brand-voice.jsonl")
+OURS = ("runs.db", "runs", "uploads", "configs", "specs", "cpu_peak.json", "sample-brand-voice.jsonl")
 """What we keep in the home: only these (and ``runs.db-*`` files) are made private, so a home set to a
 folder that holds other things (``TUNING_ADVISOR_HOME=~``) has nothing else of the user's changed."""
 
@@ -123,18 +123,28 @@ def disk_full(path: Path) -> bool:
     return False
 
 
+def private_dir(path: Path) -> Path:
+    """A folder (and its missing parents) only this user can enter (0700), whatever the umask."""
+    path = Path(path)
+    if not path.is_dir():
+        private_dir(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+    return path
+
+
 def uploads() -> Path:
     """The folder of uploaded data files: this user's only (0700)."""
-    folder = home() / "uploads"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    return folder
+    return private_dir(home() / "uploads")
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes | str) -> None:
     """Writes a file only this user can read (0600), whatever the umask; whole or not at all (written
-    beside it, then renamed: a full disk never leaves half a file under the name)."""
+    beside it, then renamed: a full disk never leaves half a file under the name). Every file the
+    app and the CLI write under the home goes through here (the runner runs with umask 077)."""
     path = Path(path)
+    if isinstance(data, str):
+        data = data.encode()
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

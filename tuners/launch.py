@@ -60,10 +60,10 @@ def _adopt_upload(run_id: str, run_dir: Path, request: dict) -> None:
     if not path.is_file() or path.resolve().parent != store.uploads().resolve():
         return
     own = run_dir / "data" / path.name
-    own.parent.mkdir(mode=0o700)
+    store.private_dir(own.parent)
     os.replace(path, own)
     request["plan"]["data"]["path"] = str(own)
-    (run_dir / "request.json").write_text(json.dumps(request, indent=2))
+    store.write_private(run_dir / "request.json", json.dumps(request, indent=2))
     store.update(run_id, request=request)
 
 
@@ -77,8 +77,7 @@ def start(request: dict) -> tuple[str, Path]:
     request = json.loads(json.dumps(request))  # ours to change
     run_id, run_dir = store.new_run(request)
     _adopt_upload(run_id, run_dir, request)
-    log = open(run_dir / "log.txt", "w")
-    os.chmod(run_dir / "log.txt", 0o600)
+    log = os.fdopen(os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
     env = child_env()
     # umask 077: what the run writes (events, results, the model copy, the project) is this user's only.
     proc = subprocess.Popen([sys.executable, "-m", "tuners.trial", "--run-id", run_id], cwd=ROOT, env=env,

@@ -11,7 +11,6 @@ key = hash of the config) so the torch-free estimators read it afterwards. Entry
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -40,10 +39,10 @@ def lookup(cfg: dict, in_child: bool = False) -> dict:
         except (OSError, json.JSONDecodeError):
             pass  # a damaged cache entry is derived again
     data = _derive_in_child(cfg) if in_child else derived.to_dict(derive(cfg))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    from tuners.store import private_dir, write_private
+
+    private_dir(path.parent)
+    write_private(path, json.dumps(data))  # this user's only; whole or not at all (written beside, renamed)
     return data
 
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tuners.home import (HOME_ENV, StoreError, check_home, disk_full, home, home_path, home_problem,  # noqa: F401
-                         pin_home, uploads, write_private)
+                         pin_home, private_dir, uploads, write_private)
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _COLUMNS = ("id", "created", "updated", "status", "method", "model", "device", "pid", "run_dir", "request",
@@ -133,6 +133,10 @@ BUSY_TIMEOUT = _busy_timeout()
 
 
 def _open(path: Path) -> sqlite3.Connection:
+    try:  # created 0600 before SQLite opens it (an empty file is an empty database); its -wal/-shm copy its mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
     try:
         con.execute("PRAGMA journal_mode=WAL")

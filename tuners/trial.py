@@ -328,6 +328,14 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
                                            "tokens_per_example": max(1, round(mean))})
     _estimate(t, teacher_source)
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else t.source.folder
+    from estimators.axes import optimizer
+
+    if not (t.recipe.get("quantization") or (t.recipe.get("teacher") or {}).get("quantization")
+            or "bitsandbytes" in optimizer(t.run_plan.settings["optimizer"]).needs
+            or "quantization_config" in t.source.config):  # (the same test as export.requirements)
+        # PEFT imports bitsandbytes whenever it is installed, and bitsandbytes calls torch.compile on
+        # import (~1.7 s of every trial, more under load): marked absent, PEFT skips it (issue 27).
+        sys.modules.setdefault("bitsandbytes", None)
     try:
         t.built = runtime.build({**t.run_plan.to_json(), "recipe": t.recipe}, t.source.folder, device,
                                 tokenizer_path=tokenizer_path, trust_remote_code=options.trust_remote_code,

@@ -5,9 +5,11 @@ user types is theirs to read. Serving it to a network is an explicit opt-in (REA
 network"): started with a non-loopback ``--server.address`` (or ``TUNING_ADVISOR_NETWORK=1``), the app
 then
 
-- refuses to start without ``TUNING_ADVISOR_TOKEN``, and asks every browser session for that token
-  (a password field, or once ``?token=...`` in a link: accepted, then dropped from the address at once,
-  so it stays in neither the browser's history nor a shared link);
+- refuses to start without ``TUNING_ADVISOR_TOKEN``, and asks every browser session for that token:
+  sent with the page's request (``Authorization: Bearer <token>``, as a reverse proxy or a script adds
+  it, or the cookie ``tuning_advisor_token``), typed in a password field, or once ``?token=...`` in a
+  link (accepted, then dropped from the address at once, so it stays in neither the browser's history
+  nor a shared link). The token is compared in constant time and never logged or shown;
 - reads files only under the allowed roots: the data folder, the Hugging Face cache, and the folders in
   ``TUNING_ADVISOR_ALLOWED_ROOTS`` (separated by ``:``). A path outside them is refused with the same
   message whether or not it exists, so the app cannot be used to probe the server's disk.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from estimators.errors import InputError
@@ -54,18 +57,34 @@ def checked_path(text: str, what: str) -> str:
     return str(real)
 
 
-def token_problem(query_token: str | None, typed: str | None) -> str | None:
-    """Why this session may not use the app, or None when it may."""
+COOKIE = "tuning_advisor_token"
+"""The cookie that may carry the token (set by the operator's login page or proxy)."""
+
+
+def sent_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
+    """The token the browser (or a proxy in front of it) sent with the page's request:
+    ``Authorization: Bearer <token>`` first, else the ``tuning_advisor_token`` cookie; None when neither."""
+    auth = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"), None)
+    scheme, _, value = (auth if isinstance(auth, str) else "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    cookie = cookies.get(COOKIE)
+    return (cookie.strip() or None) if isinstance(cookie, str) else None  # (a test harness may give non-strings)
+
+
+def token_problem(*offered: str | None) -> str | None:
+    """Why this session may not use the app, or None when it may: one of the tokens offered (sent with
+    the request, from the link, typed) must equal ``TUNING_ADVISOR_TOKEN`` (compared in constant time)."""
     expected = os.environ.get("TUNING_ADVISOR_TOKEN", "")
     if not expected:
         return ("this app is served on a network but TUNING_ADVISOR_TOKEN is not set: the operator must set a "
                 "token (see README, 'Serving on a network')")
-    given = query_token or typed or ""
+    given = [t for t in offered if t]
     if not given:
-        return "enter the access token (or open the link with ?token=...)"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        return "the access token is not right"
-    return None
+        return "enter the access token (or open the link with ?token=..., or send it as Authorization: Bearer ...)"
+    # every offered token is compared (no early exit on the first): the time says nothing about which matched
+    matches = [hmac.compare_digest(t.encode(), expected.encode()) for t in given]
+    return None if any(matches) else "the access token is not right"
 
 
 def gate() -> None:
@@ -76,14 +95,18 @@ def gate() -> None:
 
     if st.session_state.get("_access_ok"):
         return
+    from_link = st.query_params.get("token")
+    if from_link is not None:
+        del st.query_params["token"]  # read once, never left in the address (history, logs, shared links)
+    sent = sent_token(st.context.headers, st.context.cookies)
+    if (sent or from_link) and token_problem(sent, from_link) is None:
+        st.session_state["_access_ok"] = True  # given with the request or the link: no field to show
+        return
     st.title("Tuning Advisor")
     typed = None
     if os.environ.get("TUNING_ADVISOR_TOKEN"):
         typed = st.text_input("Access token", type="password", key="_access_token")
-    from_link = st.query_params.get("token")
-    if from_link is not None:
-        del st.query_params["token"]  # read once, never left in the address (history, logs, shared links)
-    problem = token_problem(from_link, typed)
+    problem = token_problem(sent, from_link, typed)
     if problem:
         st.error(problem)
         st.stop()

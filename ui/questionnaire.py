@@ -79,10 +79,9 @@ def _users_words(message: str, path: str, name: str) -> str:
 
 def _pasted_config(text: str) -> str:
     cfg = parse_json(text, "the pasted config")
-    folder = store.home() / "configs"
-    folder.mkdir(exist_ok=True)
+    folder = store.private_dir(store.home() / "configs")
     path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
-    path.write_text(json.dumps(cfg))
+    store.write_private(path, json.dumps(cfg))  # this user's only (0600)
     return str(path)
 
 

@@ -28,7 +28,7 @@ SAMPLE_ROWS = [{"input": f"Rewrite in our brand voice: order {i} has shipped.",
 def sample_data() -> str:
     path = store.home() / "sample-brand-voice.jsonl"
     if not path.exists():
-        path.write_text("\n".join(json.dumps(r) for r in SAMPLE_ROWS))
+        store.write_private(path, "\n".join(json.dumps(r) for r in SAMPLE_ROWS))  # this user's only (0600)
     return str(path)
 
 
