@@ -56,7 +56,7 @@ def test_export_bundles_data_and_never_points_into_the_tools_folders(tmp_path):
     doc = json.loads((out / "plan.json").read_text())
     assert doc["data"]["path"] == "data/mine.jsonl" and (out / "data" / "mine.jsonl").read_text() == data.read_text()
     assert doc["model_source"] == "meta-llama/Llama-3.1-8B" and doc["training"]["lr_schedule"] == "cosine"
-    assert (out / "trainloop.py").is_file()
+    assert (out / "trainloop.py").is_file() and (out / "traindata.py").is_file()
     # A file in the tool's own run folders, too big to bundle: named by the user, never the temp path.
     inside = store.home() / "runs" / "r1" / "data"
     inside.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ NAMES = set(axes.SHARDINGS) - {"none"}, set(axes.OPTIMIZERS) - {"adamw"}
 
 @pytest.mark.parametrize("path", ["estimators/memory.py", "estimators/steptime.py", "estimators/estimate.py",
                                   "tuners/runtime.py", "tuners/export.py", "tuners/trial.py", "ui/results.py",
-                                  "estimators/transfer.py", "estimators/stepwork.py"])
+                                  "estimators/transfer.py", "estimators/stepwork.py", "tuners/traindata.py"])
 def test_sharding_and_optimizer_names_live_only_in_their_registries(path):
     """Only estimators/axes.py lists them; others look entries up (string literals of the names are the
     registries' job)."""

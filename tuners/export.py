@@ -3,8 +3,9 @@ and ``README.md``.
 
 ``train.py`` is ``tuners/runtime.py`` copied as it is — one static script for every method, driven
 by ``plan.json`` (which carries the plan and the method's recipe from ``tuners/methods``) — with
-``trainloop.py`` beside it (schedule, clipping, eval split, checkpoints and ``--resume``, progress). It
-needs torch, transformers and peft, not this project.
+``traindata.py`` (reading, encoding, packing and batching the data) and ``trainloop.py`` (schedule,
+clipping, eval split, checkpoints and ``--resume``, progress) beside it. It needs torch, transformers
+and peft, not this project.
 
 A project is relocatable: paths inside it are relative to it (a small data file is bundled under
 ``data/``); a model that is not a hub id or an existing folder must be given (``MODEL``/``--model``),
@@ -21,7 +22,7 @@ from estimators.axes import optimizer, sharding
 from estimators.catalog import model_configs
 from estimators.methods import get
 from estimators.plan import Plan
-from tuners import methods, runtime, store, trainloop
+from tuners import methods, runtime, store, traindata, trainloop
 
 GIB = 1024**3
 
@@ -164,6 +165,9 @@ python train.py --model PATH --data FILE --max-steps 10 --output out  # a quick 
 saves {'the adapter (PEFT format)' if get(plan.method).artifact == 'adapter' else 'the whole model'} and the tokenizer under `--output`,
 with `train_log.json` (losses, eval losses). Several GPUs: `launch.sh` runs `torchrun` with the plan's sharding.
 {data_note}
+The data (`traindata.py`): JSONL, CSV or Parquet rows with input/output, prompt/completion, chat `messages` or
+`text`; the loss is on the output part only.
+
 The training loop (`trainloop.py`, defaults in `plan.json`'s `training` block; every one is an option):
 
 - learning rate: `--lr-schedule cosine|linear|constant` (cosine) after a linear warm-up over `--warmup-ratio`
@@ -211,6 +215,7 @@ def write_project(plan: Plan, out: str | Path, spec=None) -> Path:
     document["training"] = dict(trainloop.DEFAULTS)
     (out / "plan.json").write_text(json.dumps({**document, "recipe": recipe}, indent=2) + "\n")
     (out / "train.py").write_text(Path(runtime.__file__).read_text())
+    (out / "traindata.py").write_text(Path(traindata.__file__).read_text())  # train.py imports both from its folder
     (out / "trainloop.py").write_text(Path(trainloop.__file__).read_text())
     (out / "launch.sh").write_text(launch_script(plan_for_scripts))
     mode = (out / "launch.sh").stat().st_mode & 0o777
