@@ -41,11 +41,16 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def needs_bitsandbytes(recipe: dict, settings: dict) -> bool:
+    """A 4-bit base or teacher, or an 8-bit optimizer: what bitsandbytes is for."""
+    return bool(recipe.get("quantization") or (recipe.get("teacher") or {}).get("quantization")
+                or "bitsandbytes" in optimizer(settings["optimizer"]).needs)
+
+
 def requirements(recipe: dict, settings: dict) -> str:
     """Pinned to the versions this project was installed (and tested) with."""
     names = ["torch", "transformers", "peft", "accelerate", "safetensors", "pandas", "pyarrow"]
-    if recipe.get("quantization") or (recipe.get("teacher") or {}).get("quantization") \
-            or "bitsandbytes" in optimizer(settings["optimizer"]).needs:
+    if needs_bitsandbytes(recipe, settings):
         names.append("bitsandbytes")
     lines = [f"{n}=={v}" for n in names if (v := _version(n))]
     return "# Versions Tuning Advisor was tested with; torch: pick the build for your CUDA version.\n" + "\n".join(lines) + "\n"

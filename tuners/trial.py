@@ -335,11 +335,9 @@ def setup(run_id: str, run_dir: Path, plan: Plan, options: TrialOptions, hooks: 
                                            "tokens_per_example": max(1, round(mean))})
     _estimate(t, teacher_source)
     tokenizer_path = run_dir / "tokenizer" if (run_dir / "tokenizer").exists() else t.source.folder
-    from estimators.axes import optimizer
+    from tuners.export import needs_bitsandbytes
 
-    if not (t.recipe.get("quantization") or (t.recipe.get("teacher") or {}).get("quantization")
-            or "bitsandbytes" in optimizer(t.run_plan.settings["optimizer"]).needs
-            or "quantization_config" in t.source.config):  # (the same test as export.requirements)
+    if not (needs_bitsandbytes(t.recipe, t.run_plan.settings) or "quantization_config" in t.source.config):
         # PEFT imports bitsandbytes whenever it is installed, and bitsandbytes calls torch.compile on
         # import (~1.7 s of every trial, more under load): marked absent, PEFT skips it (issue 27).
         sys.modules.setdefault("bitsandbytes", None)
