@@ -25,6 +25,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _open(p, server: str):
+    """Headless Chromium on the app, once its first recommendation shows: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)  # a loaded 2-core machine: widgets' scripts load slowly
+    page.goto(server)
+    page.get_by_text("Recommended:").wait_for(timeout=180_000)
+    return browser, page
+
+
+def _upload(page, data):
+    """The data file through the sidebar's upload; returns the sidebar."""
+    sidebar = page.locator("section[data-testid='stSidebar']")
+    sidebar.get_by_text("Upload a file").click()
+    sidebar.locator("input[type='file']").set_input_files(str(data))
+    return sidebar
+
+
 def _trial_form(page, model_dir, steps: str) -> None:
     """Trial run with a local model folder and that many steps."""
     page.get_by_role("radio", name="Trial run").click(force=True)
@@ -81,18 +101,9 @@ def test_questionnaire_to_finished_trial_in_chromium(server, tiny_model, tmp_pat
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)  # a loaded 2-core machine: widgets' scripts load slowly
-        page.goto(server)
-        page.get_by_text("Recommended:").wait_for(timeout=180_000)
-
+        browser, page = _open(p, server)
         # Answer the questionnaire: another model and GPU, and upload the data file.
-        sidebar = page.locator("section[data-testid='stSidebar']")
-        sidebar.get_by_text("Upload a file").click()
-        sidebar.locator("input[type='file']").set_input_files(str(data))
+        sidebar = _upload(page, data)
         page.get_by_text("usable rows (prompt_completion)").wait_for(timeout=60_000)
         sidebar.get_by_text("From the file: 24 usable examples").wait_for(timeout=30_000)  # the plan's data facts
         model_box = sidebar.get_by_label("Model (type to search", exact=False)
@@ -153,14 +164,8 @@ def test_bad_lines_then_a_reload_mid_run_comes_back_and_cancels(server, tiny_mod
     data = tmp_path / "my-data.jsonl"
     data.write_text("\n".join(rows))
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)  # a loaded 2-core machine: widgets' scripts load slowly
-        page.goto(server)
-        page.get_by_text("Recommended:").wait_for(timeout=180_000)
-        sidebar = page.locator("section[data-testid='stSidebar']")
-        sidebar.get_by_text("Upload a file").click()
-        sidebar.locator("input[type='file']").set_input_files(str(data))
+        browser, page = _open(p, server)
+        sidebar = _upload(page, data)
         page.get_by_text("line 7:").wait_for(timeout=60_000)
         page.get_by_text("line 12:").wait_for(timeout=10_000)
         page.get_by_text("Recommended:").wait_for()  # the page goes on

@@ -36,8 +36,8 @@ def render_inputs(sb) -> dict:
         out["tokens_in"] = int(st.number_input("Prompt tokens per request", 1, 10_000_000, int(initial("tokens_in", 500)), key="tokens_in"))
         out["tokens_out"] = int(st.number_input("Generated tokens per request", 1, 10_000_000, int(initial("tokens_out", 200)), key="tokens_out"))
         ids = ["(the tuning GPU)"] + list(gpus())
-        choice = st.selectbox("Serving GPU", ids, key="serving_gpu",
-                              index=ids.index(initial("serving_gpu", ids[0])) if initial("serving_gpu", ids[0]) in ids else 0)
+        chosen = initial("serving_gpu", ids[0])
+        choice = st.selectbox("Serving GPU", ids, key="serving_gpu", index=ids.index(chosen) if chosen in ids else 0)
         out["serving_gpu"] = None if choice == ids[0] else choice
         tpot = st.number_input("Target ms per output token, median (0 = none)", 0.0, 60_000.0, float(initial("p50_tpot_ms", 0.0)), key="p50_tpot_ms")
         out["p50_tpot_ms"] = tpot or None
