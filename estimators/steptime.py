@@ -33,6 +33,9 @@ the work its kernels do on the GPU and the host's work to issue them, which over
   memory (``bench/cpu_step_sweep.py``, results in ``bench/results/``), and the blocks' elementwise
   passes and the logits cost their bytes over the measured host bandwidth, as on a GPU.
 * **eager attention**, **QLoRA dequantization**, **MoE routing**: bytes over bandwidth, as named.
+* **masked attention**: where transformers gives SDPA an explicit mask (a sliding-window layer at or past
+  its window), the memory-efficient kernel computes the whole score square instead of flash's causal
+  half (``masked_attention_factor``, counted).
 * **activation offloading**: the saved activations go to host memory in forward and come back in
   backward over the host link, on a side stream; only what compute does not hide costs.
 * **fixed per micro-batch**: data collation, host-to-device copies, the loss's host sync, logging.
@@ -68,6 +71,7 @@ from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.stepwork import (  # noqa: F401  (ranges, fitted_names, inserted_modules: re-exported, read from here)
     _bandwidth, _elementwise_bytes, _kernels, _lora_bytes, _on_gpu, _smax, constants, fitted_names, inserted_modules,
+    masked_attention_layers,
     matmul_seconds, module_features, ranges, trainable_tensors)
 from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
@@ -169,6 +173,13 @@ def _gpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
              "elementwise": _elementwise_bytes(spec, setup, tokens) * fuse / bw,
              "module_traffic": _lora_bytes(spec, setup, tokens) * fuse / bw,
              "logits": tokens * spec.vocab * logit_bytes / bw}
+    masked = masked_attention_layers(spec, setup, length)
+    if masked:
+        # The score and value matmuls run once forward, twice backward (their input gradients) and again
+        # when checkpointing recomputes: each pays what the masked kernel costs beyond the flash one.
+        passes = 3 + bool(setup.gradient_checkpointing)
+        attention = tokens * 4 * spec.heads * spec.head_dim * length * masked * passes
+        terms["masked_attention"] = (c["masked_attention_factor"] - 1) * attention / rate
     launch = _kernels(spec, setup) * c["launch_seconds_per_kernel"]
     return compute, launch, terms
 

@@ -202,3 +202,19 @@ def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
     if setup.compile:
         kernels *= c["compile_fusion"]
     return kernels * recompute
+
+
+def masked_attention_layers(spec: ModelSpec, setup: TrainSetup, length: float) -> int:
+    """Decoder layers whose SDPA call receives an explicit mask, so PyTorch cannot dispatch it to the
+    flash kernel (which takes no ``attn_mask``) and runs the memory-efficient one over every tile.
+
+    transformers builds that mask (``masking_utils._ignore_causal_mask_sdpa``, 4.49 and 5.x alike) when a
+    sliding-window layer sees at least ``sliding_window`` tokens: Phi-3-mini at 8,192 tokens, Mistral
+    v0.1, Gemma 2/3's local layers. (It does so for a padded micro-batch too; charging that here made the
+    held-out error no better, since litgpt and torchtune pass no mask, so padding is left out.)"""
+    if setup.attention != "sdpa" or spec.kind != "decoder":
+        return 0
+    from estimators.kvcache import window_layer_count  # lazy: kvcache is the serving side's module
+
+    sliding, window = window_layer_count(spec)
+    return sliding if sliding and length >= window else 0

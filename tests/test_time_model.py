@@ -78,6 +78,33 @@ def test_the_optimizer_step_grows_with_trainable_parameters_not_tokens():
     assert optimizer_seconds(spec, sharded, gpu) == pytest.approx(P8B * 18 / 2039e9 / 8)
 
 
+def test_a_sliding_window_past_its_length_pays_the_masked_attention_kernel():
+    """transformers hands SDPA an explicit mask once a sliding-window layer sees its window's length, so
+    the flash kernel is off and every tile of the score square is computed: one more attention's worth
+    of FLOPs (masked_attention_factor 2) on those layers, in every pass that runs attention."""
+    gpu = gpu_by_id("a100-80gb")
+
+    def extra(model, length, **kw):
+        spec = model_by_id(model)
+        setup = TrainSetup(method="full", batch_size=2, seq_len=length, gradient_checkpointing=True, **kw)
+        per_token = (lambda n: flops_per_token(spec, setup, None, n))
+        return step_time(spec, setup, gpu, length, per_token, 0.7).terms.get("masked_attention", 0.0)
+
+    # Phi-3-mini (window 2047, 32 layers of 32 heads x 96): score and value matmuls, 2 x 2 FLOPs per
+    # query, key and feature; forward, two backward products and the checkpointed forward = 4 passes.
+    tokens, heads_dim, layers = 2 * 8192, 32 * 96, 32
+    flops = tokens * 4 * heads_dim * 8192 * layers * 4
+    assert extra("phi-3-mini-4k", 8192) == pytest.approx(flops / (312e12 * 0.7))
+    assert extra("phi-3-mini-4k", 2000) == 0.0  # shorter than the window: is_causal, flash
+    assert extra("phi-3-mini-4k", 8192, attention="eager") == 0.0  # eager is charged by its own term
+    assert extra("llama-3.1-8b", 8192) == 0.0  # no sliding window
+    # Gemma 2: only its local layers (every other one, 21 of 42) slide, window 4096.
+    g = model_by_id("gemma-2-9b")
+    local = tokens * 4 * g.heads * g.head_dim * 8192 * 21 * 4 / (312e12 * 0.7)
+    assert extra("gemma-2-9b", 8192) == pytest.approx(local)
+    assert extra("gemma-2-9b", 4000) == 0.0
+
+
 def test_fsdp_communication_over_the_link():
     spec = model_by_id("llama-3.1-8b")
     setup = TrainSetup(method="full", num_gpus=8, sharding="fsdp", batch_size=1, seq_len=512)
