@@ -67,3 +67,20 @@ def test_offload_costs_time():
     assert on.time.seconds > 1.2 * off.time.seconds
     assert on.time.step.cpu_optimizer > 0 and off.time.step.cpu_optimizer == 0
     assert any(a.startswith("offload time:") for a in on.assumptions)
+
+
+def test_geforce_cards_gather_through_host_memory_not_at_pcie_speed():
+    """GeForce cards have no PCIe peer-to-peer, so NCCL stages collectives through host memory: 3.4 GB/s
+    (gpus.json link_source), not the 32 GB/s of their PCIe 4.0 slot that an L40S pair uses."""
+    spec = model_by_id("llama-3.1-8b")
+    setup = TrainSetup(method="lora", num_gpus=2, sharding="fsdp", batch_size=1, seq_len=512)
+    gathered = spec.total_params * 2 + trainable_params(spec, setup) * 4  # bf16 base + fp32 adapters
+    grads = trainable_params(spec, setup) * 4
+    sent = 0.5 * (2 * gathered + grads)  # half of each all-gather (forward, backward) and the reduce-scatter
+    geforce = transfer_time(spec, setup, gpu_by_id("rtx-3090"), micro_batch_seconds=0.0)
+    l40s = transfer_time(spec, setup, gpu_by_id("l40s"), micro_batch_seconds=0.0)
+    assert geforce.communication == pytest.approx(sent / 3.4e9)
+    assert l40s.communication == pytest.approx(sent / 32e9)
+    # A 7-8B LoRA micro-batch of 512 tokens computes for well under a second: the gathers set the pace
+    # (Answer.AI's 2x RTX 3090 box: 5.1 s per micro-batch of Llama-2-7B LoRA under FSDP at 512 tokens).
+    assert geforce.communication > 3

@@ -60,14 +60,19 @@ def test_recommendation_hint_and_budget_advice_call_the_one_search(calls):
 
 
 def test_persona_first_answer_is_what_a_practitioner_runs_and_min_gpus_agrees(calls, tmp_path):
-    """Answer.AI trains 70B QLoRA on 2x 24 GB with FSDP + CPU offload (fsdp_qlora, 2024)."""
+    """Answer.AI trains 70B QLoRA on 2x 24 GB with FSDP + CPU offload (fsdp_qlora, 2024); on rented cards
+    the cheapest is two 48 GB cards with FSDP, since GeForce pairs gather through host memory (3.4 GB/s),
+    which 384-token micro-batches cannot hide."""
     q = _qlora(recommend(Answers(**PERSONA)))
     m = scaling.min_gpus(q.plan, None, 50)
     first = m["options"][0]
     assert m["answer"] == first["text"] and first["cost_usd"] <= 50
-    assert first["model"] == "llama-3.1-70b" and first["method"] == "qlora" and first["num_gpus"] <= 8
-    assert first["gpu"] == "rtx-4090" and first["sharding"] == "fsdp+offload" and first["num_gpus"] == 2
-    assert first["cpu_ram"] <= first["host_memory"]  # the offload fits the workstation's RAM
+    assert first["model"] == "llama-3.1-70b" and first["method"] == "qlora" and first["num_gpus"] == 2
+    assert first["sharding"] in ("fsdp", "fsdp+offload") and first["cpu_ram"] <= first["host_memory"]
+    # on the user's own card: a second 4090, FSDP and CPU offload within the workstation's RAM, as published
+    own = scaling.search(q.plan, None, 50, limit=1, gpu_ids=("rtx-4090",))[0]
+    assert own.plan.hardware["num_gpus"] == 2 and own.plan.hardware["sharding"] == "fsdp"
+    assert own.plan.hardware["cpu_offload"] and own.estimate.host_ram <= own.estimate.host_memory_bytes
     # the CLI on the recommendation's own plan gives the same first answer
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(q.plan.to_json()))
