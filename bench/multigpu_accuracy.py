@@ -68,6 +68,7 @@ def setup_for(r: dict) -> TrainSetup:
     return TrainSetup(method=r["method"], batch_size=r["batch"], seq_len=r["seq"],
                       precision="bf16", mixed_precision=amp,
                       gradient_checkpointing=bool(r.get("grad_ckpt")), lora_rank=mp.get("lora_r") or 16,
+                      adapters_16bit=bool(mp.get("adapters_16bit")),  # PEFT before v0.11: the base's dtype
                       lora_targets=targets, quant_bits=mp.get("quant_bits") or 4, num_gpus=r["num_gpus"],
                       sharding=shard, cpu_offload="offload" in sharding.lower()
                       and not any(w in sharding.lower() for w in ("no offload", "no cpu offload")),
