@@ -160,3 +160,15 @@ def test_an_fp32_lora_plan_is_searched_without_a_qlora_variant():
                        data={"num_examples": 2000, "tokens_per_example": 300})
     options = scaling.search(plan, max_hours=1000, limit=3)
     assert options and all("QLoRA" not in " ".join(o.changes) for o in options)
+
+
+def test_what_would_fit_names_the_fewest_of_the_users_gpus():
+    """70B QLoRA on one 4090: two of them with FSDP + CPU offload fit, so the hint does not say eight with FSDP."""
+    from ui.results import what_would_fit
+
+    q = _qlora(recommend(Answers(**PERSONA)))
+    m = scaling.min_gpus(q.plan, None, 50)
+    fewest = min(f["num_gpus"] for k, f in m["by_sharding"].items() if f is not None and k != "none")
+    assert fewest == 2 and m["by_sharding"]["fsdp+offload"]["num_gpus"] == 2
+    text = what_would_fit(q.plan.to_json())
+    assert text.startswith("2 of these GPUs with") and "CPU offload" in text.split("; or ")[0]

@@ -159,8 +159,9 @@ def _what_would_fit(plan_json: str) -> str | None:
         base, _, offload = k.partition("+")
         return (axes.sharding(base).label if base in axes.SHARDING_REGISTRY else base) + (" + CPU offload" if offload else "")
 
-    options = [f"{f['num_gpus']:,} of these GPUs with {name(k)}" for k, f in m["by_sharding"].items()
-               if f is not None and k != "none"][:1]
+    # On the plan's own GPU type: the strategy that needs the fewest of them (registry order breaks ties).
+    fitting = [(f["num_gpus"], i, k) for i, (k, f) in enumerate(m["by_sharding"].items()) if f is not None and k != "none"]
+    options = [f"{n:,} of these GPUs with {name(k)}" for n, _, k in sorted(fitting)[:1]]
     options += [f"{o['num_gpus']} × {o['name']} ({o['sharding']}, {fmt_usd(o['cost_usd'])}, {fmt_hours(o['seconds'])})"
                 for o in (m.get("cheapest") or [])[:1]]
     return "; or ".join(options) or None
