@@ -70,8 +70,8 @@ from estimators.methods import quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.stepwork import (  # noqa: F401  (ranges, fitted_names, inserted_modules: re-exported, read from here)
-    _bandwidth, _elementwise_bytes, _kernels, _lora_bytes, _on_gpu, _smax, constants, fitted_names, inserted_modules,
-    masked_attention_layers,
+    _bandwidth, _elementwise_bytes, _kernels, _lora_bytes, _on_gpu, _smax, attention_flops_per_token, constants,
+    fitted_names, inserted_modules, masked_attention_layers,
     matmul_seconds, module_features, ranges, trainable_tensors)
 from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
@@ -178,7 +178,7 @@ def _gpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
         # The score and value matmuls run once forward, twice backward (their input gradients) and again
         # when checkpointing recomputes: each pays what the masked kernel costs beyond the flash one.
         passes = 3 + bool(setup.gradient_checkpointing)
-        attention = tokens * 4 * spec.heads * spec.head_dim * length * masked * passes
+        attention = tokens * attention_flops_per_token(spec, length) / spec.layers * masked * passes
         terms["masked_attention"] = (c["masked_attention_factor"] - 1) * attention / rate
     launch = _kernels(spec, setup) * c["launch_seconds_per_kernel"]
     return compute, launch, terms

@@ -204,6 +204,11 @@ def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
     return kernels * recompute
 
 
+def attention_flops_per_token(spec: ModelSpec, seq_len: float) -> float:
+    """Forward attention score and value matmuls: 2 matmuls × 2 FLOPs × L × (heads·head_dim) × s."""
+    return 4 * spec.layers * spec.heads * spec.head_dim * seq_len
+
+
 def masked_attention_layers(spec: ModelSpec, setup: TrainSetup, length: float) -> int:
     """Decoder layers whose SDPA call receives an explicit mask, so PyTorch cannot dispatch it to the
     flash kernel (which takes no ``attn_mask``) and runs the memory-efficient one over every tile.

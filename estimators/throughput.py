@@ -9,6 +9,7 @@ from estimators.methods import quantized_params, trainable_params
 from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.steptime import StepTime, constants, padding_ratio, step_time
+from estimators.stepwork import attention_flops_per_token  # noqa: F401  (read as throughput.attention_flops_per_token too)
 
 # Each method's share of the GPU's default efficiency (MFU) lives in its registry entry
 # (``MethodSpec.efficiency``, estimators/methods/); the step-time terms beside the FLOPs (launches,
@@ -53,11 +54,6 @@ class TimeEstimate:
                        step_seconds=None if self.step is None else self.step.total,
                        step_terms=None if self.step is None else self.step.to_dict())
         return out
-
-
-def attention_flops_per_token(spec: ModelSpec, seq_len: float) -> float:
-    """Forward attention score and value matmuls: 2 matmuls × 2 FLOPs × L × (heads·head_dim) × s."""
-    return 4 * spec.layers * spec.heads * spec.head_dim * seq_len
 
 
 def flops_per_token(spec: ModelSpec, setup: TrainSetup, teacher: ModelSpec | None = None,
