@@ -80,7 +80,7 @@ class OptimizerSpec:
     state_bytes: float | None = None
     """Bytes of state per trainable element when fixed by the optimizer, not the parameter's dtype."""
     moved_state_bytes: float | None = None
-    """Bytes of state per element an update reads (and writes) when not ``state_copies`` × the dtype."""
+    """Bytes of one state element an update pass moves when the states are not in the parameter's dtype."""
     factored: bool = False
     """Second moment kept as row and column statistics per matrix (Shazeer & Stern 2018)."""
     constructor: str = ""
@@ -89,6 +89,11 @@ class OptimizerSpec:
     """Constructor arguments besides the parameters and the learning rate, as (name, value) pairs."""
     foreach: bool = False
     """Accepts torch's ``foreach`` switch (list-wide kernels and their temporaries)."""
+    update_passes: tuple = (2, 1, 2, 0)
+    """Full-tensor memory passes one update makes per trainable element, counted in the implementation
+    the runtime builds, as (weights, gradients, state elements, temporaries): each weight or gradient pass
+    moves the parameter's dtype, each state pass one state element (``moved_state_bytes``, else the
+    parameter's dtype), each temporary pass a state-sized element (``estimators/steptime.py``)."""
     needs: tuple = ()
     """Packages beyond torch the runtime needs for it."""
 
@@ -97,19 +102,29 @@ class OptimizerSpec:
 
 
 OPTIMIZER_REGISTRY: dict[str, OptimizerSpec] = {o.id: o for o in (
-    # torch.optim.AdamW: exp_avg and exp_avg_sq in the parameter's dtype.
-    OptimizerSpec("adamw", "AdamW", 2, constructor="torch.optim.AdamW", foreach=True),
+    # torch.optim.AdamW: exp_avg and exp_avg_sq in the parameter's dtype. Its default on CUDA is the foreach
+    # path (torch 2.13 optim/adam.py: fused is not the default), one list-wide kernel per op, counted in
+    # _multi_tensor_adam: weight decay mul_ (weights r+w), lerp_ of exp_avg (state r+w, gradient r),
+    # mul_ and addcmul_ of exp_avg_sq (state r+w twice, gradient r), sqrt into a temporary (state r, temp w),
+    # div_ and add_ of eps on it (temp r+w twice), addcdiv_ (weights r+w, state r, temp r).
+    OptimizerSpec("adamw", "AdamW", 2, constructor="torch.optim.AdamW", foreach=True, update_passes=(4, 2, 8, 6)),
     # bitsandbytes AdamW8bit: two uint8 states plus an fp32 absmax per 256-value block (Dettmers et al. 2021):
-    # 2 + 2·4/256 = 2.03 bytes per element; an update moves the two one-byte states.
-    OptimizerSpec("adamw_8bit", "8-bit AdamW", None, state_bytes=2 + 2 * 4 / 256, moved_state_bytes=2,
-                  constructor="bitsandbytes.optim.AdamW8bit", needs=("bitsandbytes",)),
-    # SGD with momentum 0.9: one buffer in the parameter's dtype.
+    # 2 + 2·4/256 = 2.03 bytes per element. One fused kernel per tensor reads weight, gradient and the two
+    # one-byte states and writes weight and states back.
+    OptimizerSpec("adamw_8bit", "8-bit AdamW", None, state_bytes=2 + 2 * 4 / 256, moved_state_bytes=1,
+                  constructor="bitsandbytes.optim.AdamW8bit", needs=("bitsandbytes",), update_passes=(2, 1, 4, 0)),
+    # SGD with momentum 0.9: one buffer in the parameter's dtype; torch's _multi_tensor_sgd: buffer mul_ and
+    # add_ of the gradient (buffer r+w twice, gradient r), then the weights' add_ of the buffer (weights r+w,
+    # buffer r).
     OptimizerSpec("sgd", "SGD (momentum)", 1, constructor="torch.optim.SGD", kwargs=(("momentum", 0.9),),
-                  foreach=True),
+                  foreach=True, update_passes=(2, 1, 5, 0)),
     # Adafactor without momentum, fixed learning rate (transformers' implementation): rows + cols per matrix.
+    # Not counted pass by pass: weights read and written, the gradient read and a weight-sized update
+    # written and read (its factored statistics are small).
     OptimizerSpec("adafactor", "Adafactor", None, moved_state_bytes=0, factored=True,
                   constructor="transformers.optimization.Adafactor",
-                  kwargs=(("scale_parameter", False), ("relative_step", False), ("warmup_init", False))),
+                  kwargs=(("scale_parameter", False), ("relative_step", False), ("warmup_init", False)),
+                  update_passes=(4, 1, 0, 0)),
 )}
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 

@@ -42,8 +42,9 @@ the work its kernels do on the GPU and the host's work to issue them, which over
 
 and per optimizer step (once per ``grad_accum`` micro-batches):
 
-* **optimizer**: AdamW reads weights, gradients and both moments and writes weights and moments
-  (PyTorch's ``_multi_tensor_adamw``): memory-bound, in the *trainable* parameters. Sharded optimizers
+* **optimizer**: the update's full-tensor passes, counted per optimizer (PyTorch's foreach AdamW makes
+  20 passes over weights, gradients, moments and a temporary, ~40 bytes per bf16 parameter) and the
+  gradient-norm clip: memory-bound, in the *trainable* parameters. Sharded optimizers
   (ZeRO/FSDP) update only their shard. In backward (``optimizer_in_backward``) each tensor is updated
   alone: the same bytes, plus a dozen kernels per tensor. On a CPU the per-tensor loop pays host time.
 * **communication and offload** (more than one GPU, or ``cpu_offload``): ring collectives per sharding
@@ -123,14 +124,18 @@ class StepTime:
 
 
 def _optimizer_bytes_per_param(setup: TrainSetup) -> float:
-    """Bytes AdamW-style updates move per trainable parameter: read weight, gradient and states, write
-    weight and states, plus one weight-sized ``foreach`` temporary written and read. PEFT keeps adapter
-    weights (hence gradients and states) in fp32; full tuning keeps them in ``weight_bytes``."""
+    """Bytes one optimizer step moves per trainable parameter: the update's full-tensor passes as the
+    optimizer's implementation makes them (``OptimizerSpec.update_passes``), plus the gradient-norm clip
+    (``clip_grad_norm_``: ``_foreach_norm`` reads the gradients, ``_foreach_mul_`` reads and writes them),
+    which this project's loop, HF Trainer (``max_grad_norm`` 1.0) and PEFT's method comparison run by
+    default. PEFT keeps adapter weights (hence gradients and states) in fp32; full tuning keeps them in
+    ``weight_bytes``."""
     w = 4 if setup.frozen_base else setup.weight_bytes
-    grad = w
-    o = optimizer_spec(setup.optimizer)  # per element: AdamW 2 × w, 8-bit AdamW 2 × 1, SGD w, Adafactor ~0
-    states = o.moved_state_bytes if o.moved_state_bytes is not None else o.state_copies * w
-    return 2 * w + grad + 2 * states + 2 * w
+    o = optimizer_spec(setup.optimizer)
+    state = o.moved_state_bytes if o.moved_state_bytes is not None else w
+    weights, grads, states, temps = o.update_passes
+    clip = 3
+    return weights * w + (grads + clip) * w + states * state + temps * state
 
 
 def optimizer_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU) -> float:
