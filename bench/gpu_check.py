@@ -5,8 +5,8 @@ and exact checks (one step on fake tensors) of the same plans, estimated beside 
     python bench/gpu_check.py                 # on a CUDA machine: run it, write bench/results/gpu-<device>-<date>.json
     python bench/gpu_check.py --only 1b-lora  # some cases (substring of the case id)
 
-Cases: all seven methods on Llama-3.2-1B (b4 x 512), and LoRA, QLoRA and full fine-tuning on Llama-3.1-8B
-at two shapes (b1 x 512, and b4 x 1024 with checkpointing). Each trial runs in a fresh data folder (no
+Cases: LoRA, QLoRA and full fine-tuning on Llama-3.1-8B at two shapes (b1 x 512, and b4 x 1024 with
+checkpointing), then all seven methods on Llama-3.2-1B (b4 x 512). Each trial runs in a fresh data folder (no
 calibration from an earlier case) through the CLI (`tuning-advisor trial --json`), so it measures what a
 user's trial measures: peak allocated and reserved memory (torch.cuda.max_memory_*), device memory in use,
 and tokens/s over the timed steps. The exact check (`estimate --dry-run`) runs beside the trials on the
@@ -33,19 +33,19 @@ METHODS = ("prompt_tuning", "lora", "qlora", "full", "adapters", "distillation",
 
 def cases() -> list[dict]:
     out = []
-    for method in METHODS:
-        case = {"id": f"1b-{method}-b4x512", "model": "llama-3.2-1b", "method": method, "batch": 4, "seq": 512,
-                "ckpt": False, "options": []}
-        if method == "distillation":
-            case["options"] = ["--teacher", "llama-3.2-3b"]
-        out.append(case)
-    for method in ("lora", "qlora", "full"):
+    for method in ("lora", "qlora", "full"):  # the 8B first: the shapes a user's estimate most often rests on
         for batch, seq, ckpt in ((1, 512, False), (4, 1024, True)):
             case = {"id": f"8b-{method}-b{batch}x{seq}{'-ckpt' if ckpt else ''}", "model": "llama-3.1-8b",
                     "method": method, "batch": batch, "seq": seq, "ckpt": ckpt, "options": []}
             if method == "full":  # bf16 weights + grads + 8-bit AdamW states: fits an 80 GB card
                 case["options"] = ["--optimizer", "adamw_8bit"]
             out.append(case)
+    for method in METHODS:
+        case = {"id": f"1b-{method}-b4x512", "model": "llama-3.2-1b", "method": method, "batch": 4, "seq": 512,
+                "ckpt": False, "options": []}
+        if method == "distillation":
+            case["options"] = ["--teacher", "llama-3.2-3b"]
+        out.append(case)
     return out
 
 
@@ -120,7 +120,8 @@ def row_from(case: dict, trial: dict | None, trial_error: str, dry: dict | None,
                    est_peak_reserved=int(est_alloc * (1 + ALLOCATOR_SLACK)), meas_peak_reserved=meas.get("peak_reserved"),
                    est_total=est["memory"]["total"], meas_device=meas.get("peak_device"),
                    est_tokens_per_second=est["throughput"]["tokens_per_second"],
-                   meas_tokens_per_second=meas["tokens_per_second"], step_seconds=meas["step_seconds"])
+                   meas_tokens_per_second=meas["tokens_per_second"], step_seconds=meas["step_seconds"],
+                   est_setup=est.get("setup"))  # the trial's own setup, to recompute the step's terms offline
     if dry is not None and "dry_run" in dry:
         row.update(dry_peak_allocated=dry["dry_run"]["peak_allocated"], dry_seconds=dry["dry_run"].get("seconds"))
     else:
@@ -159,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", action="append", default=[], help="run the cases whose id contains this text")
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per trial (default 8; timed from step 3)")
     p.add_argument("--budget-s", type=float, default=450, help="start no trial after this many seconds (default 450)")
+    p.add_argument("--out", help="write the results here (default bench/results/gpu-<device>-<date>.json), "
+                                 "rewritten after every case so a cut-off run keeps what it measured")
     args = p.parse_args(argv)
     todo = [c for c in cases() if not args.only or any(o in c["id"] for o in args.only)]
     if args.list:
@@ -190,23 +193,31 @@ def main(argv=None) -> int:
                 rows.append({**row_from(c, None, "skipped: over the time budget", None, "skipped"), "status": "skipped"})
                 continue
             print(f"[{time.monotonic() - t0:5.0f} s] {c['id']} …", file=sys.stderr, flush=True)
-            trial, err = cli(["trial", *setup_args(c, folders), "--data", str(data), "--steps", str(args.steps), "--timeout", "240"],
-                             work / f"home-{c['id']}", 300)
+            trial, err = cli(["trial", *setup_args(c, folders), "--data", str(data), "--steps", str(args.steps), "--timeout", "150"],
+                             work / f"home-{c['id']}", 180)
             d, derr = dry[c["id"]].result() if c["id"] in dry else (None, "the exact check does not cover this method")
             rows.append(row_from(c, trial, err, d, derr))
+            if args.out:
+                write(Path(args.out), device, args.steps, t0, rows)
+    path = Path(args.out) if args.out else result_path(device, dt.date.today().isoformat())
+    write(path, device, args.steps, t0, rows)
+    print(table(rows))
+    print(f"wrote {path} ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+def write(path: Path, device: str, steps: int, t0: float, rows: list[dict]) -> None:
+    import torch
+
     versions = {"torch": torch.__version__, "cuda": torch.version.cuda}
     for name in ("transformers", "peft", "bitsandbytes"):
         try:
             versions[name] = __import__(name).__version__
         except Exception:  # noqa: BLE001 — a missing library is recorded as absent
             versions[name] = None
-    out = {"device": device, "date": dt.date.today().isoformat(), "versions": versions, "steps": args.steps,
+    out = {"device": device, "date": dt.date.today().isoformat(), "versions": versions, "steps": steps,
            "seconds": round(time.monotonic() - t0, 1), "rows": rows}
-    path = result_path(device, out["date"])
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(table(rows))
-    print(f"wrote {path.relative_to(ROOT)} ({out['seconds']:.0f} s)")
-    return 0
 
 
 if __name__ == "__main__":
