@@ -74,6 +74,11 @@ class TrainSetup:
     on a side stream that overlaps with compute (torchtune's ``enable_activation_offloading``)."""
     packing: bool = False
     """Examples are packed into full ``seq_len`` rows (no padding) instead of padded per micro-batch."""
+    lora_dropout: float = 0.0
+    """Dropout on each LoRA layer's input (PEFT's ``lora_dropout``; litgpt, H2O LLM Studio and many
+    published recipes use 0.05-0.1): one more elementwise pass over every adapted input, forward and
+    backward, and a mask kept for backward. A fact about other runs that published figures state; this
+    project's trial and export use 0 (a deterministic step, memory exact)."""
     adapters_16bit: bool = False
     """LoRA-style adapters are stored and run in the model's 16-bit dtype (litgpt, torchtune; PEFT under
     autocast computes in 16 bits too) instead of PEFT's fp32 default: a fact about other training stacks
@@ -113,6 +118,9 @@ class TrainSetup:
                     and q[0] is not None and q[1] is not None and q[0] <= q[1] and (q[2] is None or q[1] <= q[2])):
                 problems.append(f"length_quantiles must be (p50, p95, max) positive token counts in rising order "
                                 f"(got {q!r})")
+        if (isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float))
+                or not 0 <= self.lora_dropout < 1):
+            problems.append(f"lora_dropout must be a probability in [0, 1) (got {self.lora_dropout!r})")
         if self.quant_bits not in (4, 8):
             problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
         if self.teacher_logits not in ("online", "precomputed"):

@@ -72,7 +72,7 @@ from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.stepwork import (  # noqa: F401  (ranges, fitted_names, inserted_modules: re-exported, read from here)
     _bandwidth, _elementwise_bytes, _kernels, _lora_bytes, _on_gpu, _smax, attention_flops_per_token, constants,
-    fitted_names, inserted_modules, masked_attention_layers,
+    fitted_names, inserted_modules, lora_dropout_bytes, masked_attention_layers,
     matmul_seconds, module_features, ranges, trainable_tensors)
 from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
@@ -216,7 +216,8 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
     launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
               * c["cpu_dispatch_seconds_per_module"]) * recompute
     bw = _bandwidth(gpu)
-    traffic = tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute / bw
+    traffic = (tokens * module_features(spec, setup) * 4 * c["cpu_module_passes"] * recompute
+               + lora_dropout_bytes(spec, setup, tokens)) / bw
     # The blocks' elementwise passes and the loss's logits stream through memory on a CPU as on a GPU (the
     # same counted bytes over the measured host bandwidth). On the app's default trial (hidden 256, 4 x 384
     # tokens, 1 thread) they are half the step: torch.profiler gave 275 ms in aten::mm and 261 ms in the

@@ -188,7 +188,21 @@ def _lora_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
     if setup.act_bytes == FP32 and not setup.adapters_16bit:
         total /= 2  # an fp32 model: no dtype casts, no promotion
     recompute = 4 / 3 if setup.gradient_checkpointing else 1
-    return tokens * total * recompute
+    return tokens * total * recompute + lora_dropout_bytes(spec, setup, tokens)
+
+def lora_dropout_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
+    """Bytes ``lora_dropout`` adds per micro-batch: each adapted dense linear drops out its own copy of
+    the (cast) input. Forward reads it and writes the result and a mask; backward reads the gradient and
+    the mask and writes the gradient (``lora_dropout_bytes`` per input feature with PEFT's fp32 adapters,
+    ``lora16_dropout_bytes`` with 16-bit ones). Zero without dropout or without LoRA-style adapters."""
+    if not setup.lora_dropout or setup.m.adapter_linears is None:
+        return 0.0
+    c = constants()
+    per_input = c["lora16_dropout_bytes"] if setup.adapters_16bit else c["lora_dropout_bytes"]
+    features = sum(lin.count * lin.in_features for lin in setup.m.adapter_linears(spec, setup)
+                   if lin.role not in ("expert", "router", "embedding"))
+    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    return tokens * features * per_input * recompute
 
 def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
     """Kernels one micro-batch issues (forward + backward, the recomputed forward under checkpointing)."""
@@ -196,6 +210,8 @@ def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
     dense, banks = inserted_modules(spec, setup)
     per_module = c["kernels_per_lora_module"] if setup.m.adapter_linears is not None else c["kernels_per_adapter"]
     moe_layers = max((lin.count // max(spec.num_experts, 1) for lin in spec.linears if lin.role == "expert"), default=0)
+    if setup.lora_dropout and setup.m.adapter_linears is not None:
+        per_module += c["kernels_per_lora_dropout"]
     kernels = (spec.layers * c["kernels_per_layer"] + dense * per_module + banks * c["kernels_per_expert_bank"]
                + moe_layers * c["kernels_per_moe_layer"])
     recompute = 4 / 3 if setup.gradient_checkpointing else 1

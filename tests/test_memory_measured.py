@@ -10,6 +10,7 @@ import pytest
 
 from estimators.catalog import load_model
 from estimators.memory import estimate_memory
+from estimators.methods.base import lora_extra_activations
 from estimators.setup import TrainSetup
 
 torch = pytest.importorskip("torch")
@@ -79,3 +80,44 @@ def test_estimated_peak_within_15_percent(tiny_folder, method, checkpointing, pr
     # The resident part (weights + optimizer states) must be right on its own, not only the sum.
     resident = est.weights + est.optimizer
     assert abs(resident / measured.resident_before - 1) < 0.02, report
+
+
+def _saved_bytes(folder, dtype, dropout: float) -> int:
+    """Bytes of the distinct storages autograd keeps for backward after one forward of a PEFT LoRA model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=dropout))
+    model.enable_input_require_grads()  # as PEFT does under checkpointing: every block's inputs need a gradient
+    model.train()
+    kept = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, TINY["vocab_size"], (2, 32))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_lora_dropout_keeps_a_dropped_out_copy_and_a_mask_per_adapted_input(tiny_folder, precision):
+    """lora_dropout > 0 (not in this project's trials, but in published runs): what the forward keeps
+    for backward grows by what the estimate says. bf16: the mask of each adapted layer (on a CPU a noise
+    tensor in the adapters' fp32); exact. fp32: each layer also keeps its own dropped-out copy where
+    without dropout layers shared the input; the estimate may over-count one hidden-wide fp32 tensor per
+    block (the inputs only LoRA kept are freed, which it counts per distinct width)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    measured = _saved_bytes(tiny_folder, dtype, 0.1) - _saved_bytes(tiny_folder, dtype, 0.0)
+    spec = load_model(str(tiny_folder))
+    per_block = [lora_extra_activations(spec, TrainSetup(method="lora", lora_rank=8, precision=precision,
+                                                         device="cpu", lora_dropout=p)) for p in (0.0, 0.1)]
+    estimated = (per_block[1] - per_block[0]) * 2 * 32 * spec.layers
+    inputs = 6 * TINY["hidden_size"] + TINY["intermediate_size"]  # q, k, v, o, gate, up; down
+    if precision == "bf16":
+        assert measured == estimated == 4 * inputs * 2 * 32 * spec.layers
+    else:
+        assert measured <= estimated <= measured + 4 * TINY["hidden_size"] * 2 * 32 * spec.layers

@@ -153,7 +153,7 @@ def test_the_cli_source_types_no_choice_list(path):
 
 # TrainSetup fields whose setting has another name; fields that are no plan setting.
 SETUP_ALIASES = {"examples": "num_examples"}
-SETUP_ONLY = {"method", "device", "adapters_16bit", "length_quantiles"}
+SETUP_ONLY = {"method", "device", "adapters_16bit", "lora_dropout", "length_quantiles"}  # facts of published runs, not settings
 
 
 def test_trial_options_defaults_are_the_settings_defaults():

@@ -11,6 +11,7 @@ from estimators.catalog import gpu_by_id, model_by_id
 from estimators.errors import InputError
 from estimators.plan import Plan
 from estimators.setup import TrainSetup
+from estimators.stepwork import constants
 from estimators.steptime import efficiency_for, optimizer_seconds, padding_ratio, step_time
 from estimators.throughput import estimate_time, flops_per_token
 
@@ -347,3 +348,32 @@ def test_the_trial_says_which_speed_settings_and_dtype_it_changes():
     assert qlora.settings["precision"] == "bf16"  # 4-bit bases compute in 16 bits: no fp32 run
     gpu, notes = adapt(plan, "cuda", scale_down=False)
     assert gpu.settings["precision"] == "bf16" and not any("fp32" in n for n in notes)
+
+
+def test_lora_dropout_adds_its_counted_passes_and_kernels():
+    """PEFT's lora_dropout drops out each adapted layer's own fp32 copy of its input: forward reads 4,
+    writes 4 and a 1-byte mask, backward reads the gradient 4 and the mask 1 and writes 4 (18 B per
+    input feature), recomputed under checkpointing; two kernels per adapted layer."""
+    spec, gpu = model_by_id("llama-3.1-8b"), gpu_by_id("a100-80gb")
+    per_token = (lambda length: flops_per_token(spec, TrainSetup(method="lora"), None, length))
+    base = TrainSetup(method="lora", lora_rank=8, batch_size=2, seq_len=8192, gradient_checkpointing=True)
+    tokens = 2 * 8192
+    inputs_per_layer = 6 * 4096 + 14336  # q, k, v, o, gate, up read the 4,096-wide stream; down the MLP's 14,336
+    modules = 7 * 32
+    plain = step_time(spec, base, gpu, 8192, per_token, 0.5)
+    for adapters_16bit, per_input in ((False, 18), (True, 10)):
+        off = step_time(spec, dataclasses.replace(base, adapters_16bit=adapters_16bit), gpu, 8192, per_token, 0.5)
+        on = step_time(spec, dataclasses.replace(base, adapters_16bit=adapters_16bit, lora_dropout=0.05), gpu, 8192,
+                       per_token, 0.5)
+        added = tokens * 32 * inputs_per_layer * per_input * 4 / 3 / 2039e9
+        assert on.module_traffic - off.module_traffic == pytest.approx(added)
+        launch = constants()["launch_seconds_per_kernel"]  # the fitted host cost of one kernel
+        assert on.launch - off.launch == pytest.approx(modules * 2 * 4 / 3 * launch)
+        assert on.total > off.total
+    assert added > 0.1 and plain.module_traffic > 0  # a third of a second per 16k tokens: not a rounding error
+    full = TrainSetup(method="full", batch_size=2, seq_len=8192, gradient_checkpointing=True)
+    assert step_time(spec, dataclasses.replace(full, lora_dropout=0.1), gpu, 8192, per_token, 0.5).total == \
+        step_time(spec, full, gpu, 8192, per_token, 0.5).total  # no adapters, nothing to drop out
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(InputError, match="lora_dropout"):
+            TrainSetup(method="lora", lora_dropout=bad)

@@ -227,8 +227,13 @@ def lora_params(spec: ModelSpec, setup) -> int:
 def lora_extra_activations(spec: ModelSpec, setup) -> int:
     """Per token and block. PEFT casts each LoRA layer's input to the adapter's fp32 dtype: in 16-bit
     training that is a new copy per LoRA layer, kept by lora_A; lora_A's output (r) is kept by lora_B.
-    In fp32 the cast is a no-op, so layers sharing an input (q/k/v, gate/up) share one tensor."""
+    In fp32 the cast is a no-op, so layers sharing an input (q/k/v, gate/up) share one tensor.
+    ``lora_dropout`` > 0: lora_A keeps the dropped-out copy instead (one per layer, never shared) and
+    dropout keeps its mask: 1 byte per element on CUDA (``native_dropout``), on a CPU a noise tensor
+    in the input's dtype."""
     d = setup.act_bytes
+    dropout = setup.lora_dropout
+    mask = 1 if setup.device == "cuda" else FP32
     extra, seen_inputs = 0.0, set()
     for lin in lora_linears(spec, setup.lora_targets):
         share = lin.count / max(spec.layers, 1)  # how many of this layer a block has
@@ -237,10 +242,10 @@ def lora_extra_activations(spec: ModelSpec, setup) -> int:
             continue
         if lin.role in ("expert", "router"):  # folded into the weight (ParamWrapper): no input copy, see
             continue                          # activations.folded_expert_bytes
-        if d < FP32 or lin.in_features not in seen_inputs:
+        if d < FP32 or lin.in_features not in seen_inputs or dropout:
             extra += share * FP32 * lin.in_features
         seen_inputs.add(lin.in_features)
-        extra += share * FP32 * lora_rank_of(lin, setup.lora_rank)
+        extra += share * (FP32 * lora_rank_of(lin, setup.lora_rank) + mask * lin.in_features * bool(dropout))
     return int(extra)
 
 
