@@ -77,8 +77,8 @@ class TrainSetup:
     lora_dropout: float = 0.0
     """Dropout on each LoRA layer's input (PEFT's ``lora_dropout``; litgpt, H2O LLM Studio and many
     published recipes use 0.05-0.1): one more elementwise pass over every adapted input, forward and
-    backward, and a mask kept for backward. A fact about other runs that published figures state; this
-    project's trial and export use 0 (a deterministic step, memory exact)."""
+    backward, and a mask kept for backward. The trial and the export run what the plan says; the
+    default 0 keeps a step deterministic. Not with DoRA (PEFT then runs the base layer twice)."""
     adapters_16bit: bool = False
     """LoRA-style adapters are stored and run in the model's 16-bit dtype (litgpt, torchtune; PEFT under
     autocast computes in 16 bits too) instead of PEFT's fp32 default: a fact about other training stacks
@@ -121,6 +121,10 @@ class TrainSetup:
         if (isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float))
                 or not 0 <= self.lora_dropout < 1):
             problems.append(f"lora_dropout must be a probability in [0, 1) (got {self.lora_dropout!r})")
+        elif self.lora_dropout and self.method in REGISTRY and "lora_dropout" not in REGISTRY[self.method].setting_names:
+            takes = ", ".join(m for m, spec in REGISTRY.items() if "lora_dropout" in spec.setting_names)
+            problems.append(f"lora_dropout applies to {takes} (DoRA with dropout makes PEFT run the base layer twice, "
+                            f"which is not modelled): use lora_dropout 0 with {self.method}")
         if self.quant_bits not in (4, 8):
             problems.append(f"quant_bits must be 4 or 8 (got {self.quant_bits!r})")
         if self.teacher_logits not in ("online", "precomputed"):

@@ -20,6 +20,8 @@ the work its kernels do on the GPU and the host's work to issue them, which over
   ``lora.Linear.forward`` (``lora_*_bytes``). On fused expert banks PEFT's ``ParamWrapper`` folds
   ``W + s·B·A`` into a full effective weight per forward (one fp32 einsum per bank) and trains through
   it: the experts' weight-gradient GEMM runs as in full tuning, plus the fold's FLOPs and bytes.
+  ``lora_dropout`` adds one dropout pass over each adapted layer's own copy of its input, forward and
+  backward (``lora_dropout_bytes``), and two kernels per layer.
 * **elementwise passes** of the blocks (norms, rotary, activation, residual adds, in forward and
   backward): bytes per token and feature over bandwidth; **the loss**: the ``T × vocab`` logits written,
   upcast to fp32, log-softmaxed and back-propagated (``logits_bytes``) unless a fused chunked loss

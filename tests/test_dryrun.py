@@ -93,3 +93,18 @@ def test_gpu_exact_check_keeps_no_attention_scores_for_gpt2():
 
     base = peak(128)
     assert (peak(1024) - base) / (peak(512) - base) == pytest.approx((1024 - 128) / (512 - 128), rel=0.05)
+
+
+def test_lora_dropout_masks_in_the_gpu_exact_check_and_the_estimate():
+    """lora_dropout 0.1 on a real architecture: what the GPU exact check adds (CUDA's 1-byte masks, each
+    layer's own dropped-out copy) is what the estimate adds."""
+    peaks = {}
+    for p in (0.0, 0.1):
+        setup = TrainSetup(method="lora", batch_size=2, seq_len=512, lora_dropout=p, device="cuda")
+        plan = Plan.from_setup("qwen2.5-0.5b", setup)
+        assert plan.settings["lora_dropout"] == p
+        exact = dry_run(model_configs()["qwen2.5-0.5b"], plan)["peak_allocated"]
+        peaks[p] = (exact, estimate_memory(model_by_id("qwen2.5-0.5b"), setup).peak_allocated)
+        assert peaks[p][1] == pytest.approx(exact, rel=0.01)
+    exact_added, estimated_added = (peaks[0.1][i] - peaks[0.0][i] for i in (0, 1))
+    assert exact_added > 0.2 * 2**30 and estimated_added == pytest.approx(exact_added, rel=0.03)

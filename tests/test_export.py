@@ -60,6 +60,7 @@ CASES = [
     # Speed settings (issue 21): packed rows and the chunked fused loss run in the exported script.
     ("lora-packing-fused-ce", "llama", "lora", {"packing": True, "fused_cross_entropy": True, "seq_len": 32}),
     ("full-fused-ce", "llama", "full", {"fused_cross_entropy": True}),
+    ("lora-dropout", "llama", "lora", {"lora_dropout": 0.1}),
 ]
 
 
@@ -134,6 +135,19 @@ def test_lora_short_targets_resolve_per_architecture(tiny, tmp_path):
         _, project = export(tiny, tmp_path / model, model, "lora", {"lora_targets": "q,v"})
         recipe = json.loads((project / "plan.json").read_text())["recipe"]
         assert recipe["peft"]["kwargs"]["target_modules"] == expected
+
+
+def test_lora_dropout_reaches_the_exported_recipe_and_the_built_model(tiny, tmp_path):
+    """The plan's lora_dropout is what PEFT gets in the export (and so in the trial: one builder); 0 by default."""
+    from tuners import runtime
+
+    for given, expected in (({"lora_dropout": 0.1}, 0.1), ({}, 0.0)):
+        _, project = export(tiny, tmp_path / str(expected), "llama", "lora", given)
+        document = json.loads((project / "plan.json").read_text())
+        assert document["recipe"]["peft"]["kwargs"]["lora_dropout"] == expected
+        built = runtime.build(document, str(tiny / "llama"), "cpu")
+        drops = [m.lora_dropout["default"] for m in built.model.modules() if hasattr(m, "lora_dropout")]
+        assert drops and all((d.p == expected) if expected else isinstance(d, torch.nn.Identity) for d in drops)
 
 
 def test_export_refuses_a_bad_plan_with_one_line(tmp_path):

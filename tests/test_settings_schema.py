@@ -60,7 +60,7 @@ def test_cli_option_takes_default_choices_and_bounds_from_its_setting(command, a
     if spec.kind in (int, float) and spec.low is not None and action.type is not None:
         # The CLI is never stricter than the Setting (it accepts the low bound), and what it refuses the
         # Setting refuses too; what it lets through, the plan's validation checks against the Setting.
-        action.type(str(spec.low if spec.low > 0 else 1))
+        action.type(str(spec.low if spec.low > 0 else (1 if spec.high is None or spec.high >= 1 else spec.high)))
         for value in (0, -1):
             try:
                 action.type(str(value))
@@ -153,7 +153,7 @@ def test_the_cli_source_types_no_choice_list(path):
 
 # TrainSetup fields whose setting has another name; fields that are no plan setting.
 SETUP_ALIASES = {"examples": "num_examples"}
-SETUP_ONLY = {"method", "device", "adapters_16bit", "lora_dropout", "length_quantiles"}  # facts of published runs, not settings
+SETUP_ONLY = {"method", "device", "adapters_16bit", "length_quantiles"}
 
 
 def test_trial_options_defaults_are_the_settings_defaults():
@@ -183,7 +183,7 @@ def test_train_setup_accepts_what_its_setting_accepts(name):
 
 
 # App widgets whose value feeds a plan setting, by the start of their session key.
-UI_KEYS = {"wi_batch": "batch_size", "wi_seq": "seq_len", "wi_rank": "lora_rank", "wi_accum": "grad_accum",
+UI_KEYS = {"wi_batch": "batch_size", "wi_seq": "seq_len", "wi_rank": "lora_rank", "wi_dropout": "lora_dropout", "wi_accum": "grad_accum",
            "wi_epochs": "epochs", "wi_gpus": "num_gpus", "trial_batch": "batch_size", "trial_seq": "seq_len",
            "num_gpus": "num_gpus", "custom_mem": "gpu_memory_gib", "custom_tflops": "gpu_tflops",
            "custom_price": "price_per_hour", "num_tasks": "tasks", "num_examples": "num_examples",

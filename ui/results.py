@@ -305,6 +305,11 @@ def render_what_if(by_method: dict, gpu, budget: tuple = (None, None)) -> None:
     if "lora_rank" in s:
         settings["lora_rank"] = int(c3.select_slider("LoRA rank", choices([4, 8, 16, 32, 64, 128, 256], s["lora_rank"]),
                                                      value=s["lora_rank"], key=f"wi_rank_{method}"))
+    if "lora_dropout" in s:  # one more pass over each adapted input and a mask per input (estimators/stepwork.py)
+        settings["lora_dropout"] = float(c2.select_slider(
+            "LoRA dropout", choices([0.0, 0.05, 0.1], s["lora_dropout"]), value=s["lora_dropout"],
+            key=f"wi_dropout_{method}", help="PEFT's lora_dropout: 0 keeps the step deterministic; 0.05-0.1 costs "
+                                              "a pass over every adapted input and a 1-byte mask per element"))
     settings["grad_accum"] = int(c1.number_input("Gradient accumulation", 1, 4096, s["grad_accum"],
                                                  key=f"wi_accum_{method}"))
     settings["epochs"] = float(c3.number_input("Epochs", 0.1, 1000.0, float(s["epochs"]), step=0.5,

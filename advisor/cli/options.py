@@ -20,7 +20,7 @@ from advisor.cli.parsing import setting_type
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training setup", ("batch_size", "seq_len", "precision", "mixed_precision", "optimizer",
                         "gradient_checkpointing", "attention", "grad_accum")),
-    ("method options", ("lora_rank", "lora_targets", "quant_bits", "double_quant", "num_virtual_tokens",
+    ("method options", ("lora_rank", "lora_targets", "lora_dropout", "quant_bits", "double_quant", "num_virtual_tokens",
                         "adapter_size", "teacher", "teacher_quant_bits", "teacher_logits")),
     ("hardware and budget", ("gpu", "gpu_memory_gib", "gpu_tflops", "num_gpus", "sharding", "cpu_offload",
                              "price_per_hour", "host_memory_gib")),

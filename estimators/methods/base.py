@@ -281,4 +281,9 @@ LORA_SETTINGS = (
             optional=True),
     Setting("lora_targets", "all-linear", "all-linear or a comma list of module names (q,v is short for q_proj,v_proj)",
             str),
+    Setting("lora_dropout", 0.0, "dropout on each LoRA layer's input (PEFT's lora_dropout; recipes often use "
+            "0.05-0.1): one more pass over every adapted input and a mask kept for backward; 0 keeps the step "
+            "deterministic", float, low=0.0, high=0.9),
 )
+# DoRA with dropout makes PEFT run the base layer again on the dropped-out input (not modelled): no dropout.
+DORA_SETTINGS = tuple(s for s in LORA_SETTINGS if s.name != "lora_dropout")

@@ -9,7 +9,7 @@ What PEFT 0.21 does per DoRA layer and step (peft/tuners/lora/dora.py), and what
 * per micro-batch, not per token: ``B·A`` rebuilt through an identity matrix and the column norms
   of ``W + s·B·A`` (detached, Liu et al. §4.3): ~``2·r·in·(in + out) + 3·in·out`` FLOPs per layer.
 """
-from estimators.methods.base import (FP32, LORA_SETTINGS, MethodSpec, lora_assumptions, lora_extra_activations,
+from estimators.methods.base import (FP32, DORA_SETTINGS, MethodSpec, lora_assumptions, lora_extra_activations,
                                      lora_linears, lora_modules, lora_params)
 
 
@@ -38,7 +38,7 @@ def _assumptions(spec, setup):
 
 SPEC = MethodSpec(
     id="dora", label="DoRA", summary="LoRA with a learned magnitude per output (weight-decomposed LoRA)",
-    trains_base=False, settings=LORA_SETTINGS, default_lr=2e-4,
+    trains_base=False, settings=DORA_SETTINGS, default_lr=2e-4,
     trainable=_trainable,
     adapter_linears=lambda spec, setup: lora_linears(spec, setup.lora_targets),
     added_modules=lora_modules,

@@ -5,8 +5,9 @@ ID = "lora"
 
 
 def lora_kwargs(settings, spec, use_dora: bool = False) -> dict:
-    # Dropout 0 keeps the step deterministic and the memory model exact (dropout keeps a mask per input).
-    return {"r": settings["lora_rank"], "lora_alpha": settings["lora_alpha"], "lora_dropout": 0.0,
+    # Dropout (default 0: a deterministic step) as the plan says; the memory model counts its masks.
+    return {"r": settings["lora_rank"], "lora_alpha": settings["lora_alpha"],
+            "lora_dropout": float(settings.get("lora_dropout") or 0.0),
             "target_modules": lora_target_modules(spec, settings["lora_targets"]), "use_dora": use_dora}
 
 
