@@ -105,7 +105,7 @@ def _saved_bytes(folder, dtype, dropout: float) -> int:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_lora_dropout_keeps_a_dropped_out_copy_and_a_mask_per_adapted_input(tiny_folder, precision):
-    """lora_dropout > 0 (not in this project's trials, but in published runs): what the forward keeps
+    """lora_dropout > 0 (a plan setting, default 0; common in published recipes): what the forward keeps
     for backward grows by what the estimate says. bf16: the mask of each adapted layer (on a CPU a noise
     tensor in the adapters' fp32); exact. fp32: each layer also keeps its own dropped-out copy where
     without dropout layers shared the input; the estimate may over-count one hidden-wide fp32 tensor per

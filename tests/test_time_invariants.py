@@ -98,7 +98,8 @@ def _applies(spec, method):
 def run_properties() -> dict[str, list[str]]:
     """Every property over the whole grid: ``name -> failures`` (each naming model, GPU and shape)."""
     fails: dict[str, list[str]] = {k: [] for k in ("frozen_not_slower", "tps_rises_with_batch", "moe_lora_near_full",
-                                                   "qlora_not_faster", "linear_in_tokens", "virtual_tokens_cost")}
+                                                   "qlora_not_faster", "linear_in_tokens", "virtual_tokens_cost",
+                                                   "dropout_costs")}
     for spec in _models():
         for gpu in _gpus():
             for length in LENGTHS:
@@ -125,6 +126,12 @@ def run_properties() -> dict[str, list[str]]:
                             if step.launch <= 0.5 * full_step.busy and step.total > t_full * (1 + FROZEN_TOLERANCE):
                                 fails["frozen_not_slower"].append(
                                     f"{method} {step.total:.4g} s > full {t_full:.4g} s: {where}")
+                        for method in ("lora", "qlora"):  # a dropout pass and its mask are never free
+                            if method in times and "lora_dropout" in TrainSetup.__dataclass_fields__:
+                                dropped = _setup(spec, method, batch, length, ckpt, lora_dropout=0.1)
+                                if dropped is not None and not _seconds(spec, gpu, dropped) > times[method]:
+                                    fails["dropout_costs"].append(
+                                        f"{method} with lora_dropout 0.1 no slower than without: {where}")
                         if spec.is_moe and "lora" in times and times["lora"] > MOE_FACTOR * t_full:
                             fails["moe_lora_near_full"].append(
                                 f"lora {times['lora']:.4g} s > {MOE_FACTOR}x full {t_full:.4g} s: {where}")
@@ -165,7 +172,7 @@ def _results():
 
 
 @pytest.mark.parametrize("name", ["frozen_not_slower", "tps_rises_with_batch", "moe_lora_near_full",
-                                  "qlora_not_faster", "linear_in_tokens", "virtual_tokens_cost"])
+                                  "qlora_not_faster", "linear_in_tokens", "virtual_tokens_cost", "dropout_costs"])
 def test_property_holds_on_the_whole_catalog_grid(name):
     fails = _results()[name]
     assert not fails, f"{len(fails)} failures, e.g.:\n" + "\n".join(fails[:8])
