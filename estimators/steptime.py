@@ -74,7 +74,7 @@ from estimators.setup import DTYPE_BYTES, TrainSetup
 from estimators.spec import ModelSpec
 from estimators.stepwork import (  # noqa: F401  (ranges, fitted_names, inserted_modules: re-exported, read from here)
     _bandwidth, _elementwise_bytes, _kernels, _lora_bytes, _on_gpu, _smax, attention_flops_per_token, constants,
-    fitted_names, inserted_modules, lora_dropout_bytes, masked_attention_layers,
+    fitted_names, inserted_modules, lora_dropout_bytes, masked_attention_layers, recompute_factor,
     matmul_seconds, module_features, ranges, trainable_tensors)
 from estimators.transfer import DEFAULT_LINK_GBS, transfer_time  # PCIe 4.0 x16: also the host link of activation offloading
 
@@ -213,7 +213,7 @@ def _cpu_terms(spec: ModelSpec, setup: TrainSetup, gpu: GPU, length: float, flop
         compute = base / rate + max(0.0, flops - base) / rate32
     else:
         compute = flops / rate if rate else 0.0
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1
+    recompute = recompute_factor(setup)
     dense, banks = inserted_modules(spec, setup)
     launch = (spec.layers * c["cpu_dispatch_seconds_per_layer"] + (dense + banks)
               * c["cpu_dispatch_seconds_per_module"]) * recompute

@@ -157,6 +157,16 @@ def matmul_seconds(spec: ModelSpec, setup: TrainSetup, gpu: GPU, tokens: float, 
             flops += lin.count * (forwards + 2) * (fa + fb)
     return seconds, flops
 
+def recompute_factor(setup: TrainSetup) -> float:
+    """Forward passes plus backward (twice a forward's work) over a step without checkpointing: 4/3 when
+    checkpointing runs each block's forward again in backward, else 1."""
+    return 4 / 3 if setup.gradient_checkpointing else 1
+
+def _dense_adapted(spec: ModelSpec, setup: TrainSetup):
+    """The LoRA-style adapted linears that wrap a dense layer (PEFT's ``lora.Linear``): not the expert banks
+    or the router (folded into the weight, ``matmul_seconds``) nor an embedding (tiny)."""
+    return (lin for lin in setup.m.adapter_linears(spec, setup) if lin.role not in ("expert", "router", "embedding"))
+
 def _elementwise_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
     """Bytes the blocks' elementwise kernels (norms, rotary, activation, residual adds; forward and
     backward) move per micro-batch: a counted number of bytes per token and feature of the residual
@@ -164,8 +174,7 @@ def _elementwise_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> flo
     c = constants()
     features = spec.hidden + spec.intermediate * max(spec.experts_per_token, 1)
     per_token = c["elementwise_bytes_per_feature"] * features * spec.layers * setup.act_bytes / 2
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1
-    return tokens * per_token * recompute
+    return tokens * per_token * recompute_factor(setup)
 
 def _lora_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
     """PEFT's per-token elementwise passes around each adapted dense linear (fp32 adapters in 16-bit
@@ -178,17 +187,14 @@ def _lora_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
         # Bottleneck adapters: down, activation, up, residual add on hidden-sized tensors, fp32.
         return tokens * module_features(spec, setup) * c["lora_output_bytes"] / 2
     total = 0.0
-    for lin in setup.m.adapter_linears(spec, setup):
-        if lin.role in ("expert", "router", "embedding"):
-            continue  # folded into the weight (matmul_seconds) or tiny
+    for lin in _dense_adapted(spec, setup):
         if setup.adapters_16bit:  # no casts, no promotion: scale, add and their gradients in 16 bits
             total += lin.count * (lin.in_features * c["lora16_input_bytes"] + lin.out_features * c["lora16_output_bytes"])
         else:
             total += lin.count * (lin.in_features * c["lora_input_bytes"] + lin.out_features * c["lora_output_bytes"])
     if setup.act_bytes == FP32 and not setup.adapters_16bit:
         total /= 2  # an fp32 model: no dtype casts, no promotion
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1
-    return tokens * total * recompute + lora_dropout_bytes(spec, setup, tokens)
+    return tokens * total * recompute_factor(setup) + lora_dropout_bytes(spec, setup, tokens)
 
 def lora_dropout_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> float:
     """Bytes ``lora_dropout`` adds per micro-batch: each adapted dense linear drops out its own copy of
@@ -199,10 +205,8 @@ def lora_dropout_bytes(spec: ModelSpec, setup: TrainSetup, tokens: float) -> flo
         return 0.0
     c = constants()
     per_input = c["lora16_dropout_bytes"] if setup.adapters_16bit else c["lora_dropout_bytes"]
-    features = sum(lin.count * lin.in_features for lin in setup.m.adapter_linears(spec, setup)
-                   if lin.role not in ("expert", "router", "embedding"))
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1
-    return tokens * features * per_input * recompute
+    features = sum(lin.count * lin.in_features for lin in _dense_adapted(spec, setup))
+    return tokens * features * per_input * recompute_factor(setup)
 
 def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
     """Kernels one micro-batch issues (forward + backward, the recomputed forward under checkpointing)."""
@@ -214,10 +218,9 @@ def _kernels(spec: ModelSpec, setup: TrainSetup) -> float:
         per_module += c["kernels_per_lora_dropout"]
     kernels = (spec.layers * c["kernels_per_layer"] + dense * per_module + banks * c["kernels_per_expert_bank"]
                + moe_layers * c["kernels_per_moe_layer"])
-    recompute = 4 / 3 if setup.gradient_checkpointing else 1
     if setup.compile:
         kernels *= c["compile_fusion"]
-    return kernels * recompute
+    return kernels * recompute_factor(setup)
 
 
 def attention_flops_per_token(spec: ModelSpec, seq_len: float) -> float:
