@@ -34,12 +34,12 @@ def tiny_folder(tmp_path_factory):
     return folder
 
 
-def build(folder, method: str, dtype, checkpointing: bool):
+def build(folder, method: str, dtype, checkpointing: bool, lora_dropout: float = 0.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
     if method == "lora":
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=0.0))
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=lora_dropout))
     elif method == "dora":  # DoRA (Liu et al. 2024): PEFT's LoRA with a learned magnitude per output
         model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=0.0,
                                                            use_dora=True))
@@ -84,12 +84,8 @@ def test_estimated_peak_within_15_percent(tiny_folder, method, checkpointing, pr
 
 def _saved_bytes(folder, dtype, dropout: float) -> int:
     """Bytes of the distinct storages autograd keeps for backward after one forward of a PEFT LoRA model."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear", lora_dropout=dropout))
+    model = build(folder, "lora", dtype, False, lora_dropout=dropout)
     model.enable_input_require_grads()  # as PEFT does under checkpointing: every block's inputs need a gradient
-    model.train()
     kept = {}
 
     def pack(t):
